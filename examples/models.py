@@ -1,0 +1,142 @@
+"""Example models used by the demo, the tests and the benchmarks.
+
+Every factory returns ``(module, example_inputs)`` so it can be given to the CLI as
+``examples/models.py:<factory>`` or to :func:`sparseforge.load`.
+
+* ``transformer_encoder``: a stack of ``torch.nn.TransformerEncoderLayer`` (small, for the demo and tests).
+* ``bert_encoder``: a 12-layer BERT-base-shaped encoder (hidden 768, 12 heads, FFN 3072), for benchmarks.
+* ``mobilenetv2``: a MobileNetV2-style CNN (inverted residuals, depthwise 3x3, 1x1 expand/project, BatchNorm,
+  ReLU6), ``width`` scales the channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _seeded(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+class TransformerEncoderModel(nn.Module):
+    """``TransformerEncoderLayer`` stack with a final LayerNorm; input ``[batch, seq, d_model]``."""
+
+    def __init__(self, d_model: int, nhead: int, dim_ff: int, layers: int, activation: str = "gelu"):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            d_model, nhead, dim_ff, dropout=0.0, activation=activation, batch_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.encoder(x))
+
+
+def transformer_encoder(
+    d_model: int = 128, nhead: int = 4, dim_ff: int = 512, layers: int = 2, seq: int = 32, batch: int = 1,
+    seed: int = 0,
+):
+    """Small Transformer encoder (2 layers, d_model 128, FFN 512) for the demo and tests."""
+    _seeded(seed)
+    model = TransformerEncoderModel(d_model, nhead, dim_ff, layers).eval()
+    return model, (torch.randn(batch, seq, d_model),)
+
+
+def bert_encoder(seq: int = 128, batch: int = 1, layers: int = 12, seed: int = 0):
+    """BERT-base-shaped encoder: 12 layers, hidden 768, 12 heads, FFN 3072, GELU."""
+    _seeded(seed)
+    model = TransformerEncoderModel(768, 12, 3072, layers).eval()
+    return model, (torch.randn(batch, seq, 768),)
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU6(inplace=False),
+        )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(ConvBNReLU(cin, hidden, kernel=1))
+        layers += [
+            ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018) layout; ``width`` multiplies every channel count."""
+
+    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                (6, 320, 1, 1)]
+
+    def __init__(self, width: float = 1.0, num_classes: int = 1000, settings=None):
+        super().__init__()
+        cin = _make_divisible(32 * width)
+        last = _make_divisible(1280 * max(1.0, width))
+        feats: list[nn.Module] = [ConvBNReLU(3, cin, stride=2)]
+        for t, c, n, s in settings or self.SETTINGS:
+            cout = _make_divisible(c * width)
+            for i in range(n):
+                feats.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        feats.append(ConvBNReLU(cin, last, kernel=1))
+        self.features = nn.Sequential(*feats)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(last, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    """Give BatchNorm layers non-trivial statistics, as in a trained network."""
+    g = torch.Generator().manual_seed(1234)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def mobilenetv2(width: float = 1.0, resolution: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0):
+    """Full MobileNetV2 at 224x224 (the benchmark model)."""
+    _seeded(seed)
+    model = MobileNetV2(width, num_classes)
+    _randomize_bn(model)
+    return model.eval(), (torch.randn(batch, 3, resolution, resolution),)
+
+
+def small_cnn(seed: int = 0):
+    """A reduced MobileNetV2 (width 0.5, 96x96, fewer blocks, 100 classes) for the demo and tests."""
+    _seeded(seed)
+    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 2)]
+    model = MobileNetV2(0.5, 100, settings)
+    _randomize_bn(model)
+    return model.eval(), (torch.randn(1, 3, 96, 96),)

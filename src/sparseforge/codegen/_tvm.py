@@ -1,0 +1,53 @@
+"""The only module that imports Apache TVM.
+
+TVM 0.27 renamed much of its Python API (``tvm.tir`` -> ``tvm.tirx``, ``tvm.dlight`` -> ``tvm.s_tir.dlight``,
+JSON-dict targets only). Everything else in sparseforge imports TVM names from here, so the next rename is a
+one-file fix. Importing this module costs about 1.5 s; import it lazily from code paths that need codegen.
+"""
+
+from __future__ import annotations
+
+try:
+    import tvm
+    from tvm import relax, s_tir, te, tirx, topi
+    from tvm.relax.frontend.onnx import onnx_frontend
+    from tvm.s_tir import dlight
+    from tvm.script import ir as I  # noqa: E741
+    from tvm.script import relax as R
+    from tvm.script import tirx as T
+except ImportError as exc:  # pragma: no cover - exercised only without the [tvm] extra
+    raise ImportError(
+        "sparseforge code generation needs Apache TVM: pip install 'apache-tvm==0.27.0.post1' "
+        "'apache-tvm-ffi==0.1.14.post0' (or `make install`)"
+    ) from exc
+
+Target = tvm.target.Target
+IRModule = tvm.IRModule
+
+
+def cpu_device():
+    return tvm.cpu(0)
+
+
+def to_tvm_tensor(array, device=None):
+    """A TVM runtime tensor holding a copy of the NumPy ``array``."""
+    return tvm.runtime.tensor(array, device or tvm.cpu(0))
+
+
+__all__ = [
+    "I",
+    "IRModule",
+    "R",
+    "T",
+    "Target",
+    "cpu_device",
+    "dlight",
+    "onnx_frontend",
+    "relax",
+    "s_tir",
+    "te",
+    "tirx",
+    "to_tvm_tensor",
+    "topi",
+    "tvm",
+]

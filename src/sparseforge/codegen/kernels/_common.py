@@ -1,0 +1,294 @@
+"""Shared pieces of the kernel builders: target description, kernel record, TVMScript emission.
+
+Kernels are generated as TVMScript *source text* with every shape and (for static kernels) every sparsity offset
+written as a literal, then parsed with ``tvm.script.from_source``. Generating text sidesteps the TVMScript closure
+trap (names in buffer annotations resolving to module globals) and makes the generated code easy to read:
+``kernel.func.script()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------------- target
+
+
+@dataclass(frozen=True)
+class KernelTarget:
+    """What a kernel builder needs to know about the machine.
+
+    lanes: float32 lanes of one vector register (16 AVX-512, 8 AVX2, 4 NEON / wasm SIMD128).
+    threads: number of parallel tasks a kernel is split into (1: no ``T.parallel`` at all).
+    tvm_target: TVM target in JSON-dict form, e.g. ``{"kind": "llvm", "mcpu": "znver5"}``.
+    registers: vector registers available for accumulators (32 on AVX-512 and NEON, 16 on AVX2).
+    gather: hardware gather used by M=1 kernels: "avx512", "avx2" or "none" (portable per-lane loads).
+    cache_bytes: per-core cache budget (L2) used to size the dense-operand panels.
+    """
+
+    lanes: int = 4
+    threads: int = 1
+    tvm_target: dict = field(default_factory=lambda: {"kind": "llvm"})
+    registers: int = 16
+    gather: str = "none"
+    cache_bytes: int = 1 << 20
+
+    def tvm(self):
+        from .._tvm import Target
+
+        return Target(dict(self.tvm_target))
+
+
+def _llvm_features(tvm_target: dict) -> tuple[bool, bool]:
+    from .._tvm import Target, tvm
+
+    if tvm_target.get("kind") != "llvm":
+        return False, False
+    tgt = Target(dict(tvm_target))
+    has = tvm.target.codegen.llvm_cpu_has_features
+    try:
+        return bool(has(["avx512f"], tgt)), bool(has(["avx2"], tgt))
+    except Exception:  # pragma: no cover - non-x86 LLVM builds
+        return False, False
+
+
+def host_tvm_target() -> dict:
+    """The detected host CPU as a TVM target dict (``Target.from_device(cpu)``)."""
+    from .._tvm import Target, tvm
+
+    cfg = dict(Target.from_device(tvm.cpu()).export())
+    return {k: v for k, v in cfg.items() if k in ("kind", "mtriple", "mcpu", "mattr", "mabi")}
+
+
+def make_target(tvm_target: dict | None = None, *, threads: int | None = None, lanes: int | None = None,
+                **overrides) -> KernelTarget:
+    """A :class:`KernelTarget` for ``tvm_target`` (default: host) with lanes/registers/gather derived from its
+    CPU features unless given."""
+    tvm_target = dict(tvm_target) if tvm_target is not None else host_tvm_target()
+    avx512, avx2 = _llvm_features(tvm_target)
+    if lanes is None:
+        lanes = 16 if avx512 else (8 if avx2 else 4)
+    triple = str(tvm_target.get("mtriple", ""))
+    registers = 32 if (avx512 or triple.startswith("aarch64")) else 16
+    gather = "avx512" if (avx512 and lanes % 16 == 0) else ("avx2" if (avx2 and lanes % 8 == 0) else "none")
+    cfg = dict(lanes=lanes, threads=threads or os.cpu_count() or 1, tvm_target=tvm_target,
+               registers=registers, gather=gather)
+    cfg.update(overrides)
+    return KernelTarget(**cfg)
+
+
+def resolve_target(target: Any = None) -> KernelTarget:
+    """Accept None (host), a :class:`KernelTarget`, a dict or any object with ``lanes``/``threads``/``tvm_target``
+    (or a ``to_tvm()`` method giving the TVM target dict)."""
+    if isinstance(target, KernelTarget):
+        return target
+    if target is None:
+        return make_target()
+    if isinstance(target, dict):
+        get = target.get
+    else:
+        def get(key, default=None):
+            return getattr(target, key, default)
+    tvm_target = get("tvm_target")
+    if tvm_target is None and callable(get("to_tvm")):
+        tvm_target = get("to_tvm")()
+    if tvm_target is not None and not isinstance(tvm_target, dict):
+        tvm_target = dict(tvm_target.export())  # a tvm Target object
+    extra = {k: get(k) for k in ("registers", "gather", "cache_bytes") if get(k) is not None}
+    return make_target(tvm_target, threads=get("threads"), lanes=get("lanes"), **extra)
+
+
+# --------------------------------------------------------------------------------------------------- kernel
+
+
+ACTIVATIONS = ("none", "relu", "relu6", "gelu", "sigmoid", "silu", "tanh")
+
+
+@dataclass(frozen=True)
+class SparseKernel:
+    """A scheduled TIR kernel specialized to one constant weight.
+
+    Called as ``func(X, *constants, Y)`` (destination passing, as ``relax.call_tir``); ``constants`` hold the packed
+    weight (values, indices, bias, ...), ``in_shape``/``out_shape`` the activation input and output shapes.
+    ``info`` describes the chosen format/variant (for reports and cost models).
+    """
+
+    name: str
+    func: Any
+    constants: tuple[np.ndarray, ...]
+    out_shape: tuple[int, ...]
+    out_dtype: str
+    in_shape: tuple[int, ...] = ()
+    info: dict = field(default_factory=dict, compare=False)
+    _reference: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """NumPy result (float64 accumulation, cast to float32)."""
+        return self._reference(np.asarray(x))
+
+
+def apply_activation_np(y: np.ndarray, activation: str) -> np.ndarray:
+    """Float64 reference of the fused activations."""
+    from scipy.special import erf
+
+    if activation == "none":
+        return y
+    if activation == "relu":
+        return np.maximum(y, 0)
+    if activation == "relu6":
+        return np.clip(y, 0, 6)
+    if activation == "gelu":
+        return 0.5 * y * (1 + erf(y / np.sqrt(2.0)))
+    if activation == "sigmoid":
+        return 1 / (1 + np.exp(-y))
+    if activation == "silu":
+        return y / (1 + np.exp(-y))
+    if activation == "tanh":
+        return np.tanh(y)
+    raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+
+
+def matmul_reference(weight: np.ndarray, bias: np.ndarray | None, activation: str):
+    w = np.asarray(weight, np.float64)
+    b = None if bias is None else np.asarray(bias, np.float64)
+
+    def ref(x):
+        y = np.asarray(x, np.float64) @ w.T
+        if b is not None:
+            y = y + b
+        return apply_activation_np(y, activation).astype(np.float32)
+
+    return ref
+
+
+def check_common(weight, bias, activation, name) -> tuple[np.ndarray, np.ndarray | None]:
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    if weight.ndim != 2:
+        raise ValueError(f"{name}: weight must be 2-D [out, in], got shape {weight.shape}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{name}: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+        if bias.shape[0] != weight.shape[0]:
+            raise ValueError(f"{name}: bias has {bias.shape[0]} entries, weight has {weight.shape[0]} rows")
+    return weight, bias
+
+
+_name_counter = [0]
+
+
+def unique_name(prefix: str) -> str:
+    _name_counter[0] += 1
+    return f"{prefix}_{os.getpid()}_{_name_counter[0]}"
+
+
+def index_dtype(k: int) -> str:
+    """Narrowest index dtype for column indices in [0, k)."""
+    return "uint16" if k <= 65536 else "int32"
+
+
+def pow2_ceil(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+def balanced_chunks(work: np.ndarray, parts: int) -> np.ndarray:
+    """Split items with per-item ``work`` into ``parts`` contiguous chunks of about equal total work.
+
+    Returns chunk boundaries (int32, length parts + 1)."""
+    n = len(work)
+    parts = max(1, min(parts, n)) if n else 1
+    cum = np.concatenate([[0], np.cumsum(np.asarray(work, np.float64) + 1e-3)])
+    targets = cum[-1] * np.arange(parts + 1) / parts
+    bounds = np.searchsorted(cum, targets, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, n
+    return np.maximum.accumulate(bounds).astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------------- emission
+
+
+class Src:
+    """Indented TVMScript source builder."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.depth = 0
+        self._n = 0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    @contextlib.contextmanager
+    def block(self, header: str):
+        self(header)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def var(self, prefix: str = "t") -> str:
+        self._n += 1
+        return f"{prefix}{self._n}"
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def f32(x: float) -> str:
+    return f"T.float32({float(np.float32(x))!r})"
+
+
+def func_header(src: Src, name: str, params: list[tuple[str, tuple[int, ...], str]]) -> None:
+    args = ", ".join(f"{p}: T.Buffer({tuple(int(s) for s in shape)!r}, {dt!r})" for p, shape, dt in params)
+    src("@T.prim_func")
+    src(f"def {name}({args}):")
+    src.depth += 1
+    src(f'T.func_attr({{"global_symbol": {name!r}, "tir.noalias": True, "tirx.is_scheduled": True}})')
+
+
+def parse(src: Src):
+    from .._tvm import T, tvm
+
+    try:
+        return tvm.script.from_source(src.text(), extra_vars={"T": T})
+    except Exception as exc:  # keep the generated text for debugging
+        raise RuntimeError(f"TVMScript parse failed: {exc}\n--- generated source ---\n{src.text()[:20000]}") from exc
+
+
+def vec_loops(src: Src, extent: int, lanes: int, var: str):
+    """Open loops covering ``range(extent)`` with vectors at most ``lanes`` wide; yields the index expression.
+
+    Emits ``for var_o in T.unroll(extent // lanes): for var in T.vectorized(lanes)`` when extent > lanes."""
+    return _VecLoops(src, extent, lanes, var)
+
+
+class _VecLoops:
+    def __init__(self, src, extent, lanes, var):
+        self.src, self.extent, self.lanes, self.var = src, extent, lanes, var
+
+    def __enter__(self):
+        s, e, w, v = self.src, self.extent, self.lanes, self.var
+        if e <= w or e % w:
+            s(f"for {v} in T.vectorized({e}):" if e > 1 else f"for {v} in T.serial(1):")
+            s.depth += 1
+            self.opened = 1
+            return v
+        s(f"for {v}_o in T.unroll({e // w}):")
+        s.depth += 1
+        s(f"for {v}_i in T.vectorized({w}):")
+        s.depth += 1
+        self.opened = 2
+        return f"({v}_o * {w} + {v}_i)"
+
+    def __exit__(self, *exc):
+        self.src.depth -= self.opened
+        return False
+
+
+def parallel_or_serial(threads: int, extent: int) -> str:
+    return "T.parallel" if threads > 1 and extent > 1 else "T.serial"

@@ -1,0 +1,451 @@
+"""Frontends: every supported input becomes one ``onnx_ir.Model``.
+
+Supported inputs (:func:`load`):
+
+* an ``.onnx`` file; external data must lie inside the model's folder; ``sparse_initializer`` entries are
+  densified on load (onnx-ir silently drops them otherwise);
+* a PyTorch ``nn.Module`` with example inputs (``torch.export`` then ``torch.onnx.export(..., dynamo=True)``);
+* a ``.pt2`` file written by ``torch.export.save`` (loaded without unpickling anything: pickled payloads are
+  refused);
+* ``path/to/file.py:factory`` where ``factory()`` returns ``(module, example_inputs)``;
+* an ``onnx.ModelProto`` or an ``onnx_ir.Model``.
+
+Anything else raises :class:`~sparseforge.errors.ModelLoadError` with a message saying what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import sys
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import numpy_helper
+
+from sparseforge.errors import ModelLoadError, UnsupportedModelError
+
+logger = logging.getLogger(__name__)
+
+#: Default opset for models exported from PyTorch.
+TORCH_EXPORT_OPSET = 18
+
+
+def load(source: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[int]] | None = None
+         ) -> ir.Model:
+    """Load ``source`` (see module docstring) as an ``onnx_ir.Model``.
+
+    ``input_shapes`` fixes the shapes of named graph inputs (needed for ONNX files with dynamic dimensions).
+    """
+    model = _load_any(source, example_inputs)
+    if input_shapes:
+        set_input_shapes(model, input_shapes)
+    return model
+
+
+def _load_any(source: Any, example_inputs: Any) -> ir.Model:
+    if isinstance(source, ir.Model):
+        return source
+    if isinstance(source, onnx.ModelProto):
+        return _from_proto(source, "<ModelProto>")
+    if _is_torch_module(source):
+        if example_inputs is None:
+            raise ModelLoadError(
+                "a PyTorch module needs example inputs",
+                where=type(source).__name__,
+                hint="call sparseforge.load(module, (example_tensor, ...))",
+            )
+        return from_torch(source, example_inputs)
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        factory = _split_factory_spec(text)
+        if factory is not None:
+            return load_factory(*factory)
+        path = Path(text)
+        if not path.exists():
+            raise ModelLoadError("no such file", where=text,
+                                 hint="give an .onnx or .pt2 file, or file.py:factory")
+        if path.is_dir():
+            raise ModelLoadError("is a directory, not a model file", where=text,
+                                 hint="give the .onnx file inside it")
+        if path.suffix == ".pt2":
+            return load_pt2(path)
+        if path.suffix == ".py":
+            raise ModelLoadError("a Python file needs a factory name", where=text,
+                                 hint=f"write {text}:FACTORY where FACTORY() returns (module, example_inputs)")
+        return load_onnx(path)
+    raise ModelLoadError(
+        f"cannot load an object of type {type(source).__name__}",
+        hint="give an .onnx/.pt2 path, file.py:factory, an nn.Module with example inputs, or an onnx.ModelProto",
+    )
+
+
+# ----------------------------------------------------------------------------------------------- ONNX files
+
+
+def load_onnx(path: str | os.PathLike) -> ir.Model:
+    """Read an ONNX file, validating external data paths and densifying sparse initializers."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read the file ({exc.strerror})", where=str(path)) from None
+    if not data:
+        raise ModelLoadError("the file is empty", where=str(path), hint="give a valid .onnx model file")
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelLoadError(
+            f"not a valid ONNX model (truncated or another format: {type(exc).__name__})",
+            where=str(path), hint="re-export the model, or check that the download/copy completed") from None
+    if not proto.HasField("graph") or proto.ir_version == 0:
+        raise ModelLoadError("not an ONNX model (no graph or IR version in the file)", where=str(path),
+                             hint="re-export the model, or check that the download/copy completed")
+    _load_external_data(proto, path.parent.resolve(), str(path))
+    return _from_proto(proto, str(path))
+
+
+def _iter_graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _iter_graph_tensors(attr.g)
+            for g in attr.graphs:
+                yield from _iter_graph_tensors(g)
+
+
+def _load_external_data(proto: onnx.ModelProto, base_dir: Path, where: str) -> None:
+    """Load external tensor data, refusing locations outside ``base_dir``."""
+    externals = [t for t in _iter_graph_tensors(proto.graph)
+                 if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in externals:
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        if not location:
+            raise ModelLoadError(f"tensor '{tensor.name}' has external data without a location", where=where)
+        candidate = Path(location)
+        resolved = (base_dir / candidate).resolve()
+        if candidate.is_absolute() or not resolved.is_relative_to(base_dir):
+            raise ModelLoadError(
+                f"tensor '{tensor.name}' points to external data outside the model's folder ({location})",
+                where=where,
+                hint="sparseforge only reads external data stored next to the model; move the data file "
+                     "into the model's folder and use a relative location")
+        if not resolved.is_file():
+            raise ModelLoadError(
+                f"external data file '{location}' of tensor '{tensor.name}' is missing", where=where,
+                hint="copy the data file next to the model (same relative path as when it was saved)")
+        offset = int(info.get("offset", 0) or 0)
+        length = info.get("length")
+        size = resolved.stat().st_size
+        if offset > size or (length is not None and offset + int(length) > size):
+            raise ModelLoadError(
+                f"external data file '{location}' is shorter than tensor '{tensor.name}' needs "
+                f"(offset {offset}, length {length}, file size {size})", where=where,
+                hint="the data file is truncated or belongs to another model")
+        onnx.external_data_helper.load_external_data_for_tensor(tensor, str(base_dir))
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def densify_sparse_initializers(graph: onnx.GraphProto) -> int:
+    """Replace every ``sparse_initializer`` by an equivalent dense initializer; returns how many."""
+    count = 0
+    for sparse in list(graph.sparse_initializer):
+        dense = sparse_to_dense(sparse)
+        graph.initializer.append(numpy_helper.from_array(dense, sparse.values.name))
+        count += 1
+    del graph.sparse_initializer[:]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                count += densify_sparse_initializers(attr.g)
+            for g in attr.graphs:
+                count += densify_sparse_initializers(g)
+    return count
+
+
+def sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    """Dense NumPy array of an ONNX COO sparse tensor (linear ``[NNZ]`` or ``[NNZ, rank]`` indices)."""
+    dims = tuple(int(d) for d in sparse.dims)
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    dense = np.zeros(int(np.prod(dims)) if dims else 1, dtype=values.dtype)
+    if indices.size:
+        flat = indices if indices.ndim == 1 else np.ravel_multi_index(tuple(indices.T), dims)
+        if flat.min() < 0 or flat.max() >= dense.size:
+            raise ModelLoadError(f"sparse initializer '{sparse.values.name}' has indices out of range")
+        dense[flat] = values.reshape(-1)
+    return dense.reshape(dims)
+
+
+def _from_proto(proto: onnx.ModelProto, where: str) -> ir.Model:
+    densified = densify_sparse_initializers(proto.graph)
+    if densified:
+        logger.info("densified %d sparse initializer(s) of %s", densified, where)
+    try:
+        model = ir.from_proto(proto)
+    except Exception as exc:
+        raise ModelLoadError(f"the ONNX model is malformed: {exc}", where=where) from None
+    if len(model.graph) == 0:
+        raise UnsupportedModelError("the graph has no nodes", where=where,
+                                    hint="nothing to analyse: export the model's computation, not just weights")
+    return model
+
+
+# ----------------------------------------------------------------------------------------------- PyTorch
+
+
+def _is_torch_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _as_tuple(example_inputs: Any) -> tuple:
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    return (example_inputs,)
+
+
+@contextlib.contextmanager
+def _quiet_torch_export() -> Iterator[None]:
+    """Silence the exporter's progress prints and warnings (they are not the user's concern)."""
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def from_torch(module: Any, example_inputs: Any) -> ir.Model:
+    """Trace ``module`` with ``torch.export`` and convert it with ``torch.onnx.export(dynamo=True)``."""
+    import torch
+
+    args = _as_tuple(example_inputs)
+    name = type(module).__name__
+    module = module.eval()
+    try:
+        with _quiet_torch_export(), torch.no_grad():
+            exported = torch.export.export(module, args)
+    except Exception as exc:
+        raise ModelLoadError(f"torch.export could not trace the module: {_first_line(exc)}", where=name,
+                             hint="make the forward pass traceable (no data-dependent Python control flow)"
+                             ) from None
+    return from_exported_program(exported, name)
+
+
+def from_exported_program(exported: Any, where: str) -> ir.Model:
+    import torch
+
+    try:
+        with _quiet_torch_export():
+            program = torch.onnx.export(exported, dynamo=True, opset_version=TORCH_EXPORT_OPSET,
+                                        verbose=False, optimize=True)
+    except Exception as exc:
+        raise ModelLoadError(f"torch.onnx.export failed: {_first_line(exc)}", where=where,
+                             hint="the module uses an operator ONNX cannot express; see the PyTorch "
+                                  "exporter's report for details") from None
+    model = program.model
+    if len(model.graph) == 0:
+        raise UnsupportedModelError("the traced graph has no nodes", where=where)
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+_PT2_PICKLE_PREFIXES = ("custom_obj_", "opaque_obj_")
+
+
+def _check_pt2_archive(path: Path) -> None:
+    """Refuse ``.pt2`` archives whose loading would unpickle anything."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise ModelLoadError("not a torch.export archive (not a zip file)", where=str(path),
+                             hint="write it with torch.export.save(exported_program, path)") from None
+    with archive:
+        names = archive.namelist()
+        if not any(n.endswith("models/model.json") or "/models/" in n for n in names):
+            raise ModelLoadError("not a torch.export archive (no serialized program inside)", where=str(path),
+                                 hint="write it with torch.export.save(exported_program, path)")
+        for name in names:
+            base = name.rsplit("/", 1)[-1]
+            if base.startswith(_PT2_PICKLE_PREFIXES) or (name.endswith(".pt") and "/data/weights/" in name) \
+                    or (name.endswith(".pt") and "/data/constants/" in name):
+                raise ModelLoadError(
+                    f"the archive holds a pickled object ({name}); sparseforge never unpickles user files",
+                    where=str(path), hint="export plain tensors only, or convert the model to ONNX yourself")
+            if name.endswith("_config.json") and ("/data/weights/" in name or "/data/constants/" in name):
+                config = json.loads(archive.read(name))
+                for key, meta in config.get("config", {}).items():
+                    if meta.get("use_pickle"):
+                        raise ModelLoadError(
+                            f"tensor '{key}' is stored pickled; sparseforge never unpickles user files",
+                            where=str(path), hint="save plain (non-subclass) tensors with torch.export.save")
+
+
+@contextlib.contextmanager
+def _torch_load_weights_only() -> Iterator[None]:
+    """Force ``torch.load(..., weights_only=True)`` for everything torch.export.load reads."""
+    import torch
+
+    original = torch.load
+
+    def safe_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def load_pt2(path: str | os.PathLike) -> ir.Model:
+    """Load a ``torch.export.save`` archive without unpickling, then convert it to ONNX."""
+    import torch
+
+    path = Path(path)
+    _check_pt2_archive(path)
+    try:
+        with _quiet_torch_export(), _torch_load_weights_only():
+            exported = torch.export.load(str(path))
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"torch.export.load failed: {_first_line(exc)}", where=str(path),
+                             hint="re-save it with torch.export.save from PyTorch 2.13") from None
+    return from_exported_program(exported, str(path))
+
+
+# ----------------------------------------------------------------------------------------------- factories
+
+
+def _split_factory_spec(text: str) -> tuple[str, str] | None:
+    """``"dir/file.py:factory"`` -> ``("dir/file.py", "factory")``; anything else -> None."""
+    if ":" not in text:
+        return None
+    file_part, _, func = text.rpartition(":")
+    if file_part.endswith(".py") and func.isidentifier():
+        return file_part, func
+    return None
+
+
+def load_factory(file: str, factory_name: str) -> ir.Model:
+    """Run ``factory_name()`` from the Python file ``file``; it must return ``(module, example_inputs)``."""
+    where = f"{file}:{factory_name}"
+    path = Path(file)
+    if not path.is_file():
+        raise ModelLoadError("no such Python file", where=where)
+    module_name = f"_sparseforge_factory_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError("cannot import the Python file", where=where)
+    py_module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(py_module)
+    except Exception as exc:
+        raise ModelLoadError(f"importing the file failed: {type(exc).__name__}: {_first_line(exc)}",
+                             where=where) from None
+    finally:
+        sys.path.pop(0)
+    factory = getattr(py_module, factory_name, None)
+    if not callable(factory):
+        available = sorted(n for n, v in vars(py_module).items() if callable(v) and not n.startswith("_"))
+        raise ModelLoadError(f"the file has no function '{factory_name}'", where=where,
+                             hint=f"functions defined there: {', '.join(available) or 'none'}")
+    try:
+        result = factory()
+    except Exception as exc:
+        raise ModelLoadError(f"the factory raised {type(exc).__name__}: {_first_line(exc)}", where=where) from None
+    if not (isinstance(result, tuple) and len(result) == 2 and _is_torch_module(result[0])):
+        raise ModelLoadError("the factory must return (torch.nn.Module, example_inputs)", where=where,
+                             hint="e.g. return model.eval(), (torch.randn(1, 3, 224, 224),)")
+    return from_torch(result[0], result[1])
+
+
+# ----------------------------------------------------------------------------------------------- shapes
+
+
+def parse_shape_overrides(specs: Sequence[str]) -> dict[str, list[int]]:
+    """Parse ``["x=1,3,224,224", ...]`` into ``{"x": [1, 3, 224, 224]}``."""
+    shapes: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, dims = spec.partition("=")
+        try:
+            values = [int(d) for d in dims.split(",")] if sep else None
+        except ValueError:
+            values = None
+        if not name or values is None or any(v <= 0 for v in values):
+            raise UnsupportedModelError(f"bad --shape value '{spec}'",
+                                        hint="write NAME=D0,D1,... with positive integers, e.g. x=1,3,224,224")
+        shapes[name] = values
+    return shapes
+
+
+def set_input_shapes(model: ir.Model, shapes: Mapping[str, Sequence[int]]) -> None:
+    """Fix the shapes of named graph inputs and forget inferred intermediate shapes (re-inferred later)."""
+    inputs = {v.name: v for v in model.graph.inputs}
+    for name, dims in shapes.items():
+        if name not in inputs:
+            raise UnsupportedModelError(f"--shape names '{name}', which is not a graph input",
+                                        hint=f"graph inputs: {', '.join(inputs) or 'none'}")
+        value = inputs[name]
+        if value.shape is not None and len(value.shape) != len(dims):
+            raise UnsupportedModelError(
+                f"--shape gives {len(dims)} dimensions for '{name}', which has rank {len(value.shape)}")
+        value.shape = ir.Shape(list(dims))
+    keep = set(id(v) for v in model.graph.inputs) | set(id(v) for v in model.graph.initializers.values())
+    for node in model.graph:
+        for out in node.outputs:
+            if id(out) not in keep and out.shape is not None and not out.shape.is_static():
+                out.shape = None
+
+
+def require_static_shapes(model: ir.Model, where: str = "model") -> None:
+    """Raise a clear error if a graph input has a dynamic or unknown dimension."""
+    for value in model.graph.inputs:
+        if value.is_initializer():
+            continue
+        if value.shape is None:
+            raise UnsupportedModelError(
+                f"input '{value.name}' has an unknown shape", where=where,
+                hint=f"give it with --shape {value.name}=D0,D1,...")
+        if not value.shape.is_static():
+            dims = ",".join(str(d) for d in value.shape)
+            raise UnsupportedModelError(
+                f"input '{value.name}' has dynamic dimensions [{dims}]; sparseforge compiles static shapes",
+                where=where, hint=f"fix them with --shape {value.name}=" +
+                ",".join(str(d) if isinstance(d, int) else "N" for d in value.shape))

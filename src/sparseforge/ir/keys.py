@@ -1,0 +1,15 @@
+"""Names shared across passes: the custom op domain, ``meta`` keys and ``metadata_props`` keys."""
+
+#: ONNX domain of sparseforge's own (sparse / structured) operators.
+DOMAIN = "ai.sparseforge"
+DOMAIN_VERSION = 1
+
+#: ``value.meta`` key: :class:`sparseforge.passes.structure_analysis.WeightStructure` of a constant weight.
+META_STRUCTURE = "sparseforge.structure"
+
+#: ``node.metadata_props`` key: the pass that created or last rewrote the node (survives export).
+PROV_PASS = "pkg.sparseforge.pass"
+#: ``node.metadata_props`` key: a short human-readable description of what the rewrite did.
+PROV_NOTE = "pkg.sparseforge.note"
+#: ``model.metadata_props`` key: comma-separated list of passes applied to the model.
+PROV_PIPELINE = "pkg.sparseforge.pipeline"
