@@ -15,12 +15,14 @@ Anything else raises :class:`~sparseforge.errors.ModelLoadError` with a message 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import io
 import json
 import logging
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -267,7 +269,7 @@ def from_exported_program(exported: Any, where: str) -> ir.Model:
     try:
         with _quiet_torch_export():
             program = torch.onnx.export(exported, dynamo=True, opset_version=TORCH_EXPORT_OPSET,
-                                        verbose=False, optimize=True)
+                                        verbose=False, optimize=False)
     except Exception as exc:
         raise ModelLoadError(f"torch.onnx.export failed: {_first_line(exc)}", where=where,
                              hint="the module uses an operator ONNX cannot express; see the PyTorch "
@@ -275,7 +277,67 @@ def from_exported_program(exported: Any, where: str) -> ir.Model:
     model = program.model
     if len(model.graph) == 0:
         raise UnsupportedModelError("the traced graph has no nodes", where=where)
+    adopt_torch_names(model)
     return model
+
+
+_GENERIC_NAME = re.compile(r"^(val|node)_\d+$|^node_[A-Za-z]+_\d+$")
+
+
+def _torch_layer_name(node: ir.Node) -> str | None:
+    """The PyTorch name of the layer a weight node came from, e.g. ``encoder.layers.0.linear1``."""
+    scopes_text = node.metadata_props.get("pkg.torch.onnx.name_scopes")
+    if not scopes_text:
+        return None
+    try:
+        scopes = ast.literal_eval(scopes_text)
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(scopes, list) or len(scopes) < 2:
+        return None
+    module, call = str(scopes[-2]), str(scopes[-1])
+    fx_node = node.metadata_props.get("pkg.torch.onnx.fx_node", "")
+    params = re.findall(r"%p_([A-Za-z0-9_]+?)_weight\b", fx_node)
+    if params and module:
+        flat = module.replace(".", "_")
+        if params[0] == flat:
+            return module
+        if params[0].startswith(flat + "_"):
+            return f"{module}.{params[0][len(flat) + 1:]}"
+    if not module:
+        return None
+    return f"{module}/{call}"
+
+
+def adopt_torch_names(model: ir.Model) -> None:
+    """Name weight nodes and their generically named weights after the PyTorch layers they came from."""
+    from sparseforge.ir.weights import view_of
+
+    taken_nodes = {n.name for n in model.graph}
+    taken_values = set(model.graph.initializers)
+    for node in model.graph:
+        try:
+            view = view_of(node)
+        except Exception:
+            continue
+        if view is None:
+            continue
+        layer = _torch_layer_name(node)
+        if not layer:
+            continue
+        if layer not in taken_nodes:
+            taken_nodes.discard(node.name)
+            node.name = layer
+            taken_nodes.add(layer)
+        weight = view.weight
+        if weight.name and _GENERIC_NAME.match(weight.name) and weight.is_initializer():
+            candidate = f"{layer}.weight"
+            if candidate in taken_values:
+                candidate = f"{layer}.weight_{view.weight_index}"
+            if candidate not in taken_values:
+                taken_values.discard(weight.name)
+                weight.name = candidate
+                taken_values.add(candidate)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -25,23 +25,58 @@ FOLD_SIZE_LIMIT = 1 << 28
 
 
 class OptimizePass(ReportingPass):
-    """Constant folding and shape inference with onnxscript's optimizer."""
+    """Constant folding, onnxscript's default cleanup rewrites and shape inference, keeping layer names."""
 
     name = "Optimize"
 
+    def __init__(self, iterations: int = 3):
+        super().__init__()
+        self.iterations = iterations
+
     def run(self, model: ir.Model, report: PassReport) -> None:
         before = _op_histogram(model)
-        onnxscript.optimizer.optimize_ir(
-            model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT)
+        for _ in range(self.iterations):
+            folded = onnxscript.optimizer.fold_constants(
+                model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT).modified
+            rewritten = keep_layer_names(model, lambda m: rewriter.rewrite(m))
+            ir.passes.common.RemoveUnusedNodesPass()(model)
+            if not folded and not rewritten:
+                break
         ir.passes.common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
+        ir.passes.common.RemoveUnusedNodesPass()(model)
         ir.passes.common.ShapeInferencePass()(model)
         after = _op_histogram(model)
-        removed = sum(before.values()) - sum(after.values())
         report.details["nodes_before"] = sum(before.values())
         report.details["nodes_after"] = sum(after.values())
         if before != after:
-            report.changed("folded", f"{removed} node(s) folded or removed; "
+            report.changed("folded", f"{sum(before.values()) - sum(after.values())} node(s) folded or removed; "
                            f"{sum(before.values())} -> {sum(after.values())} nodes")
+
+
+WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
+_LAYER_TAG = "pkg.sparseforge.layer"
+
+
+def keep_layer_names(model: ir.Model, rewrite) -> bool:
+    """Run ``rewrite(model)``; weight nodes that it replaces by new nodes get their old names back.
+
+    onnxscript's rewriter copies the matched nodes' ``metadata_props`` into the replacement nodes, so a
+    temporary tag carries each weight node's name through any chain of rewrites. Returns whether the
+    graph's node names changed.
+    """
+    for node in model.graph:
+        if node.op_type in WEIGHT_OPS and node.name:
+            node.metadata_props[_LAYER_TAG] = node.name
+    names_before = [n.name for n in model.graph]
+    rewrite(model)
+    names = {n.name for n in model.graph}
+    for node in model.graph:
+        original = node.metadata_props.pop(_LAYER_TAG, None)
+        if original and node.name != original and original not in names:
+            names.discard(node.name)
+            node.name = original
+            names.add(original)
+    return names_before != [n.name for n in model.graph]
 
 
 def _op_histogram(model: ir.Model) -> dict[str, int]:
@@ -57,18 +92,17 @@ class FoldBatchNormPass(ReportingPass):
     name = "FoldBatchNorm"
 
     def run(self, model: ir.Model, report: PassReport) -> None:
-        producers = {}
+        sources = {}
         for node in model.graph:
-            if node.op_type == "BatchNormalization":
-                src = node.inputs[0].producer() if node.inputs[0] is not None else None
-                producers[node.name] = src.name if src is not None else None
+            if node.op_type == "BatchNormalization" and node.inputs[0] is not None:
+                src = node.inputs[0].producer()
+                sources[node.name] = src.name if src is not None else "?"
         rules = rewriter.RewriteRuleSet([fuse_batchnorm_into_conv_rule, fuse_batchnorm_into_gemm_rule])
-        count = rules.apply_to_model(model)
-        if count:
-            remaining = {n.name for n in model.graph if n.op_type == "BatchNormalization"}
-            for bn, src in producers.items():
-                if bn not in remaining:
-                    report.changed("folded-batchnorm", f"BatchNormalization '{bn}' folded into '{src}'", src)
+        keep_layer_names(model, rules.apply_to_model)
+        remaining = {n.name for n in model.graph if n.op_type == "BatchNormalization"}
+        for bn, src in sources.items():
+            if bn not in remaining:
+                report.changed("folded-batchnorm", f"BatchNormalization '{bn}' folded into '{src}'", src)
         for node in model.graph:
             if node.op_type == "BatchNormalization":
                 report.note("kept-batchnorm", "not foldable: its input is not the sole output of a Conv/Gemm "
@@ -144,4 +178,4 @@ def unique_name(graph: ir.Graph, base: str) -> str:
 
 def canonicalize_passes() -> list[ReportingPass]:
     """The canonicalization pipeline, in order."""
-    return [CheckWeightsPass(), OptimizePass(), FoldBatchNormPass(), NormalizeGemmPass(), OptimizePass()]
+    return [CheckWeightsPass(), OptimizePass(), FoldBatchNormPass(), NormalizeGemmPass()]

@@ -1,0 +1,215 @@
+"""The ``sparseforge`` command line.
+
+Every command takes MODEL as an ``.onnx`` file, a ``.pt2`` file saved by ``torch.export.save``, or
+``path/to/file.py:factory`` where ``factory()`` returns ``(torch_module, example_inputs)``.
+User errors print one message and exit with code 2; a failed ``--verify`` exits with code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+
+from sparseforge import __version__
+from sparseforge.errors import SparseforgeError
+
+MODEL_HELP = "MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs)."
+
+out = Console(highlight=False, soft_wrap=False, width=160)
+
+
+def _shape_option(f: Callable) -> Callable:
+    return click.option("--shape", "shapes", multiple=True, metavar="NAME=D0,D1,...",
+                        help="Fix the shape of a graph input with dynamic dimensions (repeatable).")(f)
+
+
+def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
+    from sparseforge.ir.frontend import parse_shape_overrides
+
+    return parse_shape_overrides(shapes) if shapes else None
+
+
+def _run(debug: bool, body: Callable[[], int | None]) -> None:
+    """Run a command body: user errors -> one message + exit 2 (or the error's code); bugs -> one message + exit 3."""
+    try:
+        code = body()
+    except SparseforgeError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in sparseforge: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        else:
+            click.echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: rerun with --debug for the traceback "
+                       "and please report it", err=True)
+        sys.exit(3)
+    sys.exit(code or 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="sparseforge")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """sparseforge finds sparsity and structure in trained networks and turns it into speed.
+
+    \b
+    Typical session:
+      sparseforge inspect model.onnx                 what structure is in the weights?
+      sparseforge prune model.onnx -o p.onnx --method channel --sparsity 0.5
+      sparseforge export p.onnx -o small.onnx --verify   remove dead channels exactly, check with ONNX Runtime
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
+@click.option("--no-rank", is_flag=True, help="Skip the SVD-based rank analysis (faster on big models).")
+@click.option("--max-svd-dim", default=2048, show_default=True,
+              help="Exact SVD up to this matrix size; larger weights get a randomized low-rank test.")
+@click.option("--verbose", is_flag=True, help="Show every pass diagnostic.")
+@_shape_option
+@click.pass_context
+def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_svd_dim: int, verbose: bool,
+            shapes: tuple[str, ...]) -> None:
+    """Show the structure found in every weight of MODEL.
+
+    For each MatMul/Gemm/Conv weight, in its (output, reduction) view: density (exact zeros), the best N:M
+    pattern, the best zero-block shape, dead output/input channels and the numerical rank (fp32 tolerance) /
+    the rank holding 99% of the spectral energy. Nothing is changed or written.
+
+    \b
+    MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
+    """
+
+    def body() -> None:
+        from sparseforge import api, render
+
+        result = api.inspect(model, with_rank=not no_rank, max_svd_dim=max_svd_dim,
+                             input_shapes=_input_shapes(shapes))
+        if as_json:
+            click.echo(json.dumps({"model": model, **result.to_dict()}, indent=1))
+            return
+        out.print(render.layers_table(result.layers))
+        if verbose:
+            render.pass_reports(out, result.reports, verbose=True)
+        out.print(render.inspect_summary(result.summary()))
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the ONNX file.")
+@click.option("--verify", is_flag=True, help="Run original and exported models in ONNX Runtime on random inputs; "
+              "exit 1 (writing nothing) if the max relative error exceeds --rtol.")
+@click.option("--rtol", default=1e-5, show_default=True, help="Tolerance for --verify (relative to output magnitude).")
+@click.option("--sparse-storage", is_flag=True,
+              help="Store sparse weights as ONNX sparse initializers (smaller file; ONNX Runtime loads it, "
+                   "some other tools cannot).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--verbose", is_flag=True, help="Show every pass diagnostic.")
+@_shape_option
+@click.pass_context
+def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: float, sparse_storage: bool,
+           as_json: bool, verbose: bool, shapes: tuple[str, ...]) -> None:
+    """Write an optimized ONNX file: canonicalized, dead channels removed exactly.
+
+    Folds constants and BatchNorm, then removes channels that carry no information (all-zero weights, or
+    constants folded into the next layer's bias), carrying the change through elementwise ops, BatchNorm,
+    Reshape/Flatten, residual Add and Concat. Prints parameters, FLOPs and file size before/after and what each
+    pass did. The file is written atomically and never over MODEL.
+
+    \b
+    MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
+    """
+
+    def body() -> int:
+        from sparseforge import api, render
+
+        result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
+                            input_shapes=_input_shapes(shapes))
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=1))
+            return 0
+        out.print(render.stats_table(result.before, result.after))
+        render.pass_reports(out, result.reports, verbose=verbose)
+        if result.comparison is not None:
+            out.print(f"verify: max abs error {result.comparison.max_abs:.3g}, max relative error "
+                      f"{result.comparison.max_rel:.3g} (tolerance {rtol:g}) -- OK")
+        out.print(f"wrote {result.output}")
+        return 0
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the ONNX file.")
+@click.option("--method", type=click.Choice(["magnitude", "nm", "block", "channel"]), required=True,
+              help="magnitude: unstructured; nm: N:M groups; block: zero blocks; channel: whole output channels.")
+@click.option("--sparsity", type=float, help="Fraction of weights (blocks, channels) to zero, e.g. 0.9. "
+              "Not used by --method nm.")
+@click.option("--nm", default="2:4", show_default=True, help="N:M pattern for --method nm (keep N of every M).")
+@click.option("--block", default="4x1", show_default=True, help="Block shape ROWSxCOLS for --method block "
+              "(rows = output channels, cols = reduction).")
+@click.option("--global", "global_scope", is_flag=True, help="One threshold over all layers instead of per layer.")
+@click.option("--skip", multiple=True, metavar="PATTERN",
+              help="Leave layers whose node or weight name matches this glob pattern (repeatable).")
+@click.option("--max-weight-error", type=float, default=None,
+              help="Error budget: leave a layer unpruned if its relative weight error would exceed this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@_shape_option
+@click.pass_context
+def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: float | None, nm: str, block: str,
+          global_scope: bool, skip: tuple[str, ...], max_weight_error: float | None, as_json: bool,
+          shapes: tuple[str, ...]) -> None:
+    """Zero weights of MODEL to create sparsity (APPROXIMATE: changes the model's outputs).
+
+    Prints each layer's sparsity and relative weight error ||W - W'|| / ||W||, and the output deviation on
+    random inputs. Check accuracy on your own data before using the result. Follow with `sparseforge export`
+    to remove pruned channels physically.
+
+    \b
+    MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
+    """
+
+    def body() -> int:
+        from sparseforge import api, render
+        from sparseforge.passes.prune import prune_config_from_options
+
+        config = prune_config_from_options(method, sparsity, nm, block, global_scope, skip, max_weight_error)
+        result = api.prune(model, output, config, input_shapes=_input_shapes(shapes))
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=1))
+            return 0
+        out.print(render.prune_table(result.prune_report.details["layers"]))
+        render.pass_reports(out, [result.prune_report])
+        out.print(f"APPROXIMATE: overall relative weight error {result.prune_report.details['relative_weight_error']:.3g}; "
+                  f"output deviation on random inputs: max relative {result.output_deviation.max_rel:.3g}. "
+                  "Validate accuracy on your own data.")
+        out.print(f"wrote {result.output}")
+        return 0
+
+    _run(ctx.obj["debug"], body)
+
+
+def entry(argv: list[str] | None = None) -> Any:  # pragma: no cover - thin wrapper for python -m
+    return main(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

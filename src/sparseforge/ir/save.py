@@ -1,0 +1,112 @@
+"""Writing models: atomically, never over the input, optionally with sparse initializers.
+
+``sparse_storage=True`` stores a weight as an ONNX COO ``sparse_initializer`` (values plus int64 linear indices,
+as the ONNX spec requires) when that is smaller than the dense tensor (below about 1/3 density for fp32). ONNX
+Runtime densifies such weights at load, so the file still runs there; some other tools (onnx-ir, TVM's importer,
+OpenVINO) cannot read them, which is why it is opt-in.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx import numpy_helper
+
+from sparseforge.errors import OutputPathError
+
+#: Only tensors with at least this many elements are considered for sparse storage.
+SPARSE_MIN_ELEMENTS = 64
+_PROTO_LIMIT = (1 << 31) - (1 << 26)
+
+
+def check_output_path(output: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = ()) -> Path:
+    """Fail early, before any work, if ``output`` cannot be written or would overwrite an input."""
+    out = Path(output)
+    if out.is_dir():
+        raise OutputPathError("is a directory", where=str(out), hint="give a file name such as model_opt.onnx")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        raise OutputPathError(f"the folder '{parent}' does not exist", where=str(out),
+                              hint="create it first or choose another output path")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise OutputPathError("cannot write here (permission denied)", where=str(out),
+                              hint="choose a writable location with -o")
+    for src in inputs:
+        if src is not None and Path(src).exists() and Path(src).resolve() == out.resolve():
+            raise OutputPathError("the output would overwrite the input model", where=str(out),
+                                  hint="write to a new file with -o")
+    return out
+
+
+def to_sparse_storage(proto: onnx.ModelProto) -> int:
+    """Move initializers that are smaller as COO into ``graph.sparse_initializer``; returns how many moved."""
+    graph = proto.graph
+    keep, moved = [], 0
+    graph_inputs = {i.name for i in graph.input}
+    for tensor in graph.initializer:
+        if tensor.name in graph_inputs or tensor.data_location == onnx.TensorProto.EXTERNAL:
+            keep.append(tensor)
+            continue
+        array = numpy_helper.to_array(tensor)
+        if array.size < SPARSE_MIN_ELEMENTS or not np.issubdtype(array.dtype, np.floating):
+            keep.append(tensor)
+            continue
+        flat = np.flatnonzero(array.reshape(-1))
+        sparse_bytes = flat.size * (array.itemsize + 8)
+        if sparse_bytes >= array.nbytes:
+            keep.append(tensor)
+            continue
+        values = numpy_helper.from_array(array.reshape(-1)[flat], tensor.name)
+        indices = numpy_helper.from_array(flat.astype(np.int64), f"{tensor.name}_indices")
+        graph.sparse_initializer.append(onnx.helper.make_sparse_tensor(values, indices, list(array.shape)))
+        moved += 1
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return moved
+
+
+def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, sparse_storage: bool = False
+               ) -> int:
+    """Write ``model`` to ``output`` atomically (temporary file + rename); returns the file size in bytes.
+
+    Models above the 2 GB protobuf limit get their weights in ``<output>.data`` next to the file.
+    """
+    out = Path(output)
+    proto = ir.to_proto(model) if isinstance(model, ir.Model) else model
+    if sparse_storage:
+        to_sparse_storage(proto)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
+    os.close(fd)
+    data_name = f"{out.name}.data"
+    tmp_data = None
+    try:
+        if proto.ByteSize() > _PROTO_LIMIT:
+            tmp_data = Path(tmp).with_suffix(".data")
+            onnx.save(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=tmp_data.name)
+            # re-point the locations to the final data file name
+            saved = onnx.load(tmp, load_external_data=False)
+            for t in onnx.external_data_helper._get_all_tensors(saved):  # noqa: SLF001 - onnx helper
+                for entry in t.external_data:
+                    if entry.key == "location":
+                        entry.value = data_name
+            with open(tmp, "wb") as f:
+                f.write(saved.SerializeToString())
+            os.replace(tmp_data, out.parent / data_name)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(proto.SerializeToString())
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputPathError(f"writing failed: {exc.strerror}", where=str(out)) from None
+    finally:
+        for leftover in (tmp, tmp_data):
+            if leftover is not None and os.path.exists(leftover):
+                os.unlink(leftover)
+    return out.stat().st_size

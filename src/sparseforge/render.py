@@ -1,0 +1,118 @@
+"""Plain-text rendering of results for the terminal (rich tables). Nothing here computes anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sparseforge.ir.stats import ModelStats
+from sparseforge.passes.infra import PassReport
+from sparseforge.passes.structure_analysis import WeightStructure
+
+
+def human(n: float, unit: str = "") -> str:
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}"
+
+
+def size(n: int) -> str:
+    for factor, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= factor:
+            return f"{n / factor:.2f} {suffix}"
+    return f"{n} B"
+
+
+def layers_table(layers: list[WeightStructure]) -> Table:
+    table = Table(title="Weights (output x reduction view)", show_lines=False, header_style="bold")
+    for col, justify in (("node", "left"), ("op", "left"), ("shape", "right"), ("density", "right"),
+                         ("best N:M", "left"), ("best block", "left"), ("dead out", "right"),
+                         ("dead in", "right"), ("rank / 99%", "right")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for layer in layers:
+        nm = layer.best_nm()
+        block = layer.best_block()
+        op = layer.op_type
+        if layer.op_type == "Conv":
+            kernel = "x".join(str(k) for k in layer.kernel_shape)
+            op = f"Conv {kernel}" + (f" g{layer.groups}" if layer.groups > 1 else "")
+        if layer.long_conv:
+            op += " (long)"
+        rank = "-" if layer.rank is None and layer.rank_99 is None else \
+            f"{'?' if layer.rank is None else layer.rank} / {'?' if layer.rank_99 is None else layer.rank_99}"
+        table.add_row(
+            layer.node, op, f"{layer.shape[0]}x{layer.shape[1]}", f"{layer.density:.3f}",
+            f"{nm[0]} ({nm[1]:.0%})" if nm else "-",
+            f"{block[0]} ({block[1]:.0%})" if block else "-",
+            str(len(layer.dead_output_channels)), str(len(layer.dead_input_channels)), rank)
+    return table
+
+
+def inspect_summary(summary: dict[str, Any]) -> str:
+    parts = [
+        f"{summary['weights']} weights",
+        f"{human(summary['parameters'])} parameters",
+        f"density {summary['density']:.3f}",
+        f"{human(summary['flops'], 'FLOP')} ({human(summary['nonzero_flops'], 'FLOP')} with nonzero weights)",
+        f"{summary['dead_output_channels']} dead output / {summary['dead_input_channels']} dead input channels",
+        f"{summary['layers_2_4']} layers fully 2:4",
+        f"{summary['layers_low_rank']} rank-deficient",
+    ]
+    if summary["long_conv_candidates"]:
+        parts.append(f"{summary['long_conv_candidates']} long-conv candidates")
+    return "Summary: " + ", ".join(parts)
+
+
+def stats_table(before: ModelStats, after: ModelStats) -> Table:
+    table = Table(title="Model", header_style="bold")
+    table.add_column("")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_column("change", justify="right")
+
+    def change(a: float, b: float) -> str:
+        return "-" if a == 0 else f"{(b - a) / a:+.1%}"
+
+    table.add_row("parameters", human(before.parameters), human(after.parameters),
+                  change(before.parameters, after.parameters))
+    table.add_row("FLOPs", human(before.flops), human(after.flops), change(before.flops, after.flops))
+    table.add_row("FLOPs (nonzero weights)", human(before.nonzero_flops), human(after.nonzero_flops),
+                  change(before.nonzero_flops, after.nonzero_flops))
+    table.add_row("file size", size(before.size_bytes), size(after.size_bytes),
+                  change(before.size_bytes, after.size_bytes))
+    table.add_row("nodes", str(before.nodes), str(after.nodes), change(before.nodes, after.nodes))
+    return table
+
+
+def pass_reports(console: Console, reports: list[PassReport], *, verbose: bool = False) -> None:
+    console.print("[bold]Passes[/bold]")
+    for report in reports:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "no change"
+        console.print(f"  {report.pass_name:<18} {'changed' if report.modified else 'unchanged':<9} {counts} "
+                      f"({report.seconds:.2f} s)")
+        shown = [d for d in report.diagnostics if verbose or d.code.startswith(("kept", "skip", "approximate"))
+                 or d.severity == "warning"]
+        limit = None if verbose else 12
+        for d in shown[:limit]:
+            where = f"{d.node}: " if d.node else ""
+            console.print(f"      {d.severity}: {where}{d.message}", highlight=False)
+        if limit is not None and len(shown) > limit:
+            console.print(f"      ... {len(shown) - limit} more (use --verbose)")
+        if verbose:
+            for d in report.diagnostics:
+                if d not in shown:
+                    console.print(f"      {d.severity}: {d.node or ''} {d.message}", highlight=False)
+
+
+def prune_table(layers: list[dict[str, Any]]) -> Table:
+    table = Table(title="Pruned weights", header_style="bold")
+    for col in ("node", "shape", "sparsity before", "sparsity after", "weight error"):
+        table.add_column(col, justify="left" if col == "node" else "right")
+    for layer in layers:
+        table.add_row(layer["node"], "x".join(str(d) for d in layer["shape"]), f"{layer['sparsity_before']:.3f}",
+                      f"{layer['sparsity_after']:.3f}",
+                      f"{layer['relative_weight_error']:.3g}" if layer["pruned"] else "kept (budget)")
+    return table
