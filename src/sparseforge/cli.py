@@ -72,6 +72,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+    if not debug:  # library warnings (with tracebacks) are not the user's concern; our errors say what matters
+        for name in ("onnx_ir", "onnxscript", "torch", "tvm"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @main.command()

@@ -33,9 +33,14 @@ def check_output_path(output: str | os.PathLike, inputs: tuple[str | os.PathLike
     if not parent.exists():
         raise OutputPathError(f"the folder '{parent}' does not exist", where=str(out),
                               hint="create it first or choose another output path")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise OutputPathError("cannot write here (permission denied)", where=str(out),
-                              hint="choose a writable location with -o")
+    try:  # a real probe: permission bits say nothing for root or read-only file systems
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise OutputPathError(f"cannot write in '{parent}' ({exc.strerror})", where=str(out),
+                              hint="choose a writable location with -o") from None
+    if out.exists() and not os.access(out, os.W_OK):
+        raise OutputPathError("the existing file is read-only", where=str(out), hint="choose another path with -o")
     for src in inputs:
         if src is not None and Path(src).exists() and Path(src).resolve() == out.resolve():
             raise OutputPathError("the output would overwrite the input model", where=str(out),

@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import onnxscript.optimizer
 from onnxscript import rewriter
 from onnxscript.rewriter.rules.common import fuse_batchnorm_into_conv_rule, fuse_batchnorm_into_gemm_rule
 
+from sparseforge.errors import UnsupportedModelError
 from sparseforge.ir.weights import constant_array, view_of
 from sparseforge.passes.infra import PassReport, ReportingPass
 
@@ -142,11 +144,19 @@ class NormalizeGemmPass(ReportingPass):
 
 
 class CheckWeightsPass(ReportingPass):
-    """Raise a clear error for weight-bearing ops whose weight is not a constant."""
+    """Raise a clear error for invalid models and for weight-bearing ops whose weight is not a constant."""
 
     name = "CheckWeights"
 
     def run(self, model: ir.Model, report: PassReport) -> None:
+        try:
+            onnx.shape_inference.infer_shapes(ir.to_proto(model), strict_mode=True, data_prop=False)
+        except onnx.shape_inference.InferenceError as exc:
+            detail = str(exc).strip().splitlines()[-1][:300]
+            raise UnsupportedModelError(f"the model is not valid ONNX: {detail}",
+                                        hint="fix the model (onnx.checker.check_model shows the details)") from None
+        except Exception:  # models above the protobuf limit or exotic ops: later passes still check what they use
+            pass
         for node in model.graph:
             view = view_of(node)  # raises UnsupportedModelError for non-constant Conv weights
             if view is not None:

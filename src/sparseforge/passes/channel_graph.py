@@ -118,6 +118,8 @@ class ChannelGraph:
         self.params: list[ParamUse] = []
         self.flattens: list[FlattenUse] = []
         self.depthwise: list[tuple[WeightView, ir.Value]] = []
+        #: where a tensor's channels stopped being constant, e.g. "padded depthwise Conv 'dw1'"
+        self.const_lost: dict[ir.Value, str] = {}
         self._build()
 
     # ------------------------------------------------------------------ helpers
@@ -169,6 +171,7 @@ class ChannelGraph:
                 for value in node.inputs:
                     if value is not None and value in self.tensors:
                         self._pin(self.tensors[value].slots, exc.reason)
+            self._track_const_loss(node)
         for value, t in self.tensors.items():
             if value.is_graph_output():
                 self._pin(t.slots, f"'{value.name}' is a graph output (its shape must not change)")
@@ -176,6 +179,22 @@ class ChannelGraph:
                 if (id(user), id(value)) not in self.handled:
                     self._pin(t.slots, f"'{value.name}' feeds {user.op_type} '{user.name}', which mixes or "
                                        "reorders channels")
+
+    def _track_const_loss(self, node: ir.Node) -> None:
+        for out in node.outputs:
+            if out not in self.consts or out in self.const_lost:
+                continue
+            y = self.consts[out]
+            for value in node.inputs:
+                x = self.consts.get(value) if value is not None else None
+                if x is None:
+                    continue
+                if len(x) == len(y) and np.any(~np.isnan(x) & np.isnan(y)):
+                    self.const_lost[out] = f"{node.op_type} '{node.name}'"
+                    break
+                if value in self.const_lost:
+                    self.const_lost[out] = self.const_lost[value]
+                    break
 
     def _visit(self, node: ir.Node) -> None:
         if node.domain not in ("", "ai.onnx"):

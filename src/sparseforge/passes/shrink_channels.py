@@ -51,7 +51,9 @@ def plan_removal(graph: ChannelGraph) -> RemovalPlan:
             continue  # dead columns: the sink ignores this channel
         value = graph.consts[sink.tensor][sink.channel]
         if np.isnan(value):
-            blocked[root].append(f"'{sink.view.name}' uses it and it is not constant")
+            lost = graph.const_lost.get(sink.tensor)
+            where = f" (constant until {lost})" if lost else ""
+            blocked[root].append(f"'{sink.view.name}' uses it and it is not constant{where}")
         elif value != 0 and not sink.foldable:
             blocked[root].append(f"its constant value {value:g} cannot be folded into '{sink.view.name}' "
                                  "(zero padding sees 0 at the borders)")
@@ -89,6 +91,7 @@ class ShrinkChannelsPass(ReportingPass):
         self.max_rounds = max_rounds
 
     def run(self, model: ir.Model, report: PassReport) -> None:
+        ir.passes.common.ShapeInferencePass()(model)  # channel counts come from static shapes
         graph = ChannelGraph(model)
         plan = plan_removal(graph)
         for _ in range(self.max_rounds):

@@ -183,12 +183,12 @@ def rank_info(matrix: np.ndarray, max_svd_dim: int = 2048, sketch: int = 256, se
         return RankInfo(int(np.count_nonzero(s > tol)), _energy_rank(s, float(np.sum(s ** 2))), "exact")
     k = min(sketch, min(m, n))
     rng = np.random.default_rng(seed)
-    wide = a if m <= n else a.T  # rows = smaller side
-    omega = rng.standard_normal((wide.shape[1], k + 8)).astype(np.float32)
+    wide = (a if m <= n else a.T).astype(np.float64)  # rows = smaller side
+    omega = rng.standard_normal((wide.shape[1], k + 8))
     q, _ = np.linalg.qr(wide @ omega)
     proj = q.T @ wide
-    s = scipy.linalg.svdvals(proj, check_finite=False).astype(np.float64)
-    residual = np.sqrt(max(total_energy - float(np.sum(proj.astype(np.float64) ** 2)), 0.0))
+    s = scipy.linalg.svdvals(proj, check_finite=False)
+    residual = float(np.linalg.norm(wide - q @ proj))  # Frobenius norm bounds sigma_{k+9}
     tol = s[0] * max(m, n) * eps
     r99 = _energy_rank(s, total_energy, allow_incomplete=True)
     if residual <= tol:

@@ -30,10 +30,10 @@ def _horner(x: str, coeffs) -> str:
 def emit_exp(src: Src, x: str) -> str:
     """exp(x) for float32 ``x`` (clamped to about +-88.38, so no inf/nan for finite inputs)."""
     xc, n, r, p = src.var("ex"), src.var("en"), src.var("er"), src.var("ep")
-    src(f"{xc} = T.max(T.min({x}, {f32(88.3762626647949)}), {f32(-88.3762626647949)})")
-    src(f"{n} = T.floor({xc} * {f32(1.44269504088896341)} + {f32(0.5)})")
-    src(f"{r} = {xc} - {n} * {f32(0.693359375)} + {n} * {f32(2.12194440e-4)}")
-    src(f"{p} = {_horner(r, _EXP_P)} * {r} * {r} + {r} + {f32(1.0)}")
+    src.let(xc, f"T.max(T.min({x}, {f32(88.3762626647949)}), {f32(-88.3762626647949)})")
+    src.let(n, f"T.floor({xc} * {f32(1.44269504088896341)} + {f32(0.5)})")
+    src.let(r, f"{xc} - {n} * {f32(0.693359375)} + {n} * {f32(2.12194440e-4)}")
+    src.let(p, f"{_horner(r, _EXP_P)} * {r} * {r} + {r} + {f32(1.0)}")
     return f'({p} * T.reinterpret("float32", (T.Cast("int32", {n}) + 127) << 23))'
 
 
@@ -51,13 +51,13 @@ def emit_activation(src: Src, x: str, activation: str) -> str:
         return sig if activation == "sigmoid" else f"({x} * {sig})"
     if activation == "tanh":
         t, t2 = src.var("th"), src.var("th")
-        src(f"{t} = T.max(T.min({x}, {f32(9.0)}), {f32(-9.0)})")
-        src(f"{t2} = {t} * {t}")
+        src.let(t, f"T.max(T.min({x}, {f32(9.0)}), {f32(-9.0)})")
+        src.let(t2, f"{t} * {t}")
         return f"({t} * {_horner(t2, _TANH_ALPHA)} / {_horner(t2, _TANH_BETA)})"
     if activation == "gelu":  # 0.5 x (1 + erf(x / sqrt 2)), erf form (torch default)
         u, u2 = src.var("gu"), src.var("gu")
-        src(f"{u} = T.max(T.min({x} * {f32(0.7071067811865476)}, {f32(4.0)}), {f32(-4.0)})")
-        src(f"{u2} = {u} * {u}")
+        src.let(u, f"T.max(T.min({x} * {f32(0.7071067811865476)}, {f32(4.0)}), {f32(-4.0)})")
+        src.let(u2, f"{u} * {u}")
         erf = f"({u} * {_horner(u2, _ERF_ALPHA)} / {_horner(u2, _ERF_BETA)})"
         return f"({f32(0.5)} * {x} * ({f32(1)} + {erf}))"
     raise ValueError(f"unknown activation {activation!r}")

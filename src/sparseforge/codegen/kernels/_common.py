@@ -231,6 +231,12 @@ class Src:
         finally:
             self.depth -= 1
 
+    def let(self, name: str, expr: str) -> str:
+        """Immutable binding (``T.Bind``). A plain ``x = expr`` in TVMScript 0.27 creates a mutable one-element
+        local buffer instead, which breaks inside vectorized loops."""
+        self(f"{name} = T.Bind({expr})")
+        return name
+
     def var(self, prefix: str = "t") -> str:
         self._n += 1
         return f"{prefix}{self._n}"
@@ -248,7 +254,7 @@ def func_header(src: Src, name: str, params: list[tuple[str, tuple[int, ...], st
     src("@T.prim_func")
     src(f"def {name}({args}):")
     src.depth += 1
-    src(f'T.func_attr({{"global_symbol": {name!r}, "tir.noalias": True, "tirx.is_scheduled": True}})')
+    src(f'T.func_attr({{"global_symbol": {name!r}, "tirx.noalias": True, "tirx.is_scheduled": True}})')
 
 
 def parse(src: Src):

@@ -1,0 +1,71 @@
+"""Compile and run kernels on the host: ``build``, ``run`` and ``measure`` (median wall time)."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import numpy as np
+
+from ._common import SparseKernel, resolve_target
+
+
+def build(kernels: SparseKernel | Iterable[SparseKernel], target=None):
+    """Compile one or more kernels into one host module (``tvm.compile``); index it by ``kernel.name``."""
+    from .._tvm import IRModule, tvm
+
+    kernels = [kernels] if isinstance(kernels, SparseKernel) else list(kernels)
+    mod = IRModule({k.name: k.func for k in kernels})
+    return tvm.compile(mod, target=resolve_target(target).tvm())
+
+
+class Runner:
+    """Device tensors for one kernel: ``runner(x) -> y`` (NumPy in, NumPy out), ``runner.call()`` re-runs."""
+
+    def __init__(self, lib, kernel: SparseKernel, x: np.ndarray | None = None):
+        from .._tvm import cpu_device, to_tvm_tensor
+
+        dev = cpu_device()
+        self.func = lib[kernel.name]
+        x = np.zeros(kernel.in_shape, np.float32) if x is None else x
+        self.x = to_tvm_tensor(np.ascontiguousarray(x, np.float32), dev)
+        self.consts = [to_tvm_tensor(np.ascontiguousarray(c), dev) for c in kernel.constants]
+        self.y = to_tvm_tensor(np.zeros(kernel.out_shape, kernel.out_dtype), dev)
+
+    def __call__(self, x: np.ndarray | None = None) -> np.ndarray:
+        if x is not None:
+            self.x.copyfrom(np.ascontiguousarray(x, np.float32))
+        self.call()
+        return self.y.numpy()
+
+    def call(self) -> None:
+        self.func(self.x, *self.consts, self.y)
+
+
+def run(kernel: SparseKernel, x: np.ndarray, target=None, lib=None) -> np.ndarray:
+    """Compile (unless ``lib`` is given) and run ``kernel`` on ``x``."""
+    return Runner(lib or build(kernel, target), kernel)(x)
+
+
+def time_call(fn, repeat: int = 30, warmup: int = 3, min_time: float = 0.0) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` calls (each timed call repeated until ``min_time`` elapsed)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_time:
+                break
+        samples.append(dt / n)
+    return float(np.median(samples))
+
+
+def measure(kernel: SparseKernel, repeat: int = 30, *, target=None, lib=None, seed: int = 0) -> float:
+    """Compile ``kernel`` for the host (or use ``lib``) and return the median seconds per call on random input."""
+    x = np.random.default_rng(seed).standard_normal(kernel.in_shape).astype(np.float32)
+    r = Runner(lib or build(kernel, target), kernel, x)
+    return time_call(r.call, repeat=repeat, min_time=2e-4)

@@ -1,0 +1,32 @@
+"""CPU schedule rules (dlight protocol) and the Relax rewrites that feed them.
+
+``default_rules(target)`` is the ordered rule list for ``s_tir.dlight.ApplyDefaultSchedule``:
+first match wins, :class:`Fallback` last. Each rule's ``apply(func, target, tunable)`` returns a
+``Schedule`` or ``None`` (not applicable). Functions marked ``"tirx.is_scheduled"`` are skipped
+by ``ApplyDefaultSchedule`` itself.
+
+The kernels that need a specific data layout (packed dense weights, NCHWc convolutions) are
+introduced at the Relax level by the ``relax_*`` passes and recognised by the rules through block
+annotations (:mod:`._contract`).
+"""
+
+from __future__ import annotations
+
+from ..target import CompileTarget
+from .dense import Dense
+from .fallback import Fallback
+from .injective import Injective
+from .reduction import RowReduction
+
+__all__ = ["Dense", "Fallback", "Injective", "RowReduction", "default_rules"]
+
+
+def default_rules(target: CompileTarget) -> list:
+    """Ordered schedule rules for ``target`` (a :class:`~sparseforge.codegen.target.CompileTarget`)."""
+    lanes = target.vector_lanes
+    return [
+        Dense(),
+        RowReduction(lanes),
+        Injective(lanes),
+        Fallback(lanes),
+    ]

@@ -1,0 +1,149 @@
+"""Compile targets: what the schedules need to know about the machine.
+
+A :class:`CompileTarget` is a small frozen description (architecture family, CPU name, SIMD
+features, thread count) from which the TVM ``Target`` (JSON-dict form, the only form TVM 0.27
+accepts) and the schedule parameters (vector width, register count) are derived. Only ``x86``
+is implemented; ``arm``, ``wasm`` and ``cuda`` are reserved names.
+
+Detection reads ``/proc/cpuinfo`` flags (Linux) and LLVM's host CPU name, so the same code picks
+16 float32 lanes on an AVX-512 machine and 8 on an AVX2-only CI runner. ``CompileTarget`` can also
+be built by hand to cross-compile for another x86 CPU (e.g. ``mcpu="znver3"``): features are then
+inferred from the CPU name.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field, replace
+
+__all__ = ["KNOWN_TARGETS", "CompileTarget", "detect_x86", "make_target"]
+
+#: Target families this module can build (``x86``) or reserves for later work.
+KNOWN_TARGETS: tuple[str, ...] = ("x86",)
+PLANNED_TARGETS: tuple[str, ...] = ("arm", "wasm", "cuda")
+
+# x86 CPU names (LLVM ``-mcpu``) whose vector unit is AVX-512 (F + VL) or at least AVX2 + FMA.
+_AVX512_CPUS = frozenset({
+    "znver4", "znver5", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+    "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+    "graniterapids-d", "diamondrapids", "x86-64-v4", "knl", "knm",
+})
+_AVX2_CPUS = frozenset({
+    "haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake", "arrowlake-s",
+    "lunarlake", "pantherlake", "gracemont", "sierraforest", "grandridge", "clearwaterforest", "znver1",
+    "znver2", "znver3", "bdver4", "x86-64-v3", "core-avx2",
+})
+
+
+def _features_from_mcpu(mcpu: str) -> frozenset[str]:
+    if mcpu in _AVX512_CPUS:
+        return frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl"})
+    if mcpu in _AVX2_CPUS:
+        return frozenset({"sse4_2", "avx", "avx2", "fma"})
+    return frozenset({"sse2"})
+
+
+def _cpuinfo_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class CompileTarget:
+    """A compile target.
+
+    ``kind``: target family (``"x86"``). ``mcpu``: LLVM CPU name (``"znver5"``, ``"znver3"``...).
+    ``features``: CPU feature flags in ``/proc/cpuinfo`` spelling (``avx2``, ``fma``, ``avx512f``);
+    empty means "infer from ``mcpu``". ``threads``: worker threads the compiled code is meant to
+    run with (recorded as ``num-cores`` in the TVM target; see ``pipeline.set_num_threads`` for
+    how the runtime thread pool is actually sized). ``mtriple``: LLVM triple, ``None`` = host.
+    """
+
+    kind: str = "x86"
+    mcpu: str = "x86-64-v3"
+    features: frozenset[str] = field(default_factory=frozenset)
+    threads: int = 1
+    mtriple: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KNOWN_TARGETS:
+            raise ValueError(_unknown_message(self.kind))
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not self.features:
+            object.__setattr__(self, "features", _features_from_mcpu(self.mcpu))
+
+    @property
+    def simd_bits(self) -> int:
+        """Width of the widest usable float vector register, in bits."""
+        if "avx512f" in self.features:
+            return 512
+        if "avx" in self.features or "avx2" in self.features:
+            return 256
+        return 128
+
+    @property
+    def vector_lanes(self) -> int:
+        """SIMD width in float32 lanes: 16 (AVX-512), 8 (AVX/AVX2), 4 (SSE)."""
+        return self.simd_bits // 32
+
+    @property
+    def vector_registers(self) -> int:
+        """Architectural vector registers: 32 with AVX-512, otherwise 16."""
+        return 32 if "avx512f" in self.features else 16
+
+    @property
+    def has_fma(self) -> bool:
+        return "fma" in self.features or "avx512f" in self.features
+
+    def with_threads(self, threads: int) -> CompileTarget:
+        return replace(self, threads=threads)
+
+    def tvm_target(self):
+        """The TVM ``Target`` (LLVM, JSON-dict form) for this description."""
+        from . import _tvm
+
+        config: dict = {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.threads}
+        if self.mtriple:
+            config["mtriple"] = self.mtriple
+        return _tvm.Target(config)
+
+
+def detect_x86(threads: int | None = None) -> CompileTarget:
+    """Describe the host x86 CPU: LLVM's CPU name, ``/proc/cpuinfo`` flags, ``threads`` (default: all CPUs)."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64", "i686", "i386"):
+        raise RuntimeError(f"detect_x86() called on a {machine!r} host")
+    from . import _tvm
+
+    host = dict(_tvm.Target.from_device(_tvm.cpu_device()).export())
+    flags = _cpuinfo_flags()
+    mcpu = str(host.get("mcpu") or "x86-64-v3")
+    return CompileTarget(
+        kind="x86",
+        mcpu=mcpu,
+        features=flags or _features_from_mcpu(mcpu),
+        threads=threads or os.cpu_count() or 1,
+        mtriple=host.get("mtriple"),
+    )
+
+
+def make_target(name: str = "x86", threads: int | None = None) -> CompileTarget:
+    """A :class:`CompileTarget` for the host by family name; ``ValueError`` for unknown names."""
+    if name == "x86":
+        return detect_x86(threads)
+    if name in PLANNED_TARGETS:
+        raise NotImplementedError(f"target {name!r} is planned but not implemented yet; known: {KNOWN_TARGETS}")
+    raise ValueError(_unknown_message(name))
+
+
+def _unknown_message(name: str) -> str:
+    return (f"unknown target {name!r}; known targets: {', '.join(KNOWN_TARGETS)} "
+            f"(planned: {', '.join(PLANNED_TARGETS)})")

@@ -1,0 +1,56 @@
+"""The (output, reduction) weight view in every layout, and its inverse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import init, make_model, randn, to_ir, vinfo
+from onnx import helper
+
+from sparseforge.errors import UnsupportedModelError
+from sparseforge.ir.weights import view_of, weight_views
+
+M = randn(6, 4)  # (output, reduction)
+
+
+@pytest.mark.parametrize("node,stored,data_index", [
+    (helper.make_node("MatMul", ["x", "W"], ["y"]), M.T, 0),
+    (helper.make_node("MatMul", ["W", "x"], ["y"]), M, 1),
+    (helper.make_node("Gemm", ["x", "W"], ["y"], transB=1), M, 0),
+    (helper.make_node("Gemm", ["x", "W"], ["y"], transB=0), M.T, 0),
+    (helper.make_node("Gemm", ["W", "x"], ["y"], transA=0), M, 1),
+    (helper.make_node("Gemm", ["W", "x"], ["y"], transA=1), M.T, 1),
+])
+def test_matmul_layouts(node, stored, data_index) -> None:
+    model = to_ir(make_model([node], [vinfo("x", None)], [vinfo("y", None)], [init("W", stored.copy())]))
+    view = view_of(next(iter(model.graph)))
+    assert view.data_index == data_index
+    assert view.shape == (6, 4)
+    np.testing.assert_array_equal(view.matrix(), M)
+    np.testing.assert_array_equal(view.to_stored(view.matrix()), stored)
+
+
+def test_conv_view_is_input_channel_major() -> None:
+    w = randn(8, 2, 3, 3)
+    node = helper.make_node("Conv", ["x", "W", "b"], ["y"], group=3)
+    model = to_ir(make_model([node], [vinfo("x", None)], [vinfo("y", None)], [init("W", w), init("b", randn(8))]))
+    view = view_of(next(iter(model.graph)))
+    assert view.shape == (8, 18) and view.groups == 3 and view.kernel_shape == (3, 3)
+    assert view.matrix()[5, 1 * 9 + 4] == w[5, 1, 1, 1]
+    np.testing.assert_array_equal(view.to_stored(view.matrix()), w)
+    assert view.bias is not None
+
+
+def test_non_constant_conv_weight_is_an_error() -> None:
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c1")
+    model = to_ir(make_model([node], [vinfo("x", [1, 1, 3, 3]), vinfo("w", [1, 1, 1, 1])], [vinfo("y", None)]))
+    with pytest.raises(UnsupportedModelError, match="not a constant.*graph input") as info:
+        list(weight_views(model.graph))
+    assert "Conv node 'c1'" in info.value.message
+
+
+def test_initializer_that_is_also_an_input_is_not_constant() -> None:
+    node = helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)
+    proto = make_model([node], [vinfo("x", [1, 4]), vinfo("W", [6, 4])], [vinfo("y", None)], [init("W", M)])
+    model = to_ir(proto)
+    assert view_of(next(iter(model.graph))) is None

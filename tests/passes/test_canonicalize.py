@@ -1,0 +1,65 @@
+"""Canonicalization: constant folding, BatchNorm folding (names kept), Gemm alpha/beta normalization."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers import assert_equivalent, init, make_model, randn, to_ir, vinfo
+from onnx import helper
+
+from sparseforge.ir.weights import constant_array
+from sparseforge.passes.canonicalize import FoldBatchNormPass, NormalizeGemmPass, OptimizePass
+from sparseforge.passes.infra import Pipeline
+from sparseforge.passes.pipelines import canonicalize
+
+
+def conv_bn_proto():
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "t", "m", "v"], ["n"], name="bn"),
+             helper.make_node("Relu", ["n"], ["y"], name="relu")]
+    return make_model(nodes, [vinfo("x", [1, 3, 6, 6])], [vinfo("y", [1, 4, 6, 6])],
+                      [init("w", randn(4, 3, 3, 3)), init("b", randn(4, seed=1)), init("s", randn(4, seed=2)),
+                       init("t", randn(4, seed=3)), init("m", randn(4, seed=4)),
+                       init("v", np.abs(randn(4, seed=5)) + 0.1)])
+
+
+def test_batchnorm_folds_into_conv_keeping_its_name() -> None:
+    proto = conv_bn_proto()
+    model = to_ir(proto)
+    result = FoldBatchNormPass()(model)
+    assert [n.op_type for n in model.graph] == ["Conv", "Relu"]
+    assert next(iter(model.graph)).name == "conv"
+    assert result.report.counts["folded-batchnorm"] == 1
+    assert_equivalent(proto, model)
+
+
+def test_full_canonicalization_keeps_names_and_numerics() -> None:
+    proto = conv_bn_proto()
+    model = to_ir(proto)
+    result = Pipeline(canonicalize())(model)
+    assert [n.name for n in model.graph if n.op_type == "Conv"] == ["conv"]
+    assert "Optimize" in model.metadata_props["pkg.sparseforge.pipeline"]
+    assert [r.pass_name for r in result.reports][0] == "CheckWeights"
+    assert_equivalent(proto, model)
+
+
+def test_gemm_alpha_beta_are_folded() -> None:
+    node = helper.make_node("Gemm", ["x", "w", "c"], ["y"], name="g", alpha=0.5, beta=2.0, transB=1)
+    proto = make_model([node], [vinfo("x", [2, 3])], [vinfo("y", [2, 4])], [init("w", randn(4, 3)),
+                                                                           init("c", randn(4, seed=1))])
+    model = to_ir(proto)
+    NormalizeGemmPass()(model)
+    gemm = next(iter(model.graph))
+    assert "alpha" not in gemm.attributes and "beta" not in gemm.attributes
+    np.testing.assert_allclose(constant_array(gemm.inputs[1]), randn(4, 3) * 0.5)
+    assert_equivalent(proto, model)
+
+
+def test_transposed_weight_is_folded_to_a_constant() -> None:
+    nodes = [helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+             helper.make_node("MatMul", ["x", "wt"], ["y"], name="mm")]
+    proto = make_model(nodes, [vinfo("x", [2, 3])], [vinfo("y", [2, 4])], [init("w", randn(4, 3))])
+    model = to_ir(proto)
+    OptimizePass()(model)
+    assert [n.op_type for n in model.graph] == ["MatMul"]
+    assert constant_array(next(iter(model.graph)).inputs[1]).shape == (3, 4)
+    assert_equivalent(proto, model)
