@@ -310,34 +310,16 @@ def _torch_layer_name(node: ir.Node) -> str | None:
 
 
 def adopt_torch_names(model: ir.Model) -> None:
-    """Name weight nodes and their generically named weights after the PyTorch layers they came from."""
-    from sparseforge.ir.weights import view_of
-
-    taken_nodes = {n.name for n in model.graph}
-    taken_values = set(model.graph.initializers)
+    """Name MatMul/Gemm/Conv nodes after the PyTorch layers they came from (``encoder.layers.0.linear1``)."""
+    taken = {n.name for n in model.graph}
     for node in model.graph:
-        try:
-            view = view_of(node)
-        except Exception:
-            continue
-        if view is None:
+        if node.op_type not in ("MatMul", "Gemm", "Conv") or node.domain not in ("", "ai.onnx"):
             continue
         layer = _torch_layer_name(node)
-        if not layer:
-            continue
-        if layer not in taken_nodes:
-            taken_nodes.discard(node.name)
+        if layer and layer not in taken:
+            taken.discard(node.name)
             node.name = layer
-            taken_nodes.add(layer)
-        weight = view.weight
-        if weight.name and _GENERIC_NAME.match(weight.name) and weight.is_initializer():
-            candidate = f"{layer}.weight"
-            if candidate in taken_values:
-                candidate = f"{layer}.weight_{view.weight_index}"
-            if candidate not in taken_values:
-                taken_values.discard(weight.name)
-                weight.name = candidate
-                taken_values.add(candidate)
+            taken.add(layer)
 
 
 def _first_line(exc: BaseException) -> str:

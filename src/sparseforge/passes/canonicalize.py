@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -47,6 +49,7 @@ class OptimizePass(ReportingPass):
         ir.passes.common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
         ir.passes.common.RemoveUnusedNodesPass()(model)
         ir.passes.common.ShapeInferencePass()(model)
+        name_generic_weights(model)
         after = _op_histogram(model)
         report.details["nodes_before"] = sum(before.values())
         report.details["nodes_after"] = sum(after.values())
@@ -79,6 +82,28 @@ def keep_layer_names(model: ir.Model, rewrite) -> bool:
             node.name = original
             names.add(original)
     return names_before != [n.name for n in model.graph]
+
+
+_GENERIC_VALUE_NAME = re.compile(r"^(val|const|onnx::|_)?[_a-z]*_?\d+$")
+
+
+def name_generic_weights(model: ir.Model) -> None:
+    """Give generically named weights (``val_86``) the name of their layer (``encoder.layers.0.linear1.weight``)."""
+    taken = set(model.graph.initializers)
+    for node in model.graph:
+        try:
+            view = view_of(node)
+        except UnsupportedModelError:
+            continue
+        if view is None or not node.name or not view.weight.is_initializer():
+            continue
+        name = view.weight.name or ""
+        if _GENERIC_VALUE_NAME.match(name) and len(view.weight.uses()) == 1:
+            candidate = f"{node.name}.weight"
+            if candidate not in taken:
+                taken.discard(name)
+                view.weight.name = candidate
+                taken.add(candidate)
 
 
 def _op_histogram(model: ir.Model) -> dict[str, int]:

@@ -355,7 +355,8 @@ class ChannelGraph:
             rank_in = _rank(value)
             aligned = axis - (out_rank - rank_in) if rank_in is not None else -1
             if array is None:
-                if 0 <= aligned and _dim(value, aligned) == count and count != 1:
+                tracked = value in self.tensors
+                if 0 <= aligned and _dim(value, aligned) == count and (count != 1 or tracked):
                     t = self._tensor_for_input(value, aligned, node)
                     if t is None:
                         raise _Unsupported(f"{node.op_type} '{node.name}' input has unknown channels")
@@ -372,6 +373,8 @@ class ChannelGraph:
                 raise _Unsupported(f"{node.op_type} '{node.name}' has a constant that does not broadcast per channel")
             if any(d != 1 for k, d in enumerate(array.shape) if k != aligned):
                 uniform = False
+        if not channel_inputs:
+            return
         first = channel_inputs[0][1]
         for _, t in channel_inputs[1:]:
             for a, b in zip(first.slots, t.slots):

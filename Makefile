@@ -1,0 +1,32 @@
+# sparseforge: `make demo` runs the toolkit on the bundled examples; `make test` installs what the tests need and
+# runs them. Both create .venv/ in the repository on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages used by the cross-target tests (aarch64 under qemu, wasm32 in wasmtime). Needs root; skipped
+# (the tests that need them then skip) when apt-get is not usable.
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not tvm and not cross and not slow"
+
+clean:
+	rm -rf build $(VENV) src/*.egg-info
