@@ -1,0 +1,110 @@
+"""DecideFormat + Sparsify: decisions follow the cost model, never sparse when predicted slower; rewrites exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import assert_equivalent, init, make_model, randn, to_ir, vinfo
+from onnx import helper
+
+from sparseforge.ir import keys
+from sparseforge.passes.infra import Pipeline
+from sparseforge.passes.sparsify import META_DECISION, DecideFormatPass, SparsifyPass, why_not
+
+
+class TableCostModel:
+    """Dense costs 1.0; each sparse kernel costs ``factor * density`` (None = no data)."""
+
+    def __init__(self, factors: dict[str, float]):
+        self.factors = factors
+
+    def predict(self, kernel, m, n, k, *, density=1.0, block=None, nm=None, nnz_blocks=None):
+        if kernel == "dense":
+            return 1.0
+        factor = self.factors.get(kernel)
+        return None if factor is None else factor * density
+
+
+def sparse(shape, density, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * (rng.random(shape) < density)).astype(np.float32)
+
+
+def mixed_model():
+    """MatMul + Add bias (3-D), Gemm with per-row C and a full C, a 1x1 Conv and a 3x3 Conv."""
+    w_mm = sparse((16, 12), 0.1, 1)   # [K, N] for MatMul
+    w_g = sparse((16, 12), 0.1, 2)    # [N, K] transB=1
+    w_g2 = sparse((5, 12), 0.1, 3)
+    w_c = sparse((6, 4, 1, 1), 0.2, 4)
+    w_c3 = sparse((3, 6, 3, 3), 0.2, 5)
+    nodes = [helper.make_node("MatMul", ["x", "w_mm"], ["m"], name="mm"),
+             helper.make_node("Add", ["m", "b_mm"], ["h"], name="mm_bias"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "s2"], ["r2"], name="flat"),
+             helper.make_node("Gemm", ["r2", "w_g", "c_g"], ["g"], name="gemm", transB=1),
+             helper.make_node("Gemm", ["r2", "w_g2", "c_full"], ["g2"], name="gemm_fullc", transB=1),
+             helper.make_node("Conv", ["img", "w_c", "b_c"], ["c"], name="conv1x1"),
+             helper.make_node("Conv", ["c", "w_c3"], ["c3"], name="conv3x3", pads=[1, 1, 1, 1])]
+    inits = [init("w_mm", w_mm), init("b_mm", randn(12, seed=6)), init("s2", np.array([6, 12], np.int64)),
+             init("w_g", w_g), init("c_g", randn(16, seed=7)), init("w_g2", w_g2), init("c_full", randn(6, 5, seed=8)),
+             init("w_c", w_c), init("b_c", randn(6, seed=9)), init("w_c3", w_c3)]
+    return make_model(nodes, [vinfo("x", [2, 3, 16]), vinfo("img", [1, 4, 5, 5])],
+                      [vinfo("g", [6, 16]), vinfo("g2", [6, 5]), vinfo("c3", [1, 3, 5, 5])], inits)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "bsr"])
+def test_sparsify_every_candidate_exactly(fmt) -> None:
+    proto = mixed_model()
+    model = to_ir(proto)
+    result = Pipeline([DecideFormatPass(TableCostModel({fmt: 1.0})), SparsifyPass()])(model)
+    ops_used = sorted(n.op_type for n in model.graph if n.domain == keys.DOMAIN)
+    prefix = fmt.capitalize()
+    assert ops_used == sorted([f"{prefix}MatMul"] * 3 + [f"{prefix}Conv1x1"])
+    decisions = {d["node"]: d for d in result.report("DecideFormat").details["decisions"]}
+    assert decisions["conv3x3"]["fmt"] == "dense" and "kernel (3, 3)" in decisions["conv3x3"]["reason"]
+    assert (keys.DOMAIN, f"{prefix}MatMul", "") in model.functions
+    assert_equivalent(proto, model)
+    # the MatMul's bias Add stays a separate node; the full-C Gemm keeps an Add after the sparse op
+    assert any(n.op_type == "Add" and n.name == "gemm_fullc_c" for n in model.graph)
+
+
+def test_never_sparse_when_predicted_slower() -> None:
+    model = to_ir(mixed_model())
+    DecideFormatPass(TableCostModel({"csr": 20.0, "bsr": 30.0}))(model)  # 0.1 density -> 2.0 > dense 1.0
+    for node in model.graph:
+        decision = node.meta.get(META_DECISION)
+        if decision is not None:
+            assert decision.fmt == "dense"
+    decision = next(n for n in model.graph if n.name == "gemm").meta[META_DECISION]
+    assert "predicted" in decision.reason and "dense" in decision.reason
+
+
+def test_nm_only_when_fully_compliant() -> None:
+    w = np.zeros((8, 16), np.float32)
+    w[:, 0::4] = 1.0
+    w[:, 1::4] = 2.0  # exactly 2:4
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", transB=1)]
+    proto = make_model(nodes, [vinfo("x", [2, 16])], [vinfo("y", [2, 8])], [init("w", w)])
+    model = to_ir(proto)
+    Pipeline([DecideFormatPass(TableCostModel({"nm": 0.1, "csr": 5.0, "bsr": 5.0})), SparsifyPass()])(model)
+    (node,) = list(model.graph)
+    assert node.op_type == "NmMatMul" and node.meta[META_DECISION].nm in ((2, 4), (4, 8))
+    assert_equivalent(proto, model)
+
+
+def test_dense_flag_and_no_cost_model() -> None:
+    model = to_ir(mixed_model())
+    r = DecideFormatPass(TableCostModel({"csr": 0.01}), dense_only=True)(model)
+    assert all(d["fmt"] == "dense" and "--dense" in d["reason"] for d in r.report.details["decisions"]
+               if "kernel" not in d["reason"] and "padded" not in d["reason"])
+    model = to_ir(mixed_model())
+    r = DecideFormatPass(None)(model)
+    assert all(d["fmt"] == "dense" for d in r.report.details["decisions"])
+
+
+def test_why_not_reasons() -> None:
+    model = to_ir(mixed_model())
+    reasons = {n.name: why_not(n) for n in model.graph}
+    assert reasons["mm"] is None and reasons["conv1x1"] is None
+    assert reasons["relu"] == "no constant weight"
+    assert "kernel" in reasons["conv3x3"]
