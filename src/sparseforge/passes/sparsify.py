@@ -240,6 +240,9 @@ class SparsifyPass(ReportingPass):
         extra_add = None
         if node.op_type == "Gemm" and len(node.inputs) > 2 and node.inputs[2] is not None and bias is None:
             extra_add = node.inputs[2]  # a C that is not per output channel stays a separate Add
+        absorbed_add = None
+        if bias is None and extra_add is None:
+            absorbed_add, bias = _following_bias_add(node, n_out)
         if bias is None:
             bias = np.zeros(n_out, matrix.dtype)
         base = node.name or view.weight.name or "sparse"
@@ -268,11 +271,35 @@ class SparsifyPass(ReportingPass):
             out.name = f"{old_out.name}_nobias"
             result = add.outputs[0]
             result.name = old_out.name
-        old_out.replace_all_uses_with(result, replace_graph_outputs=True)
+        if absorbed_add is not None:  # the bias Add after a MatMul now lives in the sparse op
+            add_out = absorbed_add.outputs[0]
+            out.name, out.shape, out.type = add_out.name, add_out.shape, add_out.type
+            add_out.replace_all_uses_with(out, replace_graph_outputs=True)
+            model.graph.remove(absorbed_add, safe=True)
+        else:
+            old_out.replace_all_uses_with(result, replace_graph_outputs=True)
         model.graph.remove(node, safe=True)
         self.stamp(new, f"{decision.label}: {decision.reason}")
         report.changed(f"rewrite.{decision.fmt}", f"{node.op_type} -> {new.op_type} ({decision.label}, "
                        f"{encoded.values.size} stored values for {matrix.size} weights)", new.name)
+
+
+def _following_bias_add(node: ir.Node, n_out: int) -> tuple[ir.Node | None, np.ndarray | None]:
+    """A single-consumer ``Add(y, b)`` with a constant per-output-channel ``b`` right after ``node``."""
+    out = node.outputs[0]
+    uses = list(out.uses())
+    if len(uses) != 1 or out.is_graph_output():
+        return None, None
+    user, index = uses[0]
+    if user.op_type != "Add" or user.domain not in ("", "ai.onnx"):
+        return None, None
+    other = constant_array(user.inputs[1 - index])
+    if other is None or other.size != n_out or other.shape[-1] != n_out:
+        return None, None
+    y_rank = len(out.shape) if out.shape is not None else 0
+    if other.ndim > y_rank:
+        return None, None
+    return user, other.reshape(-1).astype(np.float32)
 
 
 def dense_weight(node: ir.Node) -> np.ndarray:

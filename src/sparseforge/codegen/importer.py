@@ -1,0 +1,214 @@
+"""ONNX -> Relax: TVM's ONNX importer, extended (by subclassing) for sparseforge's ``ai.sparseforge`` ops.
+
+Standard ops go through TVM's converters. Each sparse op becomes a ``relax.call_tir`` of a TIR kernel specialized
+to its constant weight (:mod:`sparseforge.codegen.kernels`), marked ``tirx.is_scheduled`` so the rest of the
+pipeline leaves it alone. A single-consumer activation right after a sparse op (Relu, Clip(0, 6), Sigmoid, Tanh,
+Gelu, x*Sigmoid(x)) is fused into the kernel's write-back. Before anything is converted, the whole graph is
+scanned and every unsupported operator is reported in one :class:`~sparseforge.errors.UnsupportedOpError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from sparseforge.errors import UnsupportedOpError
+from sparseforge.ir import keys, ops
+
+from . import _tvm
+from . import kernels as K
+
+relax = _tvm.relax
+onnx_frontend = _tvm.onnx_frontend
+
+
+@dataclasses.dataclass
+class KernelRecord:
+    """One sparse kernel emitted for one ONNX node (for reports and manifests)."""
+
+    node: str
+    op_type: str
+    kernel: str
+    fmt: str
+    activation: str
+    info: dict
+
+
+def _fused_activation(graph: onnx.GraphProto) -> tuple[dict[str, str], dict[str, str]]:
+    """Plan activation fusion: {sparse node name: activation}, {absorbed node name: sparse output it aliases}."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    inits = {t.name: t for t in graph.initializer}
+    fused: dict[str, str] = {}
+    absorbed: dict[str, str] = {}
+    for node in graph.node:
+        if node.domain != keys.DOMAIN:
+            continue
+        out = node.output[0]
+        users = consumers.get(out, [])
+        if out in graph_outputs or len(users) not in (1, 2):
+            continue
+        activation, eaten = _match_activation(users, out, inits, consumers, graph_outputs)
+        if activation is None:
+            continue
+        fused[node.name] = activation
+        for n in eaten:
+            absorbed[n.name] = out
+    return fused, absorbed
+
+
+def _scalar(name: str, inits: dict[str, onnx.TensorProto]) -> float | None:
+    tensor = inits.get(name)
+    if tensor is None:
+        return None
+    array = numpy_helper.to_array(tensor)
+    return float(array.reshape(-1)[0]) if array.size == 1 else None
+
+
+def _match_activation(users, out, inits, consumers, graph_outputs):
+    if len(users) == 1:
+        user = users[0]
+        op = user.op_type
+        if op in ("Relu", "Sigmoid", "Tanh"):
+            return op.lower(), [user]
+        if op == "Gelu":
+            approx = next((a.s.decode() for a in user.attribute if a.name == "approximate"), "none")
+            return ("gelu", [user]) if approx == "none" else (None, [])
+        if op == "Clip" and len(user.input) >= 3:
+            lo, hi = _scalar(user.input[1], inits), _scalar(user.input[2], inits)
+            if lo == 0.0 and hi == 6.0:
+                return "relu6", [user]
+            if lo == 0.0 and hi is None and user.input[2] == "":
+                return "relu", [user]
+        return None, []
+    # x * sigmoid(x): users are Sigmoid(out) and Mul(out, sigmoid)
+    sig = next((u for u in users if u.op_type == "Sigmoid"), None)
+    mul = next((u for u in users if u.op_type == "Mul"), None)
+    if sig is None or mul is None or sig.output[0] in graph_outputs:
+        return None, []
+    if set(mul.input) == {out, sig.output[0]} and len(consumers.get(sig.output[0], [])) == 1:
+        return "silu", [sig, mul]
+    return None, []
+
+
+class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
+    """TVM's ONNX importer plus ``ai.sparseforge`` ops lowered to specialized TIR kernels."""
+
+    def __init__(self, shape_dict, dtype_dict, *, kernel_target, **kwargs):
+        super().__init__(shape_dict, dtype_dict, **kwargs)
+        self.kernel_target = kernel_target
+        self.records: list[KernelRecord] = []
+        self._fused: dict[str, str] = {}
+        self._absorbed: dict[str, str] = {}
+        self._used_names: set[str] = set()
+
+    def from_onnx(self, graph, opset):
+        self._fused, self._absorbed = _fused_activation(graph.graph if hasattr(graph, "graph") else graph)
+        return super().from_onnx(graph, opset)
+
+    def _check_for_unsupported_ops(self, graph: onnx.GraphProto) -> None:
+        convert_map = onnx_frontend._get_convert_map()
+        missing: Counter[str] = Counter()
+        where: dict[str, str] = {}
+        for node in graph.node:
+            op = node.op_type
+            if node.domain == keys.DOMAIN:
+                if op not in ops.OP_TYPES:
+                    missing[f"{keys.DOMAIN}.{op}"] += 1
+                    where.setdefault(f"{keys.DOMAIN}.{op}", node.name)
+                continue
+            if node.domain not in ("", "ai.onnx"):
+                missing[f"{node.domain}.{op}"] += 1
+                where.setdefault(f"{node.domain}.{op}", node.name)
+            elif op not in convert_map and op not in ("If", "Constant"):
+                missing[op] += 1
+                where.setdefault(op, node.name)
+        if missing:
+            listing = ", ".join(f"{op} (x{n}, e.g. node '{where[op]}')" for op, n in sorted(missing.items()))
+            raise UnsupportedOpError(
+                f"the model uses operators TVM's ONNX importer cannot lower: {listing}",
+                hint="export the model with standard ONNX ops (opset 13-21), or replace these layers")
+
+    def _convert_operator(self, op_name, inputs, attrs, opset):
+        node_name = attrs.get("tvm_custom", {}).get("name", "")
+        if node_name in self._absorbed:
+            return inputs[0] if op_name != "Mul" else self._nodes[self._absorbed[node_name]]
+        if op_name in ops.OP_TYPES:
+            return self._convert_sparse(op_name, node_name, inputs, attrs)
+        return super()._convert_operator(op_name, inputs, attrs, opset)
+
+    # ------------------------------------------------------------------ sparse ops
+
+    def _constant(self, expr, what: str, node: str) -> np.ndarray:
+        if not isinstance(expr, _tvm.tvm.ir.expr.Constant):
+            raise UnsupportedOpError(f"the {what} of sparse node '{node}' is not a constant")
+        return expr.value.numpy()
+
+    def _kernel_name(self, node_name: str) -> str:
+        base = "sf_" + "".join(ch if ch.isalnum() else "_" for ch in node_name)[:60]
+        name, i = base, 1
+        while name in self._used_names:
+            i += 1
+            name = f"{base}_{i}"
+        self._used_names.add(name)
+        return name
+
+    def _convert_sparse(self, op_name: str, node_name: str, inputs, attrs):
+        fmt, kind = ops.op_format(op_name)
+        x = inputs[0]
+        values, indices, dims, bias = (self._constant(inputs[i], w, node_name)
+                                       for i, w in ((1, "values"), (2, "indices"), (3, "dims"), (4, "bias")))
+        weight = ops.decode(values, indices, dims, fmt)
+        n_out, k = weight.shape
+        bias_arg = bias if np.any(bias) else None
+        activation = self._fused.get(node_name, "none")
+        name = self._kernel_name(node_name)
+        x_shape = [int(d) for d in x.ty.shape]
+        common = dict(bias=bias_arg, activation=activation, target=self.kernel_target, name=name)
+        if kind == "matmul":
+            m = int(np.prod(x_shape[:-1])) if len(x_shape) > 1 else 1
+            x2 = x if len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, (m, k)))
+            kernel = _matmul_builder(fmt, attrs)(weight, m, **common)
+            out_shape = tuple(x_shape[:-1]) + (n_out,)
+        else:
+            b, _, h, w = x_shape
+            block = tuple(attrs["block"]) if fmt == "bsr" else None
+            if fmt == "nm":  # N:M has no dedicated conv kernel: the CSR conv kernel reads the same nonzeros
+                block = None
+            kernel = K.sparse_conv1x1(weight, b, h, w, block=block, **common)
+            x2 = x
+            out_shape = (b, n_out, h, w)
+        gv = self.bb.add_func(kernel.func, kernel.name)
+        consts = [relax.const(c) for c in kernel.constants]
+        y = self.bb.emit(relax.call_tir(gv, [x2, *consts], relax.TensorType(kernel.out_shape, "float32")))
+        if tuple(kernel.out_shape) != out_shape:
+            y = self.bb.emit(relax.op.reshape(y, out_shape))
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, activation, dict(kernel.info)))
+        return y
+
+
+def _matmul_builder(fmt: str, attrs: dict) -> Callable:
+    if fmt == "csr":
+        return K.csr_matmul
+    if fmt == "bsr":
+        block = tuple(int(v) for v in attrs["block"])
+        return lambda w, m, **kw: K.bsr_matmul(w, m, block=block, **kw)
+    n, group = (int(v) for v in attrs["nm"])
+    return lambda w, m, **kw: K.nm_matmul(w, m, n=n, group=group, **kw)
+
+
+def from_onnx(proto: onnx.ModelProto, *, kernel_target) -> tuple[object, list[KernelRecord]]:
+    """Relax ``IRModule`` of ``proto`` (weights as constants) and the sparse kernels it calls."""
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 18)
+    importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, keep_params_in_input=False,
+                                   sanitize=True)
+    mod = importer.from_onnx(proto.graph, opset)
+    return mod, importer.records
