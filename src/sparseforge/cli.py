@@ -210,6 +210,166 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
     _run(ctx.obj["debug"], body)
 
 
+@main.command(name="compile")
+@click.argument("model")
+@click.option("--target", default="x86", show_default=True, help="Target device family (x86).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Artifact folder to write (model.so, model.onnx, manifest.json).")
+@click.option("--dense", is_flag=True, help="Disable sparse rewrites (the dense control).")
+@click.option("--threads", type=int, default=None, help="Threads the artifact runs with (default: all CPUs).")
+@click.option("--tune", type=int, default=0, metavar="N", help="MetaSchedule trials (0: no tuning).")
+@click.option("--verify", is_flag=True, help="Run the artifact and ONNX Runtime on random inputs and report the "
+              "max error; exit 1 if above --rtol.")
+@click.option("--rtol", default=1e-4, show_default=True, help="Tolerance for --verify (relative to output magnitude).")
+@click.option("--no-calibrate", is_flag=True, help="Do not measure missing kernel timings: layers without "
+              "calibration data stay dense.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@_shape_option
+@click.pass_context
+def compile_cmd(ctx: click.Context, model: str, target: str, output: str, dense: bool, threads: int | None,
+                tune: int, verify: bool, rtol: float, no_calibrate: bool, as_json: bool,
+                shapes: tuple[str, ...]) -> None:
+    """Compile MODEL for a target device into an artifact folder.
+
+    Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
+    kernels (CSR, BSR blocks, N:M) from kernel timings measured on this CPU (cached; measured on first use), and
+    compiles everything with TVM. Prints each layer's decision and the reason.
+
+    \b
+    MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
+    """
+
+    def body() -> int:
+        from sparseforge import render
+        from sparseforge.codegen.compile import compile_model
+
+        result = compile_model(model, output, target=target, threads=threads, dense=dense, tune=tune,
+                               input_shapes=_input_shapes(shapes), calibrate=not no_calibrate)
+        code = 0
+        if verify:
+            from sparseforge.runtime.verify_artifact import verify_against_onnxruntime
+
+            comparison = verify_against_onnxruntime(result.outdir, result.original, rtol=rtol)
+            result.manifest["verify"] = comparison.to_dict()
+            code = 0 if comparison.ok else 1
+        if as_json:
+            click.echo(json.dumps(result.manifest, indent=1))
+            return code
+        out.print(render.decisions_table(result.manifest["decisions"]))
+        sparse = sum(1 for d in result.manifest["decisions"] if d["fmt"] != "dense")
+        out.print(f"{sparse} of {len(result.manifest['decisions'])} weight layers use sparse kernels; compiled in "
+                  f"{result.seconds:.1f} s for {target} ({result.manifest['target']['mcpu']}, "
+                  f"{result.manifest['target']['threads']} threads)")
+        if verify:
+            v = result.manifest["verify"]
+            status = "OK" if v["ok"] else "FAILED"
+            out.print(f"verify: max abs error {v['max_abs_error']:.3g}, max relative error {v['max_rel_error']:.3g} "
+                      f"(tolerance {rtol:g}) -- {status}")
+        out.print(f"wrote {result.outdir}/ (model.so, model.onnx, manifest.json)")
+        return code
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--inputs", "inputs_path", required=True, type=click.Path(), help=".npz of inputs by ONNX input name.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help=".npz to write outputs to.")
+@click.option("--threads", type=int, default=None, help="Threads to run with (default: as compiled).")
+@click.pass_context
+def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, threads: int | None) -> None:
+    """Run a compiled ARTIFACT folder on inputs from an .npz file; write the outputs to an .npz file."""
+
+    def body() -> None:
+        import numpy as np
+
+        from sparseforge.ir.save import check_output_path
+        from sparseforge.runtime.artifact import load, load_inputs
+
+        check_output_path(output, (inputs_path,))
+        compiled = load(artifact, threads=threads)
+        outputs = compiled(**load_inputs(inputs_path))
+        import os
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(output)))
+        os.close(fd)
+        try:
+            np.savez(tmp, **outputs)
+            os.replace(tmp, output)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        for name, array in outputs.items():
+            out.print(f"{name}: shape {list(array.shape)} {array.dtype}")
+        out.print(f"wrote {output}")
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--target", default="x86", show_default=True, help="Target device family (x86).")
+@click.option("--threads", type=int, default=1, show_default=True, help="Threads for every engine (pinned).")
+@click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds (median of rounds).")
+@click.option("--repeat", type=int, default=10, show_default=True, help="Calls per engine per round.")
+@click.option("--dense-only", is_flag=True, help="Skip the sparse build.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"results": [{"engine", "median_ms"}, ...]}.')
+@_shape_option
+@click.pass_context
+def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int, repeat: int, dense_only: bool,
+          as_json: bool, shapes: tuple[str, ...]) -> None:
+    """Median latency of ONNX Runtime, PyTorch (for PyTorch models), sparseforge dense and sparse, in one process.
+
+    All engines use the same inputs and thread count (the process is pinned to that many CPUs) and are run in
+    interleaved rounds. Speedups are relative to the fastest dense peer (ONNX Runtime or PyTorch).
+
+    \b
+    MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
+    """
+
+    def body() -> None:
+        from sparseforge import render
+        from sparseforge.runtime.bench import bench_model, pin_threads
+
+        pinned = pin_threads(threads)
+        result = bench_model(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
+                             input_shapes=_input_shapes(shapes), sparse=not dense_only)
+        result["pinned_cpus"] = pinned
+        if as_json:
+            click.echo(json.dumps(result, indent=1))
+            return
+        out.print(render.bench_table(result))
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--target", default="x86", show_default=True, help="Target device family (x86).")
+@click.option("--threads", type=int, default=None, help="Threads the kernels are measured with.")
+@click.option("--fresh", is_flag=True, help="Forget the cached timings for these shapes and measure again.")
+@_shape_option
+@click.pass_context
+def calibrate(ctx: click.Context, model: str, target: str, threads: int | None, fresh: bool,
+              shapes: tuple[str, ...]) -> None:
+    """Measure (or re-measure) the kernel timings the dense/sparse decisions of MODEL need, and cache them.
+
+    `compile` does this on demand; run it ahead of time, or with --fresh after a hardware or driver change.
+    """
+
+    def body() -> None:
+        from sparseforge import render
+        from sparseforge.codegen.calibration import calibrate_model
+
+        table, decisions = calibrate_model(model, target=target, threads=threads, fresh=fresh,
+                                           input_shapes=_input_shapes(shapes))
+        out.print(render.decisions_table(decisions))
+        out.print(f"calibration table: {table.path} ({len(table.entries)} entries)")
+
+    _run(ctx.obj["debug"], body)
+
+
 def entry(argv: list[str] | None = None) -> Any:  # pragma: no cover - thin wrapper for python -m
     return main(argv)
 

@@ -116,3 +116,25 @@ def prune_table(layers: list[dict[str, Any]]) -> Table:
                       f"{layer['sparsity_after']:.3f}",
                       f"{layer['relative_weight_error']:.3g}" if layer["pruned"] else "kept (budget)")
     return table
+
+
+def decisions_table(decisions: list[dict[str, Any]]) -> Table:
+    table = Table(title="Per-layer kernel decisions", header_style="bold")
+    for col in ("node", "shape", "M", "density", "kernel", "reason"):
+        table.add_column(col, justify="right" if col in ("M", "density") else "left", overflow="fold")
+    for d in decisions:
+        shape = d.get("shape") or [0, 0]
+        table.add_row(d["node"], f"{shape[0]}x{shape[1]}" if shape[0] else "-", str(d.get("m") or "-"),
+                      f"{d.get('density', 1.0):.2f}", d.get("kernel", d["fmt"]), d["reason"])
+    return table
+
+
+def bench_table(result: dict[str, Any]) -> Table:
+    table = Table(title=f"Latency, {result['threads']} thread(s), median of {result['rounds']} rounds "
+                        f"x {result['repeat']} calls", header_style="bold")
+    for col in ("engine", "median ms", "vs fastest dense peer"):
+        table.add_column(col, justify="left" if col == "engine" else "right")
+    for r in result["results"]:
+        speed = r["speedup_vs_best_dense_peer"]
+        table.add_row(r["engine"], f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x")
+    return table

@@ -406,8 +406,8 @@ def _split_factory_spec(text: str) -> tuple[str, str] | None:
     return None
 
 
-def load_factory(file: str, factory_name: str) -> ir.Model:
-    """Run ``factory_name()`` from the Python file ``file``; it must return ``(module, example_inputs)``."""
+def _run_factory(file: str, factory_name: str) -> tuple[Any, Any]:
+    """Import ``file`` and call ``factory_name()``; it must return ``(torch module, example_inputs)``."""
     where = f"{file}:{factory_name}"
     path = Path(file)
     if not path.is_file():
@@ -437,7 +437,34 @@ def load_factory(file: str, factory_name: str) -> ir.Model:
     if not (isinstance(result, tuple) and len(result) == 2 and _is_torch_module(result[0])):
         raise ModelLoadError("the factory must return (torch.nn.Module, example_inputs)", where=where,
                              hint="e.g. return model.eval(), (torch.randn(1, 3, 224, 224),)")
-    return from_torch(result[0], result[1])
+    return result
+
+
+def load_factory(file: str, factory_name: str) -> ir.Model:
+    """Run ``factory_name()`` from the Python file ``file``; it must return ``(module, example_inputs)``."""
+    module, args = _run_factory(file, factory_name)
+    return from_torch(module, args)
+
+
+def torch_source(source: Any, example_inputs: Any = None) -> tuple[Any, tuple] | None:
+    """``(module, example_args)`` when ``source`` is PyTorch (a module, a factory spec or a .pt2); else None."""
+    if _is_torch_module(source):
+        return source.eval(), _as_tuple(example_inputs)
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        factory = _split_factory_spec(text)
+        if factory is not None:
+            module, args = _run_factory(*factory)
+            return module.eval(), _as_tuple(args)
+        if text.endswith(".pt2") and Path(text).is_file():
+            import torch
+
+            _check_pt2_archive(Path(text))
+            with _quiet_torch_export(), _torch_load_weights_only():
+                exported = torch.export.load(text)
+            args = exported.example_inputs[0] if exported.example_inputs else ()
+            return exported.module(), tuple(args)
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- shapes

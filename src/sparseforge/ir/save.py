@@ -107,6 +107,9 @@ def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, 
                 f.write(proto.SerializeToString())
                 f.flush()
                 os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a saved model is an ordinary file
         os.replace(tmp, out)
     except OSError as exc:
         raise OutputPathError(f"writing failed: {exc.strerror}", where=str(out)) from None

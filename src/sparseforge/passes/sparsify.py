@@ -177,23 +177,24 @@ class DecideFormatPass(ReportingPass):
 
     def _decide(self, node: ir.Node, reason: str | None) -> Decision:
         name = node.name or "?"
-        if reason is not None:
-            return Decision(name, "dense", f"dense: {reason}")
-        cand = _candidate(node)
-        matrix = cand.view.matrix()
+        view = view_of(node)
+        matrix = view.matrix()
         n, k = matrix.shape
-        density = float(np.count_nonzero(matrix)) / matrix.size
+        density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
+        if reason is not None:
+            return Decision(name, "dense", f"dense: {reason}", shape=(n, k), density=density)
+        cand = _candidate(node)
         base = dict(m=cand.m, shape=(n, k), density=density)
         if self.dense_only:
             return Decision(name, "dense", "dense: sparse kernels disabled (--dense)", **base)
         if self.cost_model is None:
             return Decision(name, "dense", "dense: no cost model for this target", **base)
-        dense_s = self.cost_model.predict("dense", cand.m, n, k)
+        dense_s = self.cost_model.predict("dense", cand.m, n, k, kind=cand.kind)
         if dense_s is None:
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
         best: tuple[float, str, dict] | None = None
         for fmt, params in _options(matrix):
-            t = self.cost_model.predict(fmt, cand.m, n, k, density=density, block=params.get("block"),
+            t = self.cost_model.predict(fmt, cand.m, n, k, density=density, block=params.get("block"), kind=cand.kind,
                                         nm=params.get("nm"), nnz_blocks=params.get("nnz_blocks"))
             if t is not None and (best is None or t < best[0]):
                 best = (t, fmt, params)

@@ -1,0 +1,144 @@
+"""Side-by-side latency in one process: ONNX Runtime, PyTorch eager, sparseforge dense and sparse.
+
+Every engine runs the same inputs with the same thread count (ORT ``intra_op_num_threads``,
+``torch.set_num_threads``, TVM's pool size). Engines are interleaved in rounds; each round takes the median of
+``repeat`` calls per engine and the result is the median over rounds, which tolerates a noisy shared machine.
+Ratios are given against the fastest *dense peer* (ONNX Runtime, PyTorch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+DENSE_PEERS = ("onnxruntime", "pytorch")
+
+
+@dataclasses.dataclass
+class EngineResult:
+    engine: str
+    median_ms: float
+    rounds_ms: list[float]
+    speedup_vs_best_dense_peer: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine, "median_ms": round(self.median_ms, 4),
+                "speedup_vs_best_dense_peer": None if self.speedup_vs_best_dense_peer is None
+                else round(self.speedup_vs_best_dense_peer, 3),
+                "rounds_ms": [round(r, 4) for r in self.rounds_ms], "note": self.note}
+
+
+def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repeat: int = 10,
+                 warmup: int = 3, max_seconds: float = 60.0) -> list[EngineResult]:
+    """Interleaved timing: ``rounds`` x (every engine ``repeat`` times); medians in milliseconds."""
+    for fn in engines.values():
+        for _ in range(warmup):
+            fn()
+    per_round: dict[str, list[float]] = {name: [] for name in engines}
+    deadline = time.perf_counter() + max_seconds
+    for r in range(rounds):
+        for name, fn in engines.items():
+            samples = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - start)
+            per_round[name].append(float(np.median(samples)) * 1e3)
+        if r >= 1 and time.perf_counter() > deadline:
+            break
+    results = [EngineResult(name, float(np.median(v)), v) for name, v in per_round.items()]
+    peers = [r.median_ms for r in results if r.engine in DENSE_PEERS]
+    if peers:
+        best = min(peers)
+        for r in results:
+            r.speedup_vs_best_dense_peer = best / r.median_ms
+    return results
+
+
+def ort_engine(proto, feeds: dict[str, np.ndarray], threads: int) -> Callable[[], Any]:
+    from sparseforge.runtime.verify import session
+
+    sess = session(proto, threads=threads)
+    return lambda: sess.run(None, feeds)
+
+
+def torch_engine(module, args: tuple, threads: int) -> Callable[[], Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    module = module.eval()
+
+    def run():
+        with torch.inference_mode():
+            return module(*args)
+
+    return run
+
+
+def artifact_engine(executable, feeds: dict[str, np.ndarray], input_names: list[str], threads: int
+                    ) -> Callable[[], Any]:
+    from sparseforge.codegen import _tvm
+    from sparseforge.codegen.pipeline import set_num_threads
+
+    dev = _tvm.cpu_device()
+    vm = _tvm.relax.VirtualMachine(executable, dev)
+    args = [_tvm.to_tvm_tensor(np.ascontiguousarray(feeds[n]), dev) for n in input_names]
+    fn = vm["main"]
+    set_num_threads(threads)  # the pool is process-wide; resizing it per call would be measured too
+    return lambda: fn(*args)
+
+
+def pin_threads(threads: int) -> list[int] | None:
+    """Pin this process (and the threads it starts) to ``threads`` CPUs; returns them (None if unsupported)."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    available = sorted(os.sched_getaffinity(0))
+    cpus = available[: max(1, min(threads, len(available)))]
+    os.sched_setaffinity(0, set(cpus))
+    return cpus
+
+
+def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
+                example_inputs: Any = None, input_shapes=None, sparse: bool = True, seed: int = 0,
+                cost_model=None) -> dict[str, Any]:
+    """Latency of ONNX Runtime, PyTorch eager (PyTorch sources), sparseforge dense and sparse, side by side."""
+    import onnx_ir as ir
+
+    from sparseforge.codegen.compile import compile_model
+    from sparseforge.ir.frontend import load, require_static_shapes, torch_source
+    from sparseforge.runtime.verify import random_inputs, session
+
+    model = load(source, example_inputs, input_shapes=input_shapes)
+    require_static_shapes(model)
+    original = ir.to_proto(model)
+    feeds = random_inputs(session(original), seed)
+    input_names = [v.name for v in original.graph.input if v.name in feeds]
+    compiled = {"sparseforge-dense": compile_model(ir.from_proto(original), None, target=target, threads=threads,
+                                                   dense=True)}
+    if sparse:
+        compiled["sparseforge-sparse"] = compile_model(ir.from_proto(original), None, target=target,
+                                                       threads=threads, cost_model=cost_model)
+    engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(original, feeds, threads)}
+    torch_model = torch_source(source, example_inputs)
+    if torch_model is not None:
+        import torch
+
+        module, _ = torch_model
+        args = tuple(torch.from_numpy(feeds[n].copy()) for n in input_names)
+        engines["pytorch"] = torch_engine(module, args, threads)
+    for name, result in compiled.items():
+        engines[name] = artifact_engine(result.executable, feeds, input_names, threads)
+    results = time_engines(engines, rounds=rounds, repeat=repeat)
+    sparse_layers = [d for d in compiled.get("sparseforge-sparse", compiled["sparseforge-dense"]).decisions
+                     if d["fmt"] != "dense"]
+    return {"threads": threads, "target": target, "rounds": rounds, "repeat": repeat,
+            "results": [r.to_dict() for r in results],
+            "sparse_layers": len(sparse_layers),
+            "compile_seconds": {k: round(v.seconds, 2) for k, v in compiled.items()}}
