@@ -18,7 +18,7 @@ class TableCostModel:
     def __init__(self, factors: dict[str, float]):
         self.factors = factors
 
-    def predict(self, kernel, m, n, k, *, density=1.0, block=None, nm=None, nnz_blocks=None):
+    def predict(self, kernel, m, n, k, *, density=1.0, block=None, nm=None, nnz_blocks=None, kind="matmul"):
         if kernel == "dense":
             return 1.0
         factor = self.factors.get(kernel)

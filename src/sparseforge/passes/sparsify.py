@@ -69,7 +69,7 @@ class CostModel(Protocol):
 
     def predict(self, kernel: str, m: int, n: int, k: int, *, density: float = 1.0,
                 block: tuple[int, int] | None = None, nm: tuple[int, int] | None = None,
-                nnz_blocks: int | None = None) -> float | None: ...
+                nnz_blocks: int | None = None, kind: str = "matmul") -> float | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,8 +194,8 @@ class DecideFormatPass(ReportingPass):
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
         best: tuple[float, str, dict] | None = None
         for fmt, params in _options(matrix):
-            t = self.cost_model.predict(fmt, cand.m, n, k, density=density, block=params.get("block"), kind=cand.kind,
-                                        nm=params.get("nm"), nnz_blocks=params.get("nnz_blocks"))
+            t = self.cost_model.predict(fmt, cand.m, n, k, density=density, block=params.get("block"),
+                                        nm=params.get("nm"), nnz_blocks=params.get("nnz_blocks"), kind=cand.kind)
             if t is not None and (best is None or t < best[0]):
                 best = (t, fmt, params)
         if best is None:

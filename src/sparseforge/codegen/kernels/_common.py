@@ -26,7 +26,8 @@ class KernelTarget:
     threads: number of parallel tasks a kernel is split into (1: no ``T.parallel`` at all).
     tvm_target: TVM target in JSON-dict form, e.g. ``{"kind": "llvm", "mcpu": "znver5"}``.
     registers: vector registers available for accumulators (32 on AVX-512 and NEON, 16 on AVX2).
-    gather: hardware gather used by M=1 kernels: "avx512", "avx2" or "none" (portable per-lane loads).
+    gather: hardware gather for the small-M kernels: "avx512", "avx2" (intrinsics) or "none" (per-lane loads:
+        portable, and faster than vgatherdps on Zen 4/5).
     cache_bytes: per-core cache budget (L2) used to size the dense-operand panels.
     """
 
@@ -73,10 +74,13 @@ def make_target(tvm_target: dict | None = None, *, threads: int | None = None, l
     if lanes is None:
         lanes = 16 if avx512 else (8 if avx2 else 4)
     triple = str(tvm_target.get("mtriple", ""))
+    if avx2 and "+prefer-no-gather" not in tvm_target.get("mattr", []):
+        # hardware gathers are slower than per-lane loads on Zen 4/5 (and on Intel since the GDS microcode fix);
+        # keep LLVM from forming them out of per-lane loads
+        tvm_target["mattr"] = list(tvm_target.get("mattr", [])) + ["+prefer-no-gather"]
     registers = 32 if (avx512 or triple.startswith("aarch64")) else 16
-    gather = "avx512" if (avx512 and lanes % 16 == 0) else ("avx2" if (avx2 and lanes % 8 == 0) else "none")
     cfg = dict(lanes=lanes, threads=threads or os.cpu_count() or 1, tvm_target=tvm_target,
-               registers=registers, gather=gather)
+               registers=registers, gather="none")
     cfg.update(overrides)
     return KernelTarget(**cfg)
 

@@ -68,13 +68,18 @@ def emit_gather_rows(
         with src.block(f"for r in T.serial({rows}):"):
             src.let(row, f"{n0} + r")
             src(f'{acc} = T.alloc_buffer(({m * L},), "float32", scope="local")')
-            src(f'{kv} = T.alloc_buffer(({L},), "int32", scope="local")')
+            if gw:
+                src(f'{kv} = T.alloc_buffer(({L},), "int32", scope="local")')
             with src.block(f"for v in T.vectorized({m * L}):"):
                 src(f"{acc}[v] = T.float32(0)")
             first, end = row_groups(row)
-            with src.block(f"for g in T.serial({first}, {end}):"):
-                with src.block(f"for v in T.vectorized({L}):"):
-                    src(f"{kv}[v] = {index_expr(row, 'g', 'v')}")
+            f64, e64 = src.var("f"), src.var("e")
+            src.let(f64, f'T.Cast("int64", {first})')
+            src.let(e64, f'T.Cast("int64", {end})')
+            with src.block(f"for g in T.serial({f64}, {e64}):"):
+                if gw:
+                    with src.block(f"for v in T.vectorized({L}):"):
+                        src(f"{kv}[v] = {index_expr(row, 'g', 'v')}")
                 for mi in range(m):
                     if gw:
                         dt, intrin, mask, scale = _GATHER[gw]
@@ -85,8 +90,10 @@ def emit_gather_rows(
                             src(f"{acc}[T.Ramp({mi * L + o}, 1, {gw})] = {acc}[T.Ramp({mi * L + o}, 1, {gw})] + "
                                 f"vals[T.Ramp(g * {L} + {o}, 1, {gw})] * {gathered}")
                     else:
-                        with src.block(f"for v in T.vectorized({L}):"):
-                            src(f"{acc}[{mi * L} + v] = {acc}[{mi * L} + v] + vals[g * {L} + v] * X[{mi}, {kv}[v]]")
+                        # per-lane scalar loads; LLVM packs them into vectors (no gather with +prefer-no-gather)
+                        with src.block(f"for v in T.unroll({L}):"):
+                            src(f"{acc}[{mi * L} + v] = {acc}[{mi * L} + v] + vals[g * {L} + v] * "
+                                f"X[{mi}, {index_expr(row, 'g', 'v')}]")
             # horizontal sums, a log2 tree of vector adds
             w = L
             while w > 1 and w % 2 == 0:

@@ -8,12 +8,12 @@ broadcast, ``PT / VW`` vector loads and FMAs per weight. ``U`` independent accum
   are stored transposed into Y[M, N].
 * conv 1x1 (NCHW): ``D = X[b]`` ([Cin, H*W]) directly, results stored contiguously into Y[b] ([Cout, H*W]).
 
-Sparse rows are described by :class:`PanelRows` (CSR, BSR, N:M) with either runtime index arrays or a static
-pattern unrolled into the code.
+Sparse rows are described by :class:`PanelRows` (CSR, BSR or N:M index arrays).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -29,10 +29,10 @@ FMA_CHAINS = 8  # independent accumulators needed to hide FMA latency (2 pipes x
 class PanelRows:
     """Sparse weight rows as seen by the panel kernel.
 
-    r, c: block shape; nb: block rows (the last one may be partial); n: valid rows; kp: padded reduction length;
-    arrays: constant buffers (name, shape, dtype) in calling order; first/end(ib): entry range of block row ib;
-    col(j): first column of entry j; w(j, rr, cc): weight value; work: per block row cost (for chunking);
-    static: per block row list of (j, col) literals when the pattern is baked into the code.
+    r, c: block shape; nb: block rows (the last one may be partial); n: valid rows; kp: padded reduction length
+    (rows of the dense operand that may be read); arrays: constant buffers (name, shape, dtype) in calling order;
+    first/end(ib): entry range of block row ib; col(j, ib): first column of entry j; w(j, rr, cc): weight value;
+    work: per block row cost (for chunking); fixed: entries per block row when constant (N:M).
     """
 
     r: int
@@ -41,103 +41,129 @@ class PanelRows:
     n: int
     kp: int
     arrays: list
-    first: Callable[[str], str] | None
-    end: Callable[[str], str] | None
-    col: Callable[[str], str]
-    w: Callable[[str, int, int], str]
+    first: Callable[[str], str]
+    end: Callable[[str], str]
+    col: Callable[[str, str], str]
+    w: Callable[[str, str, str], str]
     work: np.ndarray
-    static: list | None = None
+    fixed: int | None = None
     extra: dict = field(default_factory=dict)
 
     @staticmethod
-    def csr(n, k, rowptr, tgt: KernelTarget, idx_dtype: str, nnz: int | None = None):
+    def csr(n: int, k: int, rowptr: np.ndarray, idx_dtype: str) -> "PanelRows":
         nnz = max(int(rowptr[-1]), 1)
         return PanelRows(
             r=1, c=1, nb=n, n=n, kp=k,
             arrays=[("vals", (nnz,), "float32"), ("idx", (nnz,), idx_dtype), ("rowptr", (n + 1,), "int32")],
             first=lambda ib: f"rowptr[{ib}]", end=lambda ib: f"rowptr[{ib} + 1]",
-            col=lambda j: f'T.Cast("int32", idx[{j}])', w=lambda j, rr, cc: f"vals[{j}]",
+            col=lambda j, ib: f'T.Cast("int32", idx[{j}])', w=lambda j, rr, cc: f"vals[{j}]",
             work=np.diff(rowptr).astype(np.float64) + 2)
 
 
-def _tile_plan(rows: PanelRows, mp: int, vw: int, tgt: KernelTarget, max_vectors: int | None,
-               chains: int) -> tuple[int, int]:
-    """(vectors per tile V, accumulator sets U)."""
+def _sets(r: int, vectors: int, tgt: KernelTarget, chains: int) -> int:
+    accs = max(1, r * vectors)
     budget = max(tgt.registers - 4, 4)
-    v = max(1, min(mp // vw, budget // max(rows.r, 1)))
-    # keep a D tile (kp x PT floats) within half the per-core cache
+    return max(1, min(-(-chains // accs), budget // accs, 8))
+
+
+def _vectors(rows: PanelRows, width: int, vw: int, tgt: KernelTarget, max_vectors: int | None) -> int:
+    """Vectors per tile: fill the accumulator registers, keep a D tile within half the per-core cache."""
+    budget = max(tgt.registers - 4, 4)
+    v = max(1, min(width // vw, budget // max(rows.r, 1)))
     while v > 1 and rows.kp * v * vw * 4 > tgt.cache_bytes // 2:
         v -= 1
     if max_vectors:
         v = max(1, min(v, max_vectors))
-    u = max(1, -(-chains // (rows.r * v)))
-    u = max(1, min(u, budget // max(rows.r * v, 1)))
-    return v, u
+    return v
 
 
-def _emit_block_row(src: Src, rows: PanelRows, ib: str, ib_static: int | None, pt: int, vw: int, u_sets: int,
-                    load_d: Callable[[str, str], str], store: Callable[[int, str, str], None], rows_valid: int,
+def _emit_block_row(src: Src, rows: PanelRows, ib: str, pt: int, vw: int, u_sets: int,
+                    load_d: Callable[[str, str], str], store: Callable[[str, str, int], None], rows_valid: int,
                     bias: bool, activation: str) -> None:
-    """Accumulate one block row over one tile, then apply bias/activation and store rows_valid rows."""
+    """Accumulate one block row over one tile of width pt, apply bias/activation, store rows_valid rows."""
     r, c = rows.r, rows.c
-    sfx = src.var("_")
-    acc = f"acc{sfx}"
+    nv = pt // vw
+    acc = src.var("acc")
     size = u_sets * r * pt
     src(f'{acc} = T.alloc_buffer(({size},), "float32", scope="local")')
-    with src.block(f"for v in T.serial({size // vw}):"):
+    with src.block(f"for v in T.unroll({size // vw}):"):
         with src.block(f"for vi in T.vectorized({vw}):"):
             src(f"{acc}[v * {vw} + vi] = T.float32(0)")
 
     def fma(j: str, colx: str, u: int) -> None:
-        for cc in range(c):
-            for rr in range(r):
-                wv = src.var("w")
-                src.let(wv, f"{rows.w(j, rr, cc)}")
-                base = (u * r + rr) * pt
-                kk = f"{colx} + {cc}" if cc else colx
-                for vo in range(pt // vw):
-                    with src.block(f"for vi in T.vectorized({vw}):"):
-                        p = f"{vo * vw} + vi"
-                        src(f"{acc}[{base + vo * vw} + vi] = {acc}[{base + vo * vw} + vi] + {wv} * {load_d(kk, p)}")
+        cc = "cc" if c > 1 else "0"
+        rr = "rr" if r > 1 else "0"
+        with contextlib.ExitStack() as loops:
+            if c > 1:
+                loops.enter_context(src.block(f"for cc in T.unroll({c}):"))
+            if r > 1:
+                loops.enter_context(src.block(f"for rr in T.unroll({r}):"))
+            wv = src.var("w")
+            src.let(wv, rows.w(j, rr, cc))
+            kk = f"{colx} + cc" if c > 1 else colx
+            with src.block(f"for vo in T.unroll({nv}):"):
+                with src.block(f"for vi in T.vectorized({vw}):"):
+                    a = f"{acc}[({u * r} + {rr}) * {pt} + vo * {vw} + vi]"
+                    src(f"{a} = {a} + {wv} * {load_d(kk, f'vo * {vw} + vi')}")
 
-    if ib_static is not None:
-        for t, (j, colv) in enumerate(rows.static[ib_static]):
-            fma(str(j), str(colv), t % u_sets)
+    f, e = src.var("f"), src.var("e")
+    src.let(f, rows.first(ib))
+    src.let(e, rows.end(ib))
+    if rows.fixed is not None:
+        steps, rest = divmod(rows.fixed, u_sets)
+    if u_sets > 1:
+        cnt = str(steps) if rows.fixed is not None else f"({e} - {f}) // {u_sets}"
+        with src.block(f"for jj in T.serial({cnt}):"):
+            for u in range(u_sets):
+                j, colx = src.var("j"), src.var("col")
+                src.let(j, f"{f} + jj * {u_sets} + {u}")
+                src.let(colx, rows.col(j, ib))
+                fma(j, colx, u)
+        start = f"{f} + {cnt} * {u_sets}"
     else:
-        first, end = src.var("f"), src.var("e")
-        src.let(first, f"{rows.first(ib)}")
-        src.let(end, f"{rows.end(ib)}")
-        if u_sets > 1:
-            with src.block(f"for jj in T.serial(({end} - {first}) // {u_sets}):"):
-                for u in range(u_sets):
-                    j, colx = src.var("j"), src.var("col")
-                    src.let(j, f"{first} + jj * {u_sets} + {u}")
-                    src.let(colx, f"{rows.col(j)}")
-                    fma(j, colx, u)
-            rest = f"{first} + ({end} - {first}) // {u_sets} * {u_sets}"
-        else:
-            rest = first
-        with src.block(f"for j in T.serial({rest}, {end}):"):
+        start = f
+    if rows.fixed is None or (u_sets > 1 and rest) or u_sets == 1:
+        with src.block(f"for j in T.serial({start}, {e}):"):
             colx = src.var("col")
-            src.let(colx, f"{rows.col('j')}")
+            src.let(colx, rows.col("j", ib))
             fma("j", colx, 0)
     if u_sets > 1:
-        with src.block(f"for v in T.serial({r * pt // vw}):"):
+        with src.block(f"for v in T.unroll({r * nv}):"):
             with src.block(f"for vi in T.vectorized({vw}):"):
                 terms = " + ".join(f"{acc}[{u * r * pt} + v * {vw} + vi]" for u in range(u_sets))
                 src(f"{acc}[v * {vw} + vi] = {terms}")
     for rr in range(rows_valid):
         row = f"{ib} * {r} + {rr}" if r > 1 else ib
-        with src.block(f"for v in T.serial({pt // vw}):"):
+        with src.block(f"for vo in T.unroll({nv}):"):
             with src.block(f"for vi in T.vectorized({vw}):"):
                 y = src.var("y")
-                src.let(y, f"{acc}[{rr * pt} + v * {vw} + vi]" + (f" + bias[{row}]" if bias else ""))
-                src(f"{acc}[{rr * pt} + v * {vw} + vi] = {emit_activation(src, y, activation)}")
-        store(rr, row, acc)
+                a = f"{acc}[{rr * pt} + vo * {vw} + vi]"
+                src.let(y, a + (f" + bias[{row}]" if bias else ""))
+                src(f"{a} = {emit_activation(src, y, activation)}")
+        store(acc, row, rr * pt)
 
 
-def _chunks(rows: PanelRows, nbf: int, tgt: KernelTarget) -> np.ndarray:
-    parts = 1 if tgt.threads <= 1 else tgt.threads * 4
+def _tiles(width: int, pt: int, vw: int) -> list[tuple[int, int, int]]:
+    """Split [0, width) into (start, tile width, vector width): full tiles, a tile of whole vectors, a remainder."""
+    out = [(t * pt, pt, vw) for t in range(width // pt)]
+    s = width // pt * pt
+    if (width - s) // vw:
+        out.append((s, (width - s) // vw * vw, vw))
+        s += (width - s) // vw * vw
+    if width - s:
+        out.append((s, width - s, width - s))
+    return out
+
+
+def _chunks(rows: PanelRows, nbf: int, tgt: KernelTarget) -> np.ndarray | None:
+    """Chunks of block rows: several per thread, and small enough (about 6 bytes per entry) that a chunk's
+    weights stay in a quarter of the per-core cache while the tiles of the dense operand are swept."""
+    if nbf < 2:
+        return None
+    by_cache = int(rows.work[:nbf].sum() * 6 // max(tgt.cache_bytes // 4, 1)) + 1
+    parts = max(tgt.threads * 4 if tgt.threads > 1 else 1, by_cache)
+    if parts <= 1:
+        return None
     return balanced_chunks(rows.work[:nbf], parts)
 
 
@@ -145,18 +171,17 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, tgt: KernelTarget, 
                       max_vectors: int | None = None, chains: int = FMA_CHAINS, vector_width: int | None = None):
     """TVMScript source of ``Y[M, N] = act(X @ W^T + bias)`` with X transposed into a workspace.
 
-    Returns (src, cptr) where cptr (chunk boundaries over full block rows) must be passed after ``rows.arrays``
-    (None when the kernel is not chunked: static pattern or one thread)."""
+    Returns (src, cptr) where cptr (chunk boundaries over full block rows) is passed after ``rows.arrays``
+    (None when there is a single chunk)."""
     L = tgt.lanes
     vw = vector_width or (L if m >= L else min(L, max(pow2_ceil(m), min(4, L))))
     mp = -(-m // vw) * vw
-    v, u_sets = _tile_plan(rows, mp, vw, tgt, max_vectors, chains)
+    v = _vectors(rows, mp, vw, tgt, max_vectors)
     pt = v * vw
     k = rows.extra.get("k", rows.kp)
     n, r = rows.n, rows.r
     nbf = n // r
-    static = rows.static is not None
-    cptr = None if (static or tgt.threads <= 1) else _chunks(rows, nbf, tgt)
+    cptr = _chunks(rows, nbf, tgt)
 
     src = Src()
     params = [("X", (m, k), "float32")] + list(rows.arrays)
@@ -175,66 +200,125 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, tgt: KernelTarget, 
         with src.block(f"for mm in T.serial({mp}):"):
             with src.block(f"for kk in T.serial({kb}):"):
                 kx = f"kb * {kb} + kk"
-                cond = []
+                val = (f"T.if_then_else(mm < {m} and {kx} < {k}, X[T.min(mm, {m - 1}), T.min({kx}, {k - 1})], "
+                       f"T.float32(0))") if (mp > m or rows.kp > k) else f"X[mm, {kx}]"
                 if rows.kp % kb:
-                    cond.append(f"{kx} < {rows.kp}")
-                body = (f"T.if_then_else(mm < {m} and {kx} < {k}, X[T.min(mm, {m - 1}), T.min({kx}, {k - 1})], "
-                        f"T.float32(0))") if (mp > m or rows.kp > k) else f"X[mm, {kx}]"
-                if cond:
-                    with src.block(f"if {cond[0]}:"):
-                        src(f"XT[{kx}, mm] = {body}")
+                    with src.block(f"if {kx} < {rows.kp}:"):
+                        src(f"XT[{kx}, mm] = {val}")
                 else:
-                    src(f"XT[{kx}, mm] = {body}")
+                    src(f"XT[{kx}, mm] = {val}")
 
-    tiles = [(t * pt, pt) for t in range(mp // pt)]
-    if mp % pt:
-        tiles.append((mp // pt * pt, mp % pt))
+    tiles = _tiles(mp, pt, vw)
 
-    def emit_tile(ib: str, ib_static, t0: str, width: int, m_valid: int, rows_valid: int) -> None:
-        def load_d(kk, p):
-            return f"XT[{kk}, {t0} + {p}]"
+    full = [t for t in tiles if t[1] == pt and t[0] + pt <= m]
+    rest = tiles[len(full):]
 
-        def store(rr, row, acc):
-            with src.block(f"for mm in T.serial({m_valid}):" if not static else f"for mm in T.unroll({m_valid}):"):
-                src(f"Y[{t0} + mm, {row}] = {acc}[{rr * width} + mm]")
+    def emit(ib: str, rows_valid: int, t0: str, width: int, tvw: int, m_valid: int) -> None:
+        def store(acc: str, row: str, off: int) -> None:
+            with src.block(f"for vo in T.unroll({width // tvw}):"):
+                with src.block(f"for vi in T.vectorized({tvw}):"):
+                    if m_valid < width:
+                        with src.block(f"if vo * {tvw} + vi < {m_valid}:"):
+                            src(f"Y[{t0} + vo * {tvw} + vi, {row}] = {acc}[{off} + vo * {tvw} + vi]")
+                    else:
+                        src(f"Y[{t0} + vo * {tvw} + vi, {row}] = {acc}[{off} + vo * {tvw} + vi]")
 
-        _emit_block_row(src, rows, ib, ib_static, width, vw, _sets(width), load_d, store, rows_valid, bias,
-                        activation)
+        _emit_block_row(src, rows, ib, width, tvw, _sets(rows.r, width // tvw, tgt, chains),
+                        lambda kk, p: f"XT[{kk}, {t0} + {p}]", store, rows_valid, bias, activation)
 
-    def _sets(width: int) -> int:
-        if width == pt:
-            return u_sets
-        accs = r * (width // vw)
-        return max(1, min(-(-chains // accs), max(1, (tgt.registers - 4) // accs)))
+    def tiles_then_rows(row_scope) -> None:
+        """Tiles outermost (one XT tile stays in cache), then the block rows given by row_scope()."""
+        def one(t0, width, tvw, m_valid):
+            with row_scope() as (ib, rows_valid):
+                emit(ib, rows_valid, t0, width, tvw, m_valid)
 
-    def tile_loop(ib: str, ib_static, rows_valid: int) -> None:
-        valid_full = [t for t in tiles if t[1] == pt and t[0] + pt <= m]
-        if valid_full:
-            if len(valid_full) > 1:
-                with src.block(f"for t in T.serial({len(valid_full)}):"):
-                    emit_tile(ib, ib_static, f"t * {pt}", pt, pt, rows_valid)
-            else:
-                emit_tile(ib, ib_static, "0", pt, pt, rows_valid)
-        for t0, width in tiles[len(valid_full):]:
-            emit_tile(ib, ib_static, str(t0), width, max(0, min(width, m - t0)), rows_valid)
+        if len(full) > 1:
+            with src.block(f"for t in T.serial({len(full)}):"):
+                one(f"t * {pt}", pt, vw, pt)
+        elif full:
+            one("0", pt, vw, pt)
+        for t0, width, tvw in rest:
+            one(str(t0), width, tvw, max(0, min(width, m - t0)))
 
-    if static:
-        groups = np.array_split(np.arange(rows.nb), max(1, min(tgt.threads, rows.nb)))
-        par = parallel_or_serial(tgt.threads, len(groups))
-        with src.block(f"for c in {par}({len(groups)}):"):
-            for gi, grp in enumerate(groups):
-                with src.block(f"if c == {gi}:"):
-                    for ibv in grp:
-                        tile_loop(str(int(ibv)), int(ibv), r if (ibv + 1) * r <= n else n - ibv * r)
-    else:
+    @contextlib.contextmanager
+    def chunk_rows():
+        with src.block("for ib in T.serial(cptr[c], cptr[c + 1]):" if cptr is not None
+                       else f"for ib in T.serial({nbf}):"):
+            yield "ib", r
+
+    if nbf:
+        nchunks = len(cptr) - 1 if cptr is not None else 1
+        with src.block(f"for c in {parallel_or_serial(tgt.threads, nchunks)}({nchunks}):"):
+            tiles_then_rows(chunk_rows)
+    if n % r:
+        tiles_then_rows(lambda: contextlib.nullcontext((str(nbf), n % r)))
+    return src, cptr
+
+
+def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int], rows: PanelRows, tgt: KernelTarget,
+                    bias: bool, activation: str, max_vectors: int | None = None, chains: int = FMA_CHAINS):
+    """TVMScript source of the sparse 1x1 convolution ``Y[b, co, p] = act(sum_ci W[co, ci] X[b, ci, p] + bias)``.
+
+    Parallel over (batch, spatial tiles) when there are enough of them, else over chunks of output rows.
+    Returns (src, cptr)."""
+    L = tgt.lanes
+    hw = spatial[0] * spatial[1]
+    vw = L if hw >= L else max(1, min(L, pow2_ceil(hw) if pow2_ceil(hw) == hw else hw))
+    v = _vectors(rows, -(-hw // vw) * vw, vw, tgt, max_vectors)
+    pt = v * vw
+    cin, n, r = rows.kp, rows.n, rows.r
+    nbf = n // r
+    tiles = _tiles(hw, pt, vw)
+    full = [t for t in tiles if t[1] == pt]
+    by_tiles = tgt.threads <= 1 or batch * len(full) >= 2 * tgt.threads
+    cptr = None if by_tiles else _chunks(rows, nbf, tgt)
+
+    src = Src()
+    params = [("X4", (batch, cin) + tuple(spatial), "float32")] + list(rows.arrays)
+    if cptr is not None:
+        params.append(("cptr", (len(cptr),), "int32"))
+    if bias:
+        params.append(("bias", (n,), "float32"))
+    params.append(("Y4", (batch, n) + tuple(spatial), "float32"))
+    func_header(src, name, params)
+    src(f'X = T.decl_buffer(({batch}, {cin}, {hw}), "float32", data=X4.data)')
+    src(f'Y = T.decl_buffer(({batch}, {n}, {hw}), "float32", data=Y4.data)')
+
+    def emit(b: str, ib: str, rows_valid: int, t0: str, width: int, tvw: int) -> None:
+        def store(acc: str, row: str, off: int) -> None:
+            with src.block(f"for vo in T.unroll({width // tvw}):"):
+                with src.block(f"for vi in T.vectorized({tvw}):"):
+                    src(f"Y[{b}, {row}, {t0} + vo * {tvw} + vi] = {acc}[{off} + vo * {tvw} + vi]")
+
+        _emit_block_row(src, rows, ib, width, tvw, _sets(r, width // tvw, tgt, chains),
+                        lambda kk, p: f"X[{b}, {kk}, {t0} + {p}]", store, rows_valid, bias, activation)
+
+    def all_rows(b: str, t0: str, width: int, tvw: int) -> None:
         if nbf:
-            if cptr is not None:
+            with src.block(f"for ib in T.serial({nbf}):"):
+                emit(b, "ib", r, t0, width, tvw)
+        if n % r:
+            emit(b, str(nbf), n % r, t0, width, tvw)
+
+    if by_tiles:
+        if full:
+            par = parallel_or_serial(tgt.threads, batch * len(full))
+            with src.block(f"for bt in {par}({batch * len(full)}):"):
+                src.let("b", f"bt // {len(full)}")
+                all_rows("b", f"bt % {len(full)} * {pt}", pt, vw)
+        rest = tiles[len(full):]
+        if rest:
+            with src.block(f"for b in {parallel_or_serial(tgt.threads, batch)}({batch}):"):
+                for t0, width, tvw in rest:
+                    all_rows("b", str(t0), width, tvw)
+    else:
+        with src.block(f"for b in T.serial({batch}):"):
+            if nbf:
                 with src.block(f"for c in T.parallel({len(cptr) - 1}):"):
                     with src.block("for ib in T.serial(cptr[c], cptr[c + 1]):"):
-                        tile_loop("ib", None, r)
-            else:
-                with src.block(f"for ib in T.serial({nbf}):"):
-                    tile_loop("ib", None, r)
-        if n % r:
-            tile_loop(str(nbf), None, n % r)
+                        for t0, width, tvw in tiles:
+                            emit("b", "ib", r, str(t0), width, tvw)
+            if n % r:
+                for t0, width, tvw in tiles:
+                    emit("b", str(nbf), n % r, str(t0), width, tvw)
     return src, cptr

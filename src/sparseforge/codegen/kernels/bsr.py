@@ -201,7 +201,7 @@ def bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=
     data, bidx, bptr = bsr_pack(weight, r, c)
     nnzb = int(bptr[-1])
     static = None
-    if nnzb <= static_max_blocks:
+    if nnzb <= static_max_blocks and variant == "small":
         static = [[(j, int(bidx[j]) * c) for j in range(bptr[i], bptr[i + 1])] for i in range(len(bptr) - 1)]
     extra = (bias,) if bias is not None else ()
     info = dict(format="bsr", block=(r, c), variant=variant, static=static is not None, nnzb=nnzb,
@@ -219,24 +219,22 @@ def bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=
         consts = (packed,) if static is not None else (packed, bidx, bptr)
         consts += ((cptr,) if cptr is not None else ()) + extra
     elif variant == "panel":
-        rows = _panel_rows(data, bidx, bptr, n, k, r, c, static)
+        rows = _panel_rows(data, bidx, bptr, n, k, r, c)
         src, cptr = emit_panel_matmul(name, m=m, rows=rows, tgt=tgt, bias=bias is not None,
                                       activation=activation, **panel_opts)
-        consts = (data,) if static is not None else (data, bidx, bptr)
-        consts += ((cptr,) if cptr is not None else ()) + extra
+        consts = (data, bidx, bptr) + ((cptr,) if cptr is not None else ()) + extra
+        info["static"] = False
     else:
         raise ValueError(f"bsr_matmul: unknown variant {variant!r}")
     return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(m, n), out_dtype="float32",
                         in_shape=(m, k), info=info, _reference=matmul_reference(weight, bias, activation))
 
 
-def _panel_rows(data, bidx, bptr, n, k, r, c, static) -> PanelRows:
+def _panel_rows(data, bidx, bptr, n, k, r, c) -> PanelRows:
     nb, kb = len(bptr) - 1, -(-k // c)
-    arrays = [("data", data.shape, "float32")]
-    if static is None:
-        arrays += [("bidx", bidx.shape, str(bidx.dtype)), ("bptr", bptr.shape, "int32")]
+    arrays = [("data", data.shape, "float32"), ("bidx", bidx.shape, str(bidx.dtype)), ("bptr", bptr.shape, "int32")]
     return PanelRows(
         r=r, c=c, nb=nb, n=n, kp=kb * c, arrays=arrays,
         first=lambda ib: f"bptr[{ib}]", end=lambda ib: f"bptr[{ib} + 1]",
-        col=lambda j: f'T.Cast("int32", bidx[{j}]) * {c}', w=lambda j, rr, cc: f"data[{j}, {rr}, {cc}]",
-        work=(np.diff(bptr) * r * c + r).astype(np.float64), static=static, extra={"k": k})
+        col=lambda j, ib: f'T.Cast("int32", bidx[{j}]) * {c}', w=lambda j, rr, cc: f"data[{j}, {rr}, {cc}]",
+        work=(np.diff(bptr) * r * c + r).astype(np.float64), extra={"k": k})

@@ -87,7 +87,7 @@ def csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=Non
         info = dict(format="csr-padded", variant="gather", nnz=nnz, stored=len(vals))
     elif variant == "panel":
         vals, idx, rowptr = csr_pack(weight)
-        rows = PanelRows.csr(n, k, rowptr, tgt, idx_dtype=str(idx.dtype))
+        rows = PanelRows.csr(n, k, rowptr, idx_dtype=str(idx.dtype))
         src, cptr = emit_panel_matmul(name, m=m, rows=rows, tgt=tgt, bias=bias is not None,
                                       activation=activation, **panel_opts)
         constants = (vals, idx, rowptr) + ((cptr,) if cptr is not None else ()) + extra

@@ -47,17 +47,20 @@ def run(kernel: SparseKernel, x: np.ndarray, target=None, lib=None) -> np.ndarra
     return Runner(lib or build(kernel, target), kernel)(x)
 
 
-def time_call(fn, repeat: int = 30, warmup: int = 3, min_time: float = 0.0) -> float:
-    """Median seconds of ``fn()`` over ``repeat`` calls (each timed call repeated until ``min_time`` elapsed)."""
+def time_call(fn, repeat: int = 30, warmup: int = 3, min_time: float = 0.0, clock=time.perf_counter) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` calls (each timed call repeated until ``min_time`` elapsed).
+
+    ``clock=time.thread_time`` measures CPU time of the calling thread instead of wall time: insensitive to
+    preemption on a shared machine, meaningful only for single-threaded kernels (TVM_NUM_THREADS=1)."""
     for _ in range(warmup):
         fn()
     samples = []
     for _ in range(repeat):
-        n, t0 = 0, time.perf_counter()
+        n, t0 = 0, clock()
         while True:
             fn()
             n += 1
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if dt >= min_time:
                 break
         samples.append(dt / n)

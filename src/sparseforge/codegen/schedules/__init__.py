@@ -13,12 +13,14 @@ annotations (:mod:`._contract`).
 from __future__ import annotations
 
 from ..target import CompileTarget
+from .conv2d import Conv2dNCHWc
 from .dense import Dense
+from .depthwise import DepthwiseNCHWc
 from .fallback import Fallback
 from .injective import Injective
 from .reduction import RowReduction
 
-__all__ = ["Dense", "Fallback", "Injective", "RowReduction", "default_rules"]
+__all__ = ["Conv2dNCHWc", "Dense", "DepthwiseNCHWc", "Fallback", "Injective", "RowReduction", "default_rules"]
 
 
 def default_rules(target: CompileTarget) -> list:
@@ -26,6 +28,8 @@ def default_rules(target: CompileTarget) -> list:
     lanes = target.vector_lanes
     return [
         Dense(),
+        Conv2dNCHWc(),
+        DepthwiseNCHWc(),
         RowReduction(lanes),
         Injective(lanes),
         Fallback(lanes),

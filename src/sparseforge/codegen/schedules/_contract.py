@@ -16,6 +16,7 @@ BATCH_DIMS = "sparseforge.batch_dims"  #: int: leading output dims kept as a sep
 DENSE = "dense"
 CONV2D_NCHWC = "conv2d_nchwc"
 DEPTHWISE_NCHWC = "depthwise_nchwc"
+PAD = "pad"  #: the spatial zero-padding producer of a convolution
 
 
 def block_kernel(block) -> str | None:

@@ -68,3 +68,23 @@ def unroll_pragma(sch, loop_rv, max_step: int = 64) -> None:
     """Ask TVM to unroll the body of ``loop_rv`` (explicitly, up to ``max_step`` iterations)."""
     sch.annotate(loop_rv, "pragma_auto_unroll_max_step", max_step)
     sch.annotate(loop_rv, "pragma_unroll_explicit", 1)
+
+
+def flatten_block_axes(sch, block, start: int, stop: int):
+    """Re-index a spatial ``block`` so its iteration axes ``[start, stop)`` become one row-major axis.
+
+    Unlike fusing loops, this rewrites the block's own iteration domain, so an access such as
+    ``acc[y * W + x]`` becomes ``acc[p]`` and ``compute_at`` regions stay exact. Returns the loops.
+    """
+    if stop - start <= 1:
+        return sch.get_loops(block)
+    extents = [int(iv.dom.extent) for iv in sch.get(block).iter_vars]
+
+    def fn(*idx):
+        flat = idx[start]
+        for v, e in zip(idx[start + 1:stop], extents[start + 1:stop]):
+            flat = flat * e + v
+        return (*idx[:start], flat, *idx[stop:])
+
+    sch.transform_block_layout(block, tirx.IndexMap.from_func(fn, ndim=len(extents), index_dtype="int64"))
+    return sch.get_loops(block)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .. import _tvm
 from ._rule import CPURule
 from . import _contract as C
-from ._sched import inline_all_but, reduction_vars, root_blocks, vectorize_inner
+from ._sched import flatten_block_axes, inline_all_but, reduction_vars, root_blocks, vectorize_inner
 
 s_tir = _tvm.s_tir
 dlight = _tvm.dlight
@@ -44,16 +44,14 @@ class Dense(CPURule):
         if not inline_all_but(sch, [main, out]):
             return None
 
-        loops = sch.get_loops(out)
-        if len(loops) < 2 + batch:
+        ndim = len(sch.get_loops(out))
+        if ndim < 2 + batch:
             return None
-        j = loops[-1]
         if batch:
-            b = sch.fuse(*loops[:-2]) if len(loops) > 3 else loops[0]
-            m = loops[-2]
+            b, m, j = flatten_block_axes(sch, out, 0, ndim - 2)
         else:
             b = None
-            m = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+            m, j = flatten_block_axes(sch, out, 0, ndim - 1)
         mo, mi = sch.split(m, [None, mr])
         jo, ji = sch.split(j, [None, nr])
         outer = [b, jo, mo] if b is not None else [jo, mo]

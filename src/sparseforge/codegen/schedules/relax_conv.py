@@ -1,13 +1,261 @@
-"""Relax pass: convolutions to NCHWc kernels (placeholder)."""
+"""Relax pass: run convolutional networks in the NCHWc layout (:mod:`.kernels_conv`).
+
+Every float32 ``nn.conv2d`` (NCHW/OIHW, dilation 1, groups 1 or depthwise) becomes an NCHWc
+kernel whose weight is ``layout_transform``-ed into the kernel's packed layout (folded at compile
+time by ``FoldConstant``). The blocked layout then propagates through the ops between
+convolutions, so activations are re-laid-out only where the network leaves the conv region:
+
+* elementwise ``add/subtract/multiply/divide/maximum/minimum/clip`` whose other operands are
+  blocked tensors of the same shape, per-channel constants (``[1, C, 1, 1]``/``[C, 1, 1]``) or
+  scalars; ONNX ``Clip`` arrives as ``call_tir`` of TOPI ``maximum``/``minimum`` with a scalar,
+  which is recognised too;
+* ``mean`` over H and W (global average pooling).
+
+For each converted binding an NCHW copy is also emitted (``layout_transform`` back + channel
+slice) under the original variable; consumers that do not understand the blocked layout use it,
+and ``DeadCodeElimination`` drops the copies nobody uses.
+"""
+
 from __future__ import annotations
+
 from .. import _tvm
+from .kernels_conv import conv2d_nchwc, conv_tile, depthwise_nchwc, depthwise_tile
+
+relax = _tvm.relax
 tvm = _tvm.tvm
+tirx = _tvm.tirx
+
+_BINARY = {
+    "relax.add": relax.op.add,
+    "relax.subtract": relax.op.subtract,
+    "relax.multiply": relax.op.multiply,
+    "relax.divide": relax.op.divide,
+    "relax.maximum": relax.op.maximum,
+    "relax.minimum": relax.op.minimum,
+}
+_INDEX_DTYPE = "int64"
+
+
+def _shape(expr) -> list[int] | None:
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        return [int(s) for s in ty.shape.values]
+    except (TypeError, AttributeError):
+        return None
+
+
+def _dtype(expr) -> str | None:
+    ty = expr.ty
+    return str(ty.dtype) if isinstance(ty, relax.TensorType) else None
+
+
+def _imap(fn, ndim: int):
+    return tirx.IndexMap.from_func(fn, ndim=ndim, index_dtype=_INDEX_DTYPE)
+
+
+def scalar_minmax_kind(func) -> tuple[str, int] | None:
+    """``("max"|"min", scalar_arg_index)`` if ``func`` is ``out = max/min(tensor, scalar)`` elementwise."""
+    if not isinstance(func, tirx.PrimFunc) or len(func.params) != 3:
+        return None
+    try:
+        sch = _tvm.s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except (RuntimeError, ValueError):
+        return None
+    if len(blocks) != 1:
+        return None
+    store = sch.get(blocks[0]).body
+    value = getattr(store, "value", None)
+    kind = "max" if isinstance(value, tirx.Max) else "min" if isinstance(value, tirx.Min) else None
+    if kind is None or not all(isinstance(x, tvm.ir.expr.TensorLoad) for x in (value.a, value.b)):
+        return None
+    ranks = [len(p.shape) for p in func.params[:2]]
+    if sorted(ranks)[0] != 0 or sorted(ranks)[1] == 0:
+        return None
+    return kind, ranks.index(0)
+
+
+@relax.expr_functor.mutator
+class _NCHWcConverter(relax.PyExprMutator):
+    def __init__(self, mod, lanes: int, registers: int):
+        super().__init__(mod)
+        self.mod_ = mod
+        self.lanes = lanes
+        self.registers = registers
+        self.blocked: dict = {}  # NCHW relax Var -> (blocked Var, channels)
+        self.converted = 0
+
+    # ---- layout helpers -------------------------------------------------------------------
+    def _cur(self, expr):
+        """``expr`` with earlier rewrites applied (the current name of a variable)."""
+        if isinstance(expr, relax.Var):
+            remapped = self.get_var_remap(expr)
+            return expr if remapped is None else remapped
+        return expr
+
+    def _block(self, x):
+        c = self.lanes
+        if len(_shape(x)) == 3:  # [C, 1, 1] per-channel constant
+            x = self.builder_.emit(relax.op.expand_dims(x, [0]))
+        return self.builder_.emit(
+            relax.op.layout_transform(x, _imap(lambda n, k, h, w: (n, k // c, h, w, k % c), 4), pad_value=0.0)
+        )
+
+    def _unblock(self, xb, channels: int):
+        c = self.lanes
+        y = relax.op.layout_transform(xb, _imap(lambda n, kb, h, w, k: (n, kb * c + k, h, w), 5))
+        if _shape(xb)[1] * c != channels:
+            y = relax.op.strided_slice(self.builder_.emit(y), [1], [0], [channels])
+        return y
+
+    def _blocked_arg(self, arg, out_shape):
+        """Blocked form of an operand of a converted elementwise op, or None if incompatible."""
+        if isinstance(arg, relax.Var) and arg in self.blocked:
+            xb, channels = self.blocked[arg]
+            return xb if _shape(arg) == out_shape else None
+        shape = _shape(arg)
+        if shape is None or _dtype(arg) != "float32":
+            return None
+        if all(d == 1 for d in shape):
+            return self._cur(arg)  # scalar-like: broadcasts against any layout
+        channels = out_shape[1]
+        if shape in ([1, channels, 1, 1], [channels, 1, 1]):
+            return self._block(self._cur(arg))
+        return None
+
+    # ---- conversions --------------------------------------------------------------------------
+    def visit_var_binding_(self, binding):
+        value = binding.value
+        result = self._convert(value) if isinstance(value, relax.Call) else None
+        if result is None:
+            return super().visit_var_binding_(binding)
+        yb, channels = result
+        nchw = self._unblock(yb, channels)
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
+        new_var = emit(nchw, binding.var.name)
+        self.set_var_remap(binding.var, new_var)
+        self.blocked[binding.var] = (yb, channels)
+        self.converted += 1
+        return None
+
+    def _convert(self, call):
+        out_shape = _shape(call)
+        if out_shape is None or len(out_shape) != 4 or _dtype(call) != "float32":
+            return None
+        if isinstance(call.op, tvm.ir.Op):
+            name = call.op.name
+            if name == "relax.nn.conv2d":
+                return self._conv2d(call, out_shape)
+            if name in _BINARY:
+                return self._elementwise(_BINARY[name], call.args, out_shape)
+            if name == "relax.clip":
+                return self._clip(call, out_shape)
+            if name == "relax.mean":
+                return self._mean(call, out_shape)
+            if name == "relax.call_tir":
+                return self._call_tir_minmax(call, out_shape)
+        return None
+
+    def _conv2d(self, call, out_shape):
+        attrs = call.attrs
+        x, w = call.args
+        x_shape, w_shape = _shape(x), _shape(w)
+        if x_shape is None or w_shape is None or _dtype(x) != "float32" or _dtype(w) != "float32":
+            return None
+        if (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) != ("NCHW", "OIHW", "NCHW"):
+            return None
+        if [int(d) for d in attrs.dilation] != [1, 1] or str(attrs.out_dtype or "") not in ("", "float32"):
+            return None
+        c = self.lanes
+        groups = int(attrs.groups)
+        ic, oc = x_shape[1], out_shape[1]
+        strides = [int(s) for s in attrs.strides]
+        pads = [int(p) for p in attrs.padding]
+        if len(pads) == 2:
+            pads = pads * 2
+        out_hw = out_shape[2:]
+        ocb = -(-oc // c)
+        if groups == 1:
+            xb = self.blocked.get(x, (None,))[0] if isinstance(x, relax.Var) else None
+            blocked_in = xb is not None or ic % c == 0
+            if blocked_in and xb is None:
+                xb = self._block(self._cur(x))
+            xin = xb if blocked_in else self._cur(x)
+            wp = self.builder_.emit(relax.op.layout_transform(
+                self._cur(w), _imap(lambda o, i, h, ww: (o // c, i, h, ww, o % c), 4), pad_value=0.0))
+            mr, ob = conv_tile(ocb, out_hw[0] * out_hw[1], c, self.registers)
+            yb = self.builder_.emit(self.builder_.call_te(
+                conv2d_nchwc, xin, wp, strides=strides, pads=pads, out_hw=out_hw, lanes=c, tile_m=mr,
+                tile_blocks=ob, input_blocked=blocked_in, primfunc_name_hint="sf_conv2d_nchwc"))
+            return yb, oc
+        if groups == ic == oc and w_shape[1] == 1:
+            xb = self.blocked.get(x, (None,))[0] if isinstance(x, relax.Var) else None
+            if xb is None:
+                xb = self._block(self._cur(x))
+            w3 = self.builder_.emit(relax.op.reshape(self._cur(w), [w_shape[0], w_shape[2], w_shape[3]]))
+            wp = self.builder_.emit(relax.op.layout_transform(
+                w3, _imap(lambda o, h, ww: (o // c, h, ww, o % c), 3), pad_value=0.0))
+            mr = depthwise_tile(out_hw[1], c, self.registers)
+            yb = self.builder_.emit(self.builder_.call_te(
+                depthwise_nchwc, xb, wp, strides=strides, pads=pads, out_hw=out_hw, lanes=c, tile_m=mr,
+                primfunc_name_hint="sf_depthwise_nchwc"))
+            return yb, oc
+        return None
+
+    def _elementwise(self, op, args, out_shape):
+        if not any(isinstance(a, relax.Var) and a in self.blocked for a in args):
+            return None
+        blocked = [self._blocked_arg(a, out_shape) for a in args]
+        if any(b is None for b in blocked):
+            return None
+        return self.builder_.emit(op(*blocked)), out_shape[1]
+
+    def _clip(self, call, out_shape):
+        x = call.args[0]
+        if not (isinstance(x, relax.Var) and x in self.blocked and _shape(x) == out_shape):
+            return None
+        xb = self.blocked[x][0]
+        return self.builder_.emit(relax.op.clip(xb, call.args[1], call.args[2])), out_shape[1]
+
+    def _mean(self, call, out_shape):
+        x = call.args[0]
+        if not (isinstance(x, relax.Var) and x in self.blocked):
+            return None
+        axes = sorted(int(a) % 4 for a in call.attrs.axis) if call.attrs.axis is not None else None
+        if axes != [2, 3] or not bool(call.attrs.keepdims):
+            return None
+        xb = self.blocked[x][0]
+        return self.builder_.emit(relax.op.mean(xb, axis=[2, 3], keepdims=True)), out_shape[1]
+
+    def _call_tir_minmax(self, call, out_shape):
+        gv = call.args[0]
+        func = self.mod_[gv] if isinstance(gv, relax.GlobalVar) else None
+        kind = scalar_minmax_kind(func)
+        if kind is None:
+            return None
+        op, scalar_index = kind
+        operands = list(call.args[1])
+        tensor = operands[1 - scalar_index]
+        if not (isinstance(tensor, relax.Var) and tensor in self.blocked and _shape(tensor) == out_shape):
+            return None
+        fn = relax.op.maximum if op == "max" else relax.op.minimum
+        return self.builder_.emit(fn(self.blocked[tensor][0], self._cur(operands[scalar_index]))), out_shape[1]
+
 
 @tvm.transform.module_pass(opt_level=0, name="ConvertConvToNCHWc")
 class ConvertConvToNCHWc:
+    """Lower convolutions (and the elementwise ops between them) to ``lanes``-wide NCHWc kernels."""
+
     def __init__(self, lanes: int, registers: int):
         self.lanes = lanes
         self.registers = registers
 
     def transform_module(self, mod, _ctx):
-        return mod
+        rewriter = _NCHWcConverter(mod, self.lanes, self.registers)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+        out = rewriter.builder_.get()
+        return relax.transform.DeadCodeElimination()(out) if rewriter.converted else out
