@@ -109,6 +109,7 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
                 example_inputs: Any = None, input_shapes=None, sparse: bool = True, seed: int = 0,
                 cost_model=None) -> dict[str, Any]:
     """Latency of ONNX Runtime, PyTorch eager (PyTorch sources), sparseforge dense and sparse, side by side."""
+    import onnx
     import onnx_ir as ir
 
     from sparseforge.codegen.compile import compile_model
@@ -120,11 +121,13 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     original = ir.to_proto(model)
     feeds = random_inputs(session(original), seed)
     input_names = [v.name for v in original.graph.input if v.name in feeds]
-    compiled = {"sparseforge-dense": compile_model(ir.from_proto(original), None, target=target, threads=threads,
-                                                   dense=True)}
+    def fresh() -> ir.Model:  # passes mutate the model (and onnx-ir shares tensors with the proto)
+        return ir.from_proto(onnx.load_from_string(original.SerializeToString()))
+
+    compiled = {"sparseforge-dense": compile_model(fresh(), None, target=target, threads=threads, dense=True)}
     if sparse:
-        compiled["sparseforge-sparse"] = compile_model(ir.from_proto(original), None, target=target,
-                                                       threads=threads, cost_model=cost_model)
+        compiled["sparseforge-sparse"] = compile_model(fresh(), None, target=target, threads=threads,
+                                                       cost_model=cost_model)
     engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(original, feeds, threads)}
     torch_model = torch_source(source, example_inputs)
     if torch_model is not None:
