@@ -39,7 +39,7 @@ from sparseforge.errors import ModelLoadError, UnsupportedModelError
 logger = logging.getLogger(__name__)
 
 #: Default opset for models exported from PyTorch.
-TORCH_EXPORT_OPSET = 18
+TORCH_EXPORT_OPSET = 20
 
 
 def load(source: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[int]] | None = None
