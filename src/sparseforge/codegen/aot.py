@@ -308,9 +308,11 @@ def emit_c(p: Plan, *, weights_file: str | None, prefix: str = "sf") -> str:
     if p.constants:
         lines += [
             "#if defined(__wasm__)",
-            "#define SF_SECTION \".pushsection .rodata.sf_weights,\\\"\\\",@\\n\"",
+            "#define SF_SECTION \".section .rodata.sf_weights,\\\"\\\",@\\n\"",
+            "#define SF_SECTION_END \"\"",
             "#else",
             "#define SF_SECTION \".pushsection .rodata.sf_weights,\\\"a\\\",@progbits\\n\"",
+            "#define SF_SECTION_END \".popsection\\n\"",
             "#endif",
             "__asm__(SF_SECTION",
             "        \".globl sf_weights\\n\"",
@@ -318,7 +320,7 @@ def emit_c(p: Plan, *, weights_file: str | None, prefix: str = "sf") -> str:
             "        \"sf_weights:\\n\"",
             f"        \".incbin \\\"{weights_file}\\\"\\n\"",
             f"        \".size sf_weights, {p.weights_bytes}\\n\"",
-            "        \".popsection\\n\");",
+            "        SF_SECTION_END);",
             "extern const uint8_t sf_weights[];",
         ]
     else:
