@@ -106,11 +106,20 @@ class CompileTarget:
     def with_threads(self, threads: int) -> CompileTarget:
         return replace(self, threads=threads)
 
+    @property
+    def llvm_mattr(self) -> list[str]:
+        """LLVM features the kernels rely on, stated explicitly (an unknown ``mcpu`` may imply none)."""
+        wanted = [("avx2", "+avx2"), ("fma", "+fma"), ("avx512f", "+avx512f"), ("avx512vl", "+avx512vl"),
+                  ("avx512bw", "+avx512bw"), ("avx512dq", "+avx512dq")]
+        return [attr for flag, attr in wanted if flag in self.features]
+
     def tvm_target(self):
         """The TVM ``Target`` (LLVM, JSON-dict form) for this description."""
         from . import _tvm
 
         config: dict = {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.threads}
+        if self.llvm_mattr:
+            config["mattr"] = self.llvm_mattr
         if self.mtriple:
             config["mtriple"] = self.mtriple
         return _tvm.Target(config)
@@ -139,11 +148,10 @@ def make_target(name: str = "x86", threads: int | None = None) -> CompileTarget:
     """A :class:`CompileTarget` for the host by family name; ``ValueError`` for unknown names."""
     if name == "x86":
         return detect_x86(threads)
-    if name in PLANNED_TARGETS:
-        raise NotImplementedError(f"target {name!r} is planned but not implemented yet; known: {KNOWN_TARGETS}")
     raise ValueError(_unknown_message(name))
 
 
 def _unknown_message(name: str) -> str:
-    return (f"unknown target {name!r}; known targets: {', '.join(KNOWN_TARGETS)} "
-            f"(planned: {', '.join(PLANNED_TARGETS)})")
+    planned = " (planned, not implemented yet)" if name in PLANNED_TARGETS else ""
+    return (f"unknown target {name!r}{planned}; known targets: {', '.join(KNOWN_TARGETS)}; "
+            f"planned: {', '.join(PLANNED_TARGETS)}")

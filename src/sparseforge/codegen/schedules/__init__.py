@@ -13,6 +13,7 @@ annotations (:mod:`._contract`).
 from __future__ import annotations
 
 from ..target import CompileTarget
+from ._contract import is_hand_scheduled
 from .conv2d import Conv2dNCHWc
 from .dense import Dense
 from .depthwise import DepthwiseNCHWc
@@ -20,7 +21,16 @@ from .fallback import Fallback
 from .injective import Injective
 from .reduction import RowReduction
 
-__all__ = ["Conv2dNCHWc", "Dense", "DepthwiseNCHWc", "Fallback", "Injective", "RowReduction", "default_rules"]
+__all__ = [
+    "Conv2dNCHWc",
+    "Dense",
+    "DepthwiseNCHWc",
+    "Fallback",
+    "Injective",
+    "RowReduction",
+    "default_rules",
+    "explain",
+]
 
 
 def default_rules(target: CompileTarget) -> list:
@@ -34,3 +44,23 @@ def default_rules(target: CompileTarget) -> list:
         Injective(lanes),
         Fallback(lanes),
     ]
+
+
+def explain(mod, target: CompileTarget) -> dict[str, str]:
+    """For each not-yet-scheduled PrimFunc of ``mod``: the name of the first rule that accepts it.
+
+    ``""`` means no rule did (the function would be compiled unscheduled). Use it on the module
+    before ``ApplyDefaultSchedule`` (``pipeline.optimize(..., schedule=False)``).
+    """
+    from .. import _tvm
+
+    tvm_target = target.tvm_target()
+    rules = default_rules(target)
+    picked = {}
+    for gv, func in mod.functions_items():
+        if not isinstance(func, _tvm.tirx.PrimFunc) or is_hand_scheduled(func):
+            continue
+        picked[gv.name_hint] = next(
+            (type(r).__name__ for r in rules if r.apply(func, tvm_target, False) is not None), ""
+        )
+    return picked

@@ -28,3 +28,9 @@ def block_kernel(block) -> str | None:
 def ann_int(block, key: str, default: int) -> int:
     value = block.annotations.get(key)
     return default if value is None else int(value)
+
+
+def is_hand_scheduled(func) -> bool:
+    """True for a PrimFunc marked ``"tirx.is_scheduled"`` (hand-written: never fuse or reschedule)."""
+    attrs = getattr(func, "attrs", None)
+    return attrs is not None and "tirx.is_scheduled" in attrs and bool(attrs["tirx.is_scheduled"])

@@ -14,12 +14,11 @@ Strategy (register-tiled GEMM micro-kernel, accumulators in registers):
 from __future__ import annotations
 
 from .. import _tvm
-from ._rule import CPURule
 from . import _contract as C
+from ._rule import CPURule
 from ._sched import flatten_block_axes, inline_all_but, reduction_vars, root_blocks, vectorize_inner
 
 s_tir = _tvm.s_tir
-dlight = _tvm.dlight
 
 
 class Dense(CPURule):
@@ -74,6 +73,5 @@ class Dense(CPURule):
         vectorize_inner(sch, ij, lanes, unroll_outer=True)
 
         # Epilogue on the tile write-back.
-        *_, wi, wj = sch.get_loops(out)
-        vectorize_inner(sch, wj, lanes)
+        vectorize_inner(sch, sch.get_loops(out)[-1], lanes)
         return sch

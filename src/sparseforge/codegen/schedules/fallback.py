@@ -13,8 +13,8 @@ import math
 
 from .. import _tvm
 from ._rule import CPURule
-from .injective import MIN_PARALLEL_ELEMENTS
 from ._sched import loop_extent
+from .injective import MIN_PARALLEL_ELEMENTS
 
 s_tir = _tvm.s_tir
 dlight = _tvm.dlight
@@ -34,7 +34,10 @@ class Fallback(CPURule):
             return sch  # leave as written; still correct
         infos = dlight.try_inline(sch, infos)
         for info in infos:
-            self._schedule_block(sch, info)
+            try:
+                self._schedule_block(sch, info)
+            except (RuntimeError, ValueError):  # a primitive refused: keep this block as it is
+                continue
         return sch
 
     def _schedule_block(self, sch, info) -> None:

@@ -12,7 +12,6 @@ from ._rule import CPURule
 from ._sched import inline_all_but, is_spatial, loop_extent, root_blocks
 
 s_tir = _tvm.s_tir
-dlight = _tvm.dlight
 
 #: Below this many output elements a parallel launch costs more than it saves.
 MIN_PARALLEL_ELEMENTS = 16384

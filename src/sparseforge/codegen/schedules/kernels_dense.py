@@ -59,6 +59,26 @@ def dense_tile_m(m: int, nr: int, lanes: int, registers: int) -> int:
     return best[1]
 
 
+def pack_panels(B, nr: int, name: str = "pack_panels"):
+    """``B[..., K, N]`` -> ``Bp[..., ceil(N/nr), K, nr]`` (zero past ``N``): the layout of ``Bp``.
+
+    A plain injective TE compute (not ``relax.layout_transform``, whose legalized form TVM marks
+    opaque), so FuseOps can fuse it into the kernel producing ``B``; on a constant ``B``,
+    ``FoldConstant`` evaluates it at compile time.
+    """
+    *batch, k, n = (int(s) for s in B.shape)
+    nb = -(-n // nr)
+
+    def fn(*idx):
+        *bidx, jb, kk, jj = idx
+        j = jb * nr + jj
+        if nb * nr == n:
+            return B[(*bidx, kk, j)]
+        return tirx.if_then_else(j < n, B[(*bidx, kk, tirx.min(j, n - 1))], tirx.const(0.0, B.dtype))
+
+    return te.compute((*batch, nb, k, nr), fn, name=name)
+
+
 def _flat_to_index(flat, dims):
     """Row-major multi-index of ``flat`` over ``dims`` (static ints)."""
     idx = []

@@ -9,7 +9,8 @@ convolutions, so activations are re-laid-out only where the network leaves the c
   blocked tensors of the same shape, per-channel constants (``[1, C, 1, 1]``/``[C, 1, 1]``) or
   scalars; ONNX ``Clip`` arrives as ``call_tir`` of TOPI ``maximum``/``minimum`` with a scalar,
   which is recognised too;
-* ``mean`` over H and W (global average pooling).
+* elementwise unary ops (``relu``, ``sigmoid``, ``gelu``...), max/avg pooling (TOPI's pooling
+  takes the ``NCHW{c}c`` layout string), ``mean`` over H and W (global average pooling).
 
 For each converted binding an NCHW copy is also emitted (``layout_transform`` back + channel
 slice) under the original variable; consumers that do not understand the blocked layout use it,
@@ -19,6 +20,7 @@ and ``DeadCodeElimination`` drops the copies nobody uses.
 from __future__ import annotations
 
 from .. import _tvm
+from ._contract import is_hand_scheduled
 from .kernels_conv import conv2d_nchwc, conv_tile, depthwise_nchwc, depthwise_tile
 
 relax = _tvm.relax
@@ -33,6 +35,14 @@ _BINARY = {
     "relax.maximum": relax.op.maximum,
     "relax.minimum": relax.op.minimum,
 }
+#: Elementwise unary ops re-emitted unchanged on blocked tensors (padding lanes may turn into
+#: inf/NaN, e.g. ``log``, which is harmless: no consumer mixes padding lanes into real channels).
+_UNARY = frozenset({
+    "relax.nn.relu", "relax.nn.gelu", "relax.nn.gelu_tanh", "relax.nn.silu", "relax.nn.leakyrelu",
+    "relax.sigmoid", "relax.tanh", "relax.exp", "relax.erf", "relax.sqrt", "relax.rsqrt", "relax.log",
+    "relax.negative", "relax.abs", "relax.square",
+})
+_POOL = frozenset({"relax.nn.max_pool2d", "relax.nn.avg_pool2d"})
 _INDEX_DTYPE = "int64"
 
 
@@ -152,6 +162,10 @@ class _NCHWcConverter(relax.PyExprMutator):
                 return self._elementwise(_BINARY[name], call.args, out_shape)
             if name == "relax.clip":
                 return self._clip(call, out_shape)
+            if name in _UNARY:
+                return self._unary(call, out_shape)
+            if name in _POOL:
+                return self._pool(call, out_shape)
             if name == "relax.mean":
                 return self._mean(call, out_shape)
             if name == "relax.call_tir":
@@ -219,6 +233,25 @@ class _NCHWcConverter(relax.PyExprMutator):
         xb = self.blocked[x][0]
         return self.builder_.emit(relax.op.clip(xb, call.args[1], call.args[2])), out_shape[1]
 
+    def _unary(self, call, out_shape):
+        x = call.args[0]
+        if len(call.args) != 1 or not (isinstance(x, relax.Var) and x in self.blocked and _shape(x) == out_shape):
+            return None
+        return self.builder_.emit(relax.Call(call.op, [self.blocked[x][0]], call.attrs)), out_shape[1]
+
+    def _pool(self, call, out_shape):
+        x = call.args[0]
+        a = call.attrs
+        if not (isinstance(x, relax.Var) and x in self.blocked) or (a.layout, a.out_layout) != ("NCHW", "NCHW"):
+            return None
+        blocked = f"NCHW{self.lanes}c"
+        pool = relax.op.nn.max_pool2d if call.op.name == "relax.nn.max_pool2d" else relax.op.nn.avg_pool2d
+        kwargs = {"count_include_pad": bool(a.count_include_pad)} if call.op.name == "relax.nn.avg_pool2d" else {}
+        y = pool(self.blocked[x][0], pool_size=[int(v) for v in a.pool_size], strides=[int(v) for v in a.strides],
+                 padding=[int(v) for v in a.padding], dilation=[int(v) for v in a.dilation],
+                 ceil_mode=bool(a.ceil_mode), layout=blocked, out_layout=blocked, **kwargs)
+        return self.builder_.emit(y), out_shape[1]
+
     def _mean(self, call, out_shape):
         x = call.args[0]
         if not (isinstance(x, relax.Var) and x in self.blocked):
@@ -232,6 +265,8 @@ class _NCHWcConverter(relax.PyExprMutator):
     def _call_tir_minmax(self, call, out_shape):
         gv = call.args[0]
         func = self.mod_[gv] if isinstance(gv, relax.GlobalVar) else None
+        if func is None or is_hand_scheduled(func):
+            return None  # hand-written kernels are never rewritten
         kind = scalar_minmax_kind(func)
         if kind is None:
             return None

@@ -2,11 +2,11 @@
 
 ``matmul(A, B)`` (float32, static shapes, both ranks >= 2) becomes
 
-    Bp = layout_transform(B, (..., k, n) -> (..., n // NR, k, n % NR), pad_value=0)
+    Bp = call_tir(sf_pack_panels, [B])      # Bp[..., n // NR, k, n % NR] = B[..., k, n], zero padded
     Y  = call_tir(sf_dense, [A, Bp])
 
-When ``B`` is a constant (a weight), a later ``FoldConstant`` evaluates the ``layout_transform``
-once at compile time, so the packed weight is what the executable stores. When ``B`` is an
+When ``B`` is a constant (a weight), a later ``FoldConstant`` evaluates the packing once at compile
+time, so the packed weight is what the executable stores. When ``B`` is an
 activation (attention's ``Q @ K^T`` and ``P @ V``), FuseOps fuses the packing into the injective
 kernel that produces ``B`` (a transpose), so it costs no extra pass over memory.
 """
@@ -14,7 +14,7 @@ kernel that produces ``B`` (a transpose), so it costs no extra pass over memory.
 from __future__ import annotations
 
 from .. import _tvm
-from .kernels_dense import dense_packed, dense_tile_m, dense_tile_n
+from .kernels_dense import dense_packed, dense_tile_m, dense_tile_n, pack_panels
 
 relax = _tvm.relax
 tvm = _tvm.tvm
@@ -30,14 +30,6 @@ def _static_shape(expr) -> list[int] | None:
         return [int(s) for s in ty.shape.values]
     except (TypeError, AttributeError):
         return None
-
-
-def _pack_map(ndim: int, nr: int):
-    def fn(*idx):
-        *batch, k, n = idx
-        return (*batch, n // nr, k, n % nr)
-
-    return _tvm.tirx.IndexMap.from_func(fn, ndim=ndim, index_dtype="int64")
 
 
 @relax.expr_functor.mutator
@@ -63,8 +55,7 @@ class _MatmulToPackedDense(relax.PyExprMutator):
         nr = dense_tile_n(n, self.lanes, self.registers)
         rows = a_shape[-2] if len(b_shape) > 2 else _prod(a_shape[:-1])
         mr = dense_tile_m(rows, nr, self.lanes, self.registers)
-        pad = 0.0 if n % nr else None
-        bp = self.builder_.emit(relax.op.layout_transform(b, _pack_map(len(b_shape), nr), pad_value=pad))
+        bp = self.builder_.emit(self.builder_.call_te(pack_panels, b, nr=nr, primfunc_name_hint="sf_pack_panels"))
         self.rewritten += 1
         return self.builder_.call_te(
             dense_packed, a, bp, n=n, tile_m=mr, lanes=self.lanes, primfunc_name_hint="sf_dense"

@@ -1,0 +1,304 @@
+"""Every CPU schedule rule, numerically against NumPy, and that the intended rule matched.
+
+Shapes deliberately do not divide the tile sizes (odd M/N/K, channel counts that are not a
+multiple of the vector width, odd spatial sizes). Each group of cases is one Relax module with
+several outputs, so the file compiles only a handful of modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+from conftest import assert_close, compile_and_explain  # noqa: E402
+
+from sparseforge.codegen import _tvm  # noqa: E402
+from sparseforge.codegen.target import CompileTarget  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+relax = _tvm.relax
+rng = np.random.default_rng(0)
+
+
+def _rand(*shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype("float32")
+
+
+def _var(name, shape):
+    return relax.Var(name, relax.TensorType(shape, "float32"))
+
+
+def _build(params, body):
+    """A Relax ``main(*params)`` returning the tuple of tensors ``body(bb, *params)`` emits."""
+    bb = relax.BlockBuilder()
+    with bb.function("main", params):
+        with bb.dataflow():
+            outs = body(bb, *params)
+            out = bb.emit_output(relax.Tuple(outs))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _gelu(x):
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def _rules_of(picked, fragment):
+    return {name: rule for name, rule in picked.items() if fragment in name}
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense: Gemm / MatMul / batched matmul with fused epilogues
+
+
+def _dense_case():
+    w1, b1 = _rand(53, 41, scale=0.2), _rand(41)
+    w2 = _rand(33, 19, scale=0.2)
+    wg = _rand(100, 1000, scale=0.1)
+    inputs = {
+        "x1": _rand(37, 53), "x2": _rand(2, 7, 33), "r2": _rand(2, 7, 19),
+        "a3": _rand(3, 13, 24), "b3": _rand(3, 24, 29), "a4": _rand(2, 3, 9, 16), "b4": _rand(3, 16, 10),
+        "g": _rand(1, 100),
+    }
+    params = [_var(k, v.shape) for k, v in inputs.items()]
+
+    def body(bb, x1, x2, r2, a3, b3, a4, b4, g):
+        op = relax.op
+        y1 = bb.emit(op.nn.gelu(op.add(op.matmul(x1, relax.const(w1)), relax.const(b1))))
+        y2 = bb.emit(op.add(op.matmul(x2, relax.const(w2)), r2))
+        y3 = bb.emit(op.matmul(a3, b3))
+        y4 = bb.emit(op.matmul(a4, b4))
+        y5 = bb.emit(op.nn.relu(op.matmul(g, relax.const(wg))))
+        return [y1, y2, y3, y4, y5]
+
+    i = inputs
+    expected = [
+        _gelu(i["x1"].astype(np.float64) @ w1 + b1),
+        i["x2"].astype(np.float64) @ w2 + i["r2"],
+        i["a3"].astype(np.float64) @ i["b3"],
+        np.matmul(i["a4"].astype(np.float64), i["b4"]),
+        np.maximum(i["g"].astype(np.float64) @ wg, 0.0),
+    ]
+    return _build(params, body), list(inputs.values()), expected
+
+
+@pytest.fixture(scope="module")
+def dense_result(host_target):
+    mod, inputs, expected = _dense_case()
+    runner, picked = compile_and_explain(mod, host_target)
+    return runner(*inputs), expected, picked
+
+
+def test_dense_weights_packed_at_compile_time(host_target):
+    from sparseforge.codegen import pipeline
+
+    mod, _, _ = _dense_case()
+    fused = pipeline.optimize(mod, host_target, schedule=False)
+    packs = [b.value for b in fused["main"].body.blocks[0].bindings
+             if "pack_panels" in str(getattr(b.value, "args", [""])[0])]
+    # Only the two activation operands (b3, b4: function inputs) are packed at run time.
+    assert len(packs) == 2, packs
+    for call in packs:
+        assert all(isinstance(a, relax.Var) for a in call.args[1]), call
+
+
+def test_dense_numerics(dense_result):
+    outputs, expected, _ = dense_result
+    for got, want in zip(outputs, expected, strict=True):
+        assert got.shape == want.shape
+        assert_close(got, want)
+
+
+def test_dense_rule_matched(dense_result):
+    _, _, picked = dense_result
+    dense = _rules_of(picked, "sf_dense")
+    assert len(dense) == 5, picked
+    assert set(dense.values()) == {"Dense"}, dense
+    assert "Fallback" not in picked.values(), picked
+    assert "" not in picked.values(), picked
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolutions in NCHWc: NCHW-input stride-2 kxk + ReLU, max pooling, depthwise (narrow and wide,
+# stride 1 and 2), 1x1 with a channel count that is not a multiple of the vector width, kxk with
+# residual add, global average pooling and the classifier.
+
+
+def _conv_case():
+    w1, b1 = _rand(20, 3, 3, 3, scale=0.3), _rand(20)
+    w2, b2 = _rand(20, 1, 3, 3, scale=0.3), _rand(20)
+    w3, b3 = _rand(24, 20, 1, 1, scale=0.3), _rand(24)
+    w4 = _rand(24, 1, 3, 3, scale=0.3)
+    w5 = _rand(24, 24, 3, 3, scale=0.1)
+    w6 = _rand(24, 10, scale=0.3)
+    wa = _rand(16, 16, 1, 1, scale=0.3)
+    wd = _rand(16, 1, 3, 3, scale=0.3)
+    x = _rand(1, 3, 19, 17)
+    xw = _rand(1, 16, 8, 40)
+    params = [_var("x", x.shape), _var("xw", xw.shape)]
+
+    def body(bb, xv, xwv):
+        op, nn, c = relax.op, relax.op.nn, relax.const
+        c1 = bb.emit(nn.relu(op.add(nn.conv2d(xv, c(w1), strides=2, padding=1), c(b1.reshape(1, 20, 1, 1)))))
+        p1 = bb.emit(nn.max_pool2d(c1, pool_size=[3, 3], strides=[1, 1], padding=[1, 1, 1, 1]))
+        c2 = bb.emit(op.clip(op.add(nn.conv2d(p1, c(w2), padding=1, groups=20), c(b2.reshape(1, 20, 1, 1))), 0.0, 6.0))
+        c3 = bb.emit(op.add(nn.conv2d(c2, c(w3)), c(b3.reshape(1, 24, 1, 1))))
+        c4 = bb.emit(nn.conv2d(c3, c(w4), strides=2, padding=1, groups=24))
+        c5 = bb.emit(op.add(nn.conv2d(c4, c(w5), padding=1), c4))
+        pooled = bb.emit(op.reshape(op.mean(c5, axis=[2, 3], keepdims=True), [1, 24]))
+        logits = bb.emit(op.matmul(pooled, c(w6)))
+        wide = bb.emit(nn.conv2d(nn.conv2d(xwv, c(wa)), c(wd), padding=1, groups=16))
+        return [c5, logits, wide]
+
+    def conv(a, w, stride=1, pad=0, groups=1):
+        t = __import__("torch")
+        return t.nn.functional.conv2d(t.from_numpy(a.astype(np.float64)), t.from_numpy(w.astype(np.float64)),
+                                      stride=stride, padding=pad, groups=groups).numpy()
+
+    r1 = np.maximum(conv(x, w1, 2, 1) + b1.reshape(1, 20, 1, 1), 0)
+    t = __import__("torch")
+    p1 = t.nn.functional.max_pool2d(t.from_numpy(r1), 3, 1, 1).numpy()
+    r2 = np.clip(conv(p1, w2, 1, 1, 20) + b2.reshape(1, 20, 1, 1), 0, 6)
+    r3 = conv(r2, w3) + b3.reshape(1, 24, 1, 1)
+    r4 = conv(r3, w4, 2, 1, 24)
+    r5 = conv(r4, w5, 1, 1) + r4
+    logits = r5.mean(axis=(2, 3)) @ w6
+    wide = conv(conv(xw, wa), wd, 1, 1, 16)
+    return _build(params, body), [x, xw], [r5, logits, wide]
+
+
+@pytest.fixture(scope="module")
+def conv_result(host_target):
+    pytest.importorskip("torch")
+    mod, inputs, expected = _conv_case()
+    runner, picked = compile_and_explain(mod, host_target)
+    return runner(*inputs), expected, picked
+
+
+def test_conv_numerics(conv_result):
+    outputs, expected, _ = conv_result
+    for got, want in zip(outputs, expected, strict=True):
+        assert got.shape == want.shape
+        assert_close(got, want)
+
+
+def test_conv_rules_matched(conv_result):
+    _, _, picked = conv_result
+    convs = _rules_of(picked, "sf_conv2d_nchwc")
+    depthwise = _rules_of(picked, "sf_depthwise_nchwc")
+    assert len(convs) == 4 and set(convs.values()) == {"Conv2dNCHWc"}, picked
+    assert len(depthwise) == 3 and set(depthwise.values()) == {"DepthwiseNCHWc"}, picked
+    assert set(_rules_of(picked, "sf_dense").values()) == {"Dense"}, picked
+    assert picked["max_pool2d"] == "RowReduction" and picked["mean"] == "RowReduction", picked
+    assert "Fallback" not in picked.values() and "" not in picked.values(), picked
+
+
+# ---------------------------------------------------------------------------------------------
+# Row reductions (layer norm, softmax, mean), injective functions and the fallback
+
+
+def _reduction_case():
+    g1, be1 = _rand(37), _rand(37)
+    g2, be2 = _rand(64), _rand(64)
+    inputs = {"n1": _rand(5, 37), "n2": _rand(4, 64), "s": _rand(3, 5, 48), "m": _rand(6, 80),
+              "t": _rand(7, 9, 5), "u": _rand(9, 7, 5), "am": _rand(4, 11), "cs": _rand(6, 21)}
+    params = [_var(k, v.shape) for k, v in inputs.items()]
+
+    def body(bb, n1, n2, s, m, t, u, am, cs):
+        op, c = relax.op, relax.const
+        y1 = bb.emit(op.nn.layer_norm(n1, c(g1), c(be1), axes=[-1], epsilon=1e-5))
+        y2 = bb.emit(op.nn.layer_norm(n2, c(g2), c(be2), axes=[-1], epsilon=1e-5))
+        y3 = bb.emit(op.nn.softmax(s, axis=-1))
+        y4 = bb.emit(op.mean(m, axis=[-1]))
+        y5 = bb.emit(op.add(op.permute_dims(t, [1, 0, 2]), u))
+        y6 = bb.emit(op.astype(op.argmax(am, axis=-1), "float32"))
+        y7 = bb.emit(op.sum(cs, axis=[0]))  # reduction over the leading axis: fallback
+        return [y1, y2, y3, y4, y5, y6, y7]
+
+    def ln(x, g, b):
+        x = x.astype(np.float64)
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-5) * g + b
+
+    i = inputs
+    e = np.exp(i["s"].astype(np.float64) - i["s"].max(-1, keepdims=True))
+    expected = [ln(i["n1"], g1, be1), ln(i["n2"], g2, be2), e / e.sum(-1, keepdims=True),
+                i["m"].astype(np.float64).mean(-1), np.transpose(i["t"], (1, 0, 2)) + i["u"],
+                np.argmax(i["am"], -1).astype(np.float64), i["cs"].astype(np.float64).sum(0)]
+    return _build(params, body), list(inputs.values()), expected
+
+
+@pytest.fixture(scope="module")
+def reduction_result(host_target):
+    mod, inputs, expected = _reduction_case()
+    runner, picked = compile_and_explain(mod, host_target)
+    return runner(*inputs), expected, picked
+
+
+def test_reduction_numerics(reduction_result):
+    outputs, expected, _ = reduction_result
+    for got, want in zip(outputs, expected, strict=True):
+        assert got.shape == want.shape
+        assert_close(got, want)
+
+
+def test_reduction_rules_matched(reduction_result):
+    _, _, picked = reduction_result
+    assert set(_rules_of(picked, "layer_norm").values()) == {"RowReduction"}, picked
+    assert set(_rules_of(picked, "softmax").values()) == {"RowReduction"}, picked
+    assert set(_rules_of(picked, "mean").values()) == {"RowReduction"}, picked
+    assert set(_rules_of(picked, "transpose").values()) == {"Injective"}, picked
+    assert set(_rules_of(picked, "argmax").values()) == {"RowReduction"}, picked
+    assert picked["sum"] == "Fallback", picked
+    assert "" not in picked.values(), picked
+
+
+# ---------------------------------------------------------------------------------------------
+# AVX2 code path (CI machines without AVX-512): 8-lane kernels, run on this host
+
+
+def test_avx2_target_kernels():
+    pytest.importorskip("torch")
+    avx2 = CompileTarget(mcpu="znver3", threads=2)
+    assert avx2.vector_lanes == 8 and avx2.vector_registers == 16
+    mod, inputs, expected = _conv_case()
+    runner, picked = compile_and_explain(mod, avx2)
+    assert "Fallback" not in picked.values()
+    for got, want in zip(runner(*inputs), expected, strict=True):
+        assert_close(got, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-written kernels (``tirx.is_scheduled``) are neither fused nor rescheduled
+
+
+def test_hand_scheduled_kernel_untouched(host_target):
+    from sparseforge.codegen import pipeline
+
+    te = _tvm.te
+    a = te.placeholder((8, 16), name="A")
+    b = te.compute((8, 16), lambda i, j: a[i, j] * 2.0, name="B")
+    kernel = te.create_prim_func([a, b]).with_attr({"tirx.is_scheduled": True, "global_symbol": "hand"})
+    bb = relax.BlockBuilder()
+    x = _var("x", (8, 16))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            gv = bb.add_func(kernel, "hand")
+            y = bb.emit(relax.op.add(x, relax.const(np.ones((8, 16), "float32"))))
+            z = bb.emit(relax.call_tir(gv, [y], relax.TensorType((8, 16), "float32")))
+            out = bb.emit_output(relax.op.multiply(z, z))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    scheduled = pipeline.optimize(mod, host_target)
+    _tvm.tvm.ir.assert_structural_equal(scheduled["hand"], kernel)
+    calls = [str(b.value) for b in scheduled["main"].body.blocks[0].bindings]
+    assert sum("hand" in c for c in calls) == 1
+    xv = _rand(8, 16)
+    got = pipeline.run(pipeline.compile_module(scheduled, host_target), [xv], threads=2)[0]
+    assert_close(got, ((xv + 1) * 2) ** 2)
