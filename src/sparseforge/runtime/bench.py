@@ -34,8 +34,12 @@ class EngineResult:
 
 
 def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repeat: int = 10,
-                 warmup: int = 3, max_seconds: float = 60.0) -> list[EngineResult]:
-    """Interleaved timing: ``rounds`` x (every engine ``repeat`` times); medians in milliseconds."""
+                 warmup: int = 3, max_seconds: float = 60.0, pause: float = 0.3) -> list[EngineResult]:
+    """Interleaved timing: ``rounds`` x (every engine ``repeat`` times); medians in milliseconds.
+
+    ``pause`` seconds separate engines: thread pools (TVM's, ONNX Runtime's, OpenMP's) keep spinning for a
+    while after a call and would steal the cores from the next engine.
+    """
     for fn in engines.values():
         for _ in range(warmup):
             fn()
@@ -43,6 +47,8 @@ def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repe
     deadline = time.perf_counter() + max_seconds
     for r in range(rounds):
         for name, fn in engines.items():
+            time.sleep(pause)
+            fn()
             samples = []
             for _ in range(repeat):
                 start = time.perf_counter()
@@ -128,7 +134,12 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     if sparse:
         compiled["sparseforge-sparse"] = compile_model(fresh(), None, target=target, threads=threads,
                                                        cost_model=cost_model)
-    engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(original, feeds, threads)}
+    from sparseforge.passes import pipelines
+    from sparseforge.passes.infra import Pipeline
+
+    peer = fresh()  # ONNX Runtime gets the canonicalized model (constants and BatchNorm folded): its best case
+    Pipeline(pipelines.canonicalize())(peer)
+    engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(ir.to_proto(peer), feeds, threads)}
     torch_model = torch_source(source, example_inputs)
     if torch_model is not None:
         import torch
