@@ -212,7 +212,10 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 
 @main.command(name="compile")
 @click.argument("model")
-@click.option("--target", default="x86", show_default=True, help="Target device family (x86).")
+@click.option("--target", default="x86", show_default=True,
+              help="x86 (this CPU), arm (aarch64 NEON), wasm (wasm32 SIMD128) or cuda.")
+@click.option("--cpu", default=None, help="ARM core (cortex-a76, cortex-a55, neoverse-n1, ...) or x86 CPU name.")
+@click.option("--arch", default=None, help="CUDA architecture (sm_80, sm_90, ...).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Artifact folder to write (model.so, model.onnx, manifest.json).")
 @click.option("--dense", is_flag=True, help="Disable sparse rewrites (the dense control).")
@@ -226,14 +229,16 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @_shape_option
 @click.pass_context
-def compile_cmd(ctx: click.Context, model: str, target: str, output: str, dense: bool, threads: int | None,
-                tune: int, verify: bool, rtol: float, no_calibrate: bool, as_json: bool,
-                shapes: tuple[str, ...]) -> None:
+def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
+                dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
+                as_json: bool, shapes: tuple[str, ...]) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
     Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
-    kernels (CSR, BSR blocks, N:M) from kernel timings measured on this CPU (cached; measured on first use), and
-    compiles everything with TVM. Prints each layer's decision and the reason.
+    kernels (CSR, BSR blocks, N:M): for x86 from kernel timings measured on this CPU (cached; measured on first
+    use), for other targets from published crossover densities. Compiles everything with TVM and prints each
+    layer's decision and the reason. Artifacts: x86 and arm a TVM runtime library (model.so); wasm a
+    self-contained model.wasm plus a JavaScript loader (model.mjs); cuda a library with device code for --arch.
 
     \b
     MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
@@ -244,14 +249,14 @@ def compile_cmd(ctx: click.Context, model: str, target: str, output: str, dense:
         from sparseforge.codegen.compile import compile_model
 
         result = compile_model(model, output, target=target, threads=threads, dense=dense, tune=tune,
-                               input_shapes=_input_shapes(shapes), calibrate=not no_calibrate)
+                               input_shapes=_input_shapes(shapes), calibrate=not no_calibrate, cpu=cpu, arch=arch)
         code = 0
         if verify:
-            from sparseforge.runtime.verify_artifact import verify_against_onnxruntime
+            from sparseforge.codegen.targets import get_backend
 
-            comparison = verify_against_onnxruntime(result.outdir, result.original, rtol=rtol)
-            result.manifest["verify"] = comparison.to_dict()
-            code = 0 if comparison.ok else 1
+            report = get_backend(target).verify(result.outdir, result.original, rtol=rtol)
+            result.manifest["verify"] = report.to_dict()
+            code = 0 if report.ok else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))
             return code
@@ -261,12 +266,45 @@ def compile_cmd(ctx: click.Context, model: str, target: str, output: str, dense:
                   f"{result.seconds:.1f} s for {target} ({result.manifest['target']['mcpu']}, "
                   f"{result.manifest['target']['threads']} threads)")
         if verify:
-            v = result.manifest["verify"]
-            status = "OK" if v["ok"] else "FAILED"
-            out.print(f"verify: max abs error {v['max_abs_error']:.3g}, max relative error {v['max_rel_error']:.3g} "
-                      f"(tolerance {rtol:g}) -- {status}")
-        out.print(f"wrote {result.outdir}/ (model.so, model.onnx, manifest.json)")
+            render.verify_report(out, result.manifest["verify"], rtol)
+        files = ", ".join(sorted(p.name for p in result.outdir.iterdir()))
+        out.print(f"wrote {result.outdir}/ ({files})")
         return code
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command(name="verify")
+@click.argument("artifact", type=click.Path())
+@click.option("--rtol", default=1e-4, show_default=True, help="Tolerance (relative to the output magnitude).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def verify_cmd(ctx: click.Context, artifact: str, rtol: float, as_json: bool) -> None:
+    """Run a compiled ARTIFACT where its code really runs and compare with ONNX Runtime on random inputs.
+
+    \b
+    x86   in this process;
+    arm   the whole model under qemu-aarch64 with TVM's aarch64 runtime;
+    wasm  model.wasm in wasmtime and, through model.mjs, in Node.js;
+    cuda  on the GPU when one is present, otherwise it says it only checked the compiled device code.
+    ONNX Runtime runs the artifact's model.onnx (the exact rewrite it was compiled from). Exit 1 on a mismatch.
+    """
+
+    def body() -> int:
+        import onnx
+
+        from sparseforge import render
+        from sparseforge.codegen.targets import get_backend
+        from sparseforge.runtime.artifact import read_manifest
+
+        path = __import__("pathlib").Path(artifact)
+        manifest = read_manifest(path)
+        report = get_backend(manifest["target"]["name"]).verify(path, onnx.load(path / manifest["onnx"]), rtol=rtol)
+        if as_json:
+            click.echo(json.dumps(report.to_dict(), indent=1))
+        else:
+            render.verify_report(out, report.to_dict(), rtol)
+        return 0 if report.ok else 1
 
     _run(ctx.obj["debug"], body)
 

@@ -138,3 +138,15 @@ def bench_table(result: dict[str, Any]) -> Table:
         speed = r["speedup_vs_best_dense_peer"]
         table.add_row(r["engine"], f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x")
     return table
+
+
+def verify_report(console: Console, report: dict[str, Any], rtol: float) -> None:
+    console.print(f"verify ({report['target']}): {report['how']}")
+    for runner, c in report["comparisons"].items():
+        status = "OK" if c["ok"] else "FAILED"
+        console.print(f"  {runner}: max abs error {c['max_abs_error']:.3g}, max relative error "
+                      f"{c['max_rel_error']:.3g} (tolerance {rtol:g}) -- {status}")
+    for note in report["notes"]:
+        console.print(f"  note: {note}")
+    if not report["comparisons"]:
+        console.print("  nothing was run" + ("" if report["ok"] else " -- FAILED"))

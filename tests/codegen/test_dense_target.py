@@ -21,13 +21,18 @@ def test_features_override_mcpu():
 
 
 def test_unknown_target_lists_known():
-    with pytest.raises(ValueError, match="x86"):
+    with pytest.raises(ValueError, match="x86, arm, wasm"):
         make_target("riscv")
-    with pytest.raises(ValueError, match="planned"):
-        make_target("cuda")
-    with pytest.raises(ValueError):
-        CompileTarget(kind="wasm")
-    assert KNOWN_TARGETS == ("x86",)
+    with pytest.raises(ValueError, match="cortex-a76"):
+        make_target("arm", cpu="pentium")
+    assert KNOWN_TARGETS == ("x86", "arm", "wasm")
+
+
+def test_arm_and_wasm_descriptions():
+    arm = make_target("arm", threads=2, cpu="cortex-a55")
+    assert (arm.vector_lanes, arm.vector_registers, arm.threads, arm.llvm_mattr) == (4, 32, 2, ["+neon"])
+    wasm = make_target("wasm", threads=4)
+    assert (wasm.vector_lanes, wasm.threads, wasm.llvm_mattr) == (4, 1, ["+simd128"])
 
 
 @pytest.mark.tvm

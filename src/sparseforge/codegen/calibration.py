@@ -285,10 +285,16 @@ def calibrate_model(source, *, target: str = "x86", threads: int | None = None, 
     from sparseforge.passes.shrink_channels import ShrinkChannelsPass
     from sparseforge.passes.sparsify import DecideFormatPass, candidate
 
-    compile_target, kernel_target = resolve_targets(target, threads)
+    backend, compile_target, kernel_target = resolve_targets(target, threads)
     model = load(source, input_shapes=input_shapes)
     require_static_shapes(model)
     Pipeline([*pipelines.canonicalize(), ShrinkChannelsPass()])(model)
+    if not backend.runs_on_host:
+        from sparseforge.errors import TargetError
+
+        raise TargetError(f"cannot calibrate target '{target}' on this machine (its code does not run here)",
+                          hint="decisions for it use published crossover densities; measure on a device with "
+                               "`sparseforge bench --rpc`")
     cost_model = cost_model_for(compile_target, kernel_target)
     if fresh:
         for node in model.graph:

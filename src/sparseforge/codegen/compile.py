@@ -41,7 +41,6 @@ LIBRARY = "model.so"
 ONNX_FILE = "model.onnx"
 ARTIFACT_FORMAT = "sparseforge-artifact"
 ARTIFACT_VERSION = 1
-KNOWN_TARGETS = ("x86",)
 _SIMD_PREFIXES = ("sse", "avx", "fma", "f16c", "neon", "asimd", "simd")
 
 
@@ -61,21 +60,15 @@ class CompileResult:
         return self.manifest["decisions"]
 
 
-def resolve_targets(target: str, threads: int | None):
-    """(CompileTarget, KernelTarget) for a target name; clear error for unknown names."""
-    if target not in KNOWN_TARGETS:
-        raise TargetError(f"unknown target '{target}'", hint=f"known targets: {', '.join(KNOWN_TARGETS)}")
-    from . import kernels as K
-    from .target import make_target
+def resolve_targets(target: str, threads: int | None, *, cpu: str | None = None, arch: str | None = None):
+    """(backend, target description, kernel target) for a target name; clear error for unknown names."""
+    from .targets import get_backend
 
-    threads = threads or os.cpu_count() or 1
-    if threads < 1:
+    backend = get_backend(target)
+    if threads is not None and threads < 1:
         raise TargetError(f"--threads must be at least 1, got {threads}")
-    compile_target = make_target(target, threads)
-    config = dict(compile_target.tvm_target().export())
-    tvm_dict = {k: v for k, v in config.items() if k in ("kind", "mtriple", "mcpu", "mattr")}
-    kernel_target = K.make_target(tvm_dict, threads=threads, lanes=compile_target.vector_lanes)
-    return compile_target, kernel_target
+    description = backend.describe(threads=threads or os.cpu_count() or 1, cpu=cpu, arch=arch)
+    return backend, description, backend.kernel_target(description)
 
 
 def _value_spec(value: onnx.ValueInfoProto) -> dict[str, Any]:
@@ -94,29 +87,24 @@ def optimize_for_target(model: ir.Model, *, dense: bool, cost_model) -> list[Pas
 def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str = "x86", threads: int | None = None,
                   dense: bool = False, tune: int = 0, example_inputs: Any = None,
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
-                  cost_model=None) -> CompileResult:
+                  cost_model=None, cpu: str | None = None, arch: str | None = None) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only)."""
     start = time.perf_counter()
     out = _check_outdir(outdir) if outdir is not None else None
-    compile_target, kernel_target = resolve_targets(target, threads)
+    backend, description, kernel_target = resolve_targets(target, threads, cpu=cpu, arch=arch)
     model = load(source, example_inputs, input_shapes=input_shapes)
     require_static_shapes(model, os.fspath(source) if isinstance(source, (str, os.PathLike)) else "model")
     original = ir.to_proto(model)
     if cost_model is None and not dense:
-        from .calibration import cost_model_for
-
-        cost_model = cost_model_for(compile_target, kernel_target, measure=calibrate)
+        cost_model = backend.cost_model(description, kernel_target, calibrate=calibrate)
     reports = optimize_for_target(model, dense=dense, cost_model=cost_model)
     optimized = ir.to_proto(model)
 
-    from . import importer, pipeline
+    from . import importer
 
-    mod, records = importer.from_onnx(optimized, kernel_target=kernel_target)
-    if tune:
-        executable = pipeline.tune_and_build(mod, compile_target, trials=tune) \
-            if hasattr(pipeline, "tune_and_build") else _no_tuning()
-    else:
-        executable = pipeline.build(mod, compile_target)
+    mod, records = importer.from_onnx(optimized, kernel_target=kernel_target,
+                                      builders=backend.kernel_builders(description))
+    executable = backend.build(mod, description, tune=tune)
     decide = next(r for r in reports if r.pass_name == "DecideFormat")
     manifest = {
         "format": ARTIFACT_FORMAT,
@@ -124,10 +112,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "sparseforge": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__,
-        "target": {"name": target, "mcpu": compile_target.mcpu, "threads": compile_target.threads,
-                   "vector_lanes": compile_target.vector_lanes,
-                   "features": sorted(f for f in compile_target.features if f.startswith(_SIMD_PREFIXES)),
-                   "tvm_target": dict(compile_target.tvm_target().export())},
+        "target": _target_facts(target, description),
         "mode": "dense" if dense else "sparse",
         "library": LIBRARY,
         "onnx": ONNX_FILE,
@@ -137,18 +122,40 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "passes": [r.pass_name for r in reports],
         "decisions": decide.details.get("decisions", []),
         "kernels": [dataclasses.asdict(r) for r in records],
-        "compile_seconds": round(time.perf_counter() - start, 2),
     }
-    manifest = json.loads(json.dumps(manifest, default=_json_default))  # plain JSON types only
     if out is not None:
-        _write_artifact(out, executable, optimized, manifest)
+        _write_artifact(out, backend, executable, description, optimized, manifest)
+    manifest["compile_seconds"] = round(time.perf_counter() - start, 2)
+    if out is not None:
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return CompileResult(out, manifest, reports, executable, original, optimized,
                          time.perf_counter() - start)
 
 
-def _no_tuning():
-    raise SparseforgeError("--tune is not available in this build (MetaSchedule tuning is not wired in)",
-                           hint="compile without --tune")
+def _target_facts(name: str, description: Any) -> dict[str, Any]:
+    facts: dict[str, Any] = {"name": name}
+    for key in ("mcpu", "threads", "vector_lanes", "arch"):
+        if hasattr(description, key):
+            facts[key] = getattr(description, key)
+    if hasattr(description, "features"):
+        facts["features"] = sorted(f for f in description.features if f.startswith(_SIMD_PREFIXES))
+    facts["tvm_target"] = dict(description.tvm_target().export())
+    return json.loads(json.dumps(facts, default=_json_default))
+
+
+def example_arrays(manifest: dict[str, Any], seed: int = 0) -> list:
+    """Seeded random inputs matching the manifest's input specs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for spec in manifest["inputs"]:
+        dtype = np.dtype(spec["dtype"])
+        if dtype.kind == "f":
+            arrays.append(rng.standard_normal(spec["shape"]).astype(dtype))
+        else:
+            arrays.append(rng.integers(0, 2, size=spec["shape"]).astype(dtype))
+    return arrays
 
 
 def _json_default(obj: Any) -> Any:
@@ -182,14 +189,17 @@ def _check_outdir(outdir: str | os.PathLike) -> Path:
     return out
 
 
-def _write_artifact(out: Path, executable: Any, optimized: onnx.ModelProto, manifest: dict) -> None:
+def _write_artifact(out: Path, backend, executable: Any, description: Any, optimized: onnx.ModelProto,
+                    manifest: dict) -> None:
     from sparseforge.ir.save import save_model
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
     try:
-        executable.export_library(str(tmp / LIBRARY))
+        manifest.update(backend.write_artifact(tmp, executable, target=description, optimized=optimized,
+                                               manifest=manifest, example_inputs=example_arrays(manifest)))
         save_model(optimized, tmp / ONNX_FILE)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        os.chmod(tmp, 0o755)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             if old.exists():

@@ -102,9 +102,10 @@ def _match_activation(users, out, inits, consumers, graph_outputs):
 class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
     """TVM's ONNX importer plus ``ai.sparseforge`` ops lowered to specialized TIR kernels."""
 
-    def __init__(self, shape_dict, dtype_dict, *, kernel_target, **kwargs):
+    def __init__(self, shape_dict, dtype_dict, *, kernel_target, builders=None, **kwargs):
         super().__init__(shape_dict, dtype_dict, **kwargs)
         self.kernel_target = kernel_target
+        self.builders = builders or K
         self.records: list[KernelRecord] = []
         self._fused: dict[str, str] = {}
         self._absorbed: dict[str, str] = {}
@@ -176,14 +177,14 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         if kind == "matmul":
             m = int(np.prod(x_shape[:-1])) if len(x_shape) > 1 else 1
             x2 = x if len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, (m, k)))
-            kernel = _matmul_builder(fmt, attrs)(weight, m, **common)
+            kernel = _matmul_builder(self.builders, fmt, attrs)(weight, m, **common)
             out_shape = tuple(x_shape[:-1]) + (n_out,)
         else:
             b, _, h, w = x_shape
             block = tuple(attrs["block"]) if fmt == "bsr" else None
             if fmt == "nm":  # N:M has no dedicated conv kernel: the CSR conv kernel reads the same nonzeros
                 block = None
-            kernel = K.sparse_conv1x1(weight, b, h, w, block=block, **common)
+            kernel = self.builders.sparse_conv1x1(weight, b, h, w, block=block, **common)
             x2 = x
             out_shape = (b, n_out, h, w)
         gv = self.bb.add_func(kernel.func, kernel.name)
@@ -195,20 +196,23 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         return y
 
 
-def _matmul_builder(fmt: str, attrs: dict) -> Callable:
+def _matmul_builder(builders, fmt: str, attrs: dict) -> Callable:
     if fmt == "csr":
-        return K.csr_matmul
+        return builders.csr_matmul
     if fmt == "bsr":
         block = tuple(int(v) for v in attrs["block"])
-        return lambda w, m, **kw: K.bsr_matmul(w, m, block=block, **kw)
+        return lambda w, m, **kw: builders.bsr_matmul(w, m, block=block, **kw)
     n, group = (int(v) for v in attrs["nm"])
-    return lambda w, m, **kw: K.nm_matmul(w, m, n=n, group=group, **kw)
+    return lambda w, m, **kw: builders.nm_matmul(w, m, n=n, group=group, **kw)
 
 
-def from_onnx(proto: onnx.ModelProto, *, kernel_target) -> tuple[object, list[KernelRecord]]:
-    """Relax ``IRModule`` of ``proto`` (weights as constants) and the sparse kernels it calls."""
+def from_onnx(proto: onnx.ModelProto, *, kernel_target, builders=None) -> tuple[object, list[KernelRecord]]:
+    """Relax ``IRModule`` of ``proto`` (weights as constants) and the sparse kernels it calls.
+
+    ``builders``: the module providing the sparse kernel builders (default: the CPU kernels).
+    """
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 18)
-    importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, keep_params_in_input=False,
-                                   sanitize=True)
+    importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, builders=builders,
+                                   keep_params_in_input=False, sanitize=True)
     mod = importer.from_onnx(proto.graph, opset)
     return mod, importer.records

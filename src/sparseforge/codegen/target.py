@@ -1,9 +1,11 @@
-"""Compile targets: what the schedules need to know about the machine.
+"""CPU compile targets: what the schedules need to know about the machine.
 
 A :class:`CompileTarget` is a small frozen description (architecture family, CPU name, SIMD
 features, thread count) from which the TVM ``Target`` (JSON-dict form, the only form TVM 0.27
-accepts) and the schedule parameters (vector width, register count) are derived. Only ``x86``
-is implemented; ``arm``, ``wasm`` and ``cuda`` are reserved names.
+accepts) and the schedule parameters (vector width, register count) are derived. Families:
+``x86`` (the host, AVX2 / AVX-512 detected), ``arm`` (aarch64-linux-gnu with NEON, ``cpu`` picks the
+core) and ``wasm`` (wasm32 with SIMD128, single-threaded). CUDA is described separately
+(:mod:`sparseforge.codegen.targets.cuda`).
 
 Detection reads ``/proc/cpuinfo`` flags (Linux) and LLVM's host CPU name, so the same code picks
 16 float32 lanes on an AVX-512 machine and 8 on an AVX2-only CI runner. ``CompileTarget`` can also
@@ -17,11 +19,21 @@ import os
 import platform
 from dataclasses import dataclass, field, replace
 
-__all__ = ["KNOWN_TARGETS", "CompileTarget", "detect_x86", "make_target"]
+__all__ = ["ARM_CPUS", "KNOWN_TARGETS", "CompileTarget", "arm_target", "detect_x86", "host_shadow_of", "make_target",
+           "wasm_target"]
 
-#: Target families this module can build (``x86``) or reserves for later work.
-KNOWN_TARGETS: tuple[str, ...] = ("x86",)
-PLANNED_TARGETS: tuple[str, ...] = ("arm", "wasm", "cuda")
+#: CPU target families this module describes.
+KNOWN_TARGETS: tuple[str, ...] = ("x86", "arm", "wasm")
+PLANNED_TARGETS: tuple[str, ...] = ()
+
+#: aarch64 cores accepted by ``--cpu`` (LLVM ``-mcpu`` names); all have NEON (ASIMD) with FMA.
+ARM_CPUS: tuple[str, ...] = (
+    "generic", "cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a73", "cortex-a75", "cortex-a76",
+    "cortex-a77", "cortex-a78", "cortex-a710", "cortex-x1", "cortex-x2", "neoverse-n1", "neoverse-n2",
+    "neoverse-v1", "apple-m1", "apple-m2", "ampere1",
+)
+_ARM_FEATURES = frozenset({"neon", "asimd", "fma"})
+_WASM_FEATURES = frozenset({"simd128"})
 
 # x86 CPU names (LLVM ``-mcpu``) whose vector unit is AVX-512 (F + VL) or at least AVX2 + FMA.
 _AVX512_CPUS = frozenset({
@@ -77,7 +89,16 @@ class CompileTarget:
             raise ValueError(_unknown_message(self.kind))
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if not self.features:
+        if self.kind == "arm":
+            if self.mcpu not in ARM_CPUS:
+                raise ValueError(f"unknown ARM CPU {self.mcpu!r}; known: {', '.join(ARM_CPUS)}")
+            object.__setattr__(self, "features", _ARM_FEATURES)
+            object.__setattr__(self, "mtriple", self.mtriple or "aarch64-linux-gnu")
+        elif self.kind == "wasm":
+            object.__setattr__(self, "features", _WASM_FEATURES)
+            object.__setattr__(self, "mtriple", "wasm32-unknown-unknown-wasm")
+            object.__setattr__(self, "threads", 1)  # a wasm module runs on one thread
+        elif not self.features:
             object.__setattr__(self, "features", _features_from_mcpu(self.mcpu))
 
     @property
@@ -96,12 +117,18 @@ class CompileTarget:
 
     @property
     def vector_registers(self) -> int:
-        """Architectural vector registers: 32 with AVX-512, otherwise 16."""
-        return 32 if "avx512f" in self.features else 16
+        """Architectural vector registers: 32 with AVX-512 and on aarch64, otherwise 16."""
+        return 32 if ("avx512f" in self.features or self.kind == "arm") else 16
 
     @property
     def has_fma(self) -> bool:
         return "fma" in self.features or "avx512f" in self.features
+
+    @property
+    def is_host(self) -> bool:
+        """Whether code for this target runs on this machine (x86 builds for the host CPU)."""
+        return self.kind == "x86" and self.mtriple in (None, "") or (self.kind == "x86" and "x86_64" in
+                                                                      str(self.mtriple))
 
     def with_threads(self, threads: int) -> CompileTarget:
         return replace(self, threads=threads)
@@ -109,6 +136,10 @@ class CompileTarget:
     @property
     def llvm_mattr(self) -> list[str]:
         """LLVM features the kernels rely on, stated explicitly (an unknown ``mcpu`` may imply none)."""
+        if self.kind == "arm":
+            return ["+neon"]
+        if self.kind == "wasm":
+            return ["+simd128"]
         wanted = [("avx2", "+avx2"), ("fma", "+fma"), ("avx512f", "+avx512f"), ("avx512vl", "+avx512vl"),
                   ("avx512bw", "+avx512bw"), ("avx512dq", "+avx512dq")]
         return [attr for flag, attr in wanted if flag in self.features]
@@ -117,7 +148,9 @@ class CompileTarget:
         """The TVM ``Target`` (LLVM, JSON-dict form) for this description."""
         from . import _tvm
 
-        config: dict = {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.threads}
+        config: dict = {"kind": "llvm", "num-cores": self.threads}
+        if self.kind != "wasm" and self.mcpu != "generic":
+            config["mcpu"] = self.mcpu
         if self.llvm_mattr:
             config["mattr"] = self.llvm_mattr
         if self.mtriple:
@@ -144,10 +177,40 @@ def detect_x86(threads: int | None = None) -> CompileTarget:
     )
 
 
-def make_target(name: str = "x86", threads: int | None = None) -> CompileTarget:
-    """A :class:`CompileTarget` for the host by family name; ``ValueError`` for unknown names."""
+def arm_target(cpu: str = "generic", threads: int | None = None) -> CompileTarget:
+    """aarch64-linux-gnu with NEON for the core ``cpu`` (``ValueError`` listing the known cores otherwise)."""
+    return CompileTarget(kind="arm", mcpu=cpu or "generic", threads=threads or 1)
+
+
+def wasm_target() -> CompileTarget:
+    """wasm32 with SIMD128, one thread."""
+    return CompileTarget(kind="wasm", mcpu="generic", threads=1)
+
+
+def host_shadow_of(target: CompileTarget) -> CompileTarget:
+    """An x86 target for this host with ``target``'s vector width and threads.
+
+    Schedules and constant layouts depend only on (vector lanes, registers, threads), so a model built for this
+    target runs the same kernels, in the same order, on the same buffers as the ``target`` build: used to trace
+    the kernel sequence on the host (WebAssembly AOT driver) and to replay device kernels.
+    """
+    features = {4: frozenset({"sse2", "sse4_2"}), 8: frozenset({"sse4_2", "avx", "avx2", "fma"})}.get(
+        target.vector_lanes, frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl"}))
+    mcpu = {4: "x86-64-v2", 8: "x86-64-v3"}.get(target.vector_lanes, "x86-64-v4")
+    shadow = CompileTarget(kind="x86", mcpu=mcpu, features=features, threads=target.threads)
+    if (shadow.vector_lanes, shadow.vector_registers) != (target.vector_lanes, target.vector_registers):
+        raise ValueError(f"no x86 shadow with {target.vector_lanes} lanes and {target.vector_registers} registers")
+    return shadow
+
+
+def make_target(name: str = "x86", threads: int | None = None, cpu: str | None = None) -> CompileTarget:
+    """A CPU :class:`CompileTarget` by family name; ``ValueError`` for unknown names."""
     if name == "x86":
         return detect_x86(threads)
+    if name == "arm":
+        return arm_target(cpu or "generic", threads)
+    if name == "wasm":
+        return wasm_target()
     raise ValueError(_unknown_message(name))
 
 

@@ -203,13 +203,25 @@ class DecideFormatPass(ReportingPass):
                             dense_s=dense_s, **base)
         t, fmt, params = best
         label = Decision(name, fmt, "", block=params.get("block"), nm=params.get("nm")).label
+        relative = getattr(self.cost_model, "unit", "s") == "relative"
         if t * self.min_speedup > dense_s:
-            return Decision(name, "dense", f"dense: density {density:.2f}; best sparse kernel ({label}) predicted "
-                            f"{t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms on the measured table",
-                            dense_s=dense_s, predicted_s=t, **base)
-        return Decision(name, fmt, f"density {density:.2f}: predicted {t * 1e3:.3f} ms vs dense "
-                        f"{dense_s * 1e3:.3f} ms ({dense_s / t:.1f}x)", block=params.get("block"),
-                        nm=params.get("nm"), predicted_s=t, dense_s=dense_s, **base)
+            if relative:
+                why = (f"dense: density {density:.2f}; {label} breaks even below the "
+                       f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.kind):.2f} "
+                       "(rule, no device measured)")
+            else:
+                why = (f"dense: density {density:.2f}; best sparse kernel ({label}) predicted {t * 1e3:.3f} ms vs "
+                       f"dense {dense_s * 1e3:.3f} ms on the measured table")
+            return Decision(name, "dense", why, dense_s=dense_s, predicted_s=t, **base)
+        if relative:
+            why = (f"density {density:.2f} below the {self.cost_model.target} crossover "
+                   f"{self.cost_model.crossover(fmt, cand.kind):.2f} for {label}: predicted {dense_s / t:.1f}x "
+                   "(rule, no device measured)")
+        else:
+            why = (f"density {density:.2f}: predicted {t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms "
+                   f"({dense_s / t:.1f}x)")
+        return Decision(name, fmt, why, block=params.get("block"), nm=params.get("nm"), predicted_s=t,
+                        dense_s=dense_s, **base)
 
 
 class SparsifyPass(ReportingPass):
