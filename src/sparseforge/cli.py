@@ -352,11 +352,16 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 @click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds (median of rounds).")
 @click.option("--repeat", type=int, default=10, show_default=True, help="Calls per engine per round.")
 @click.option("--dense-only", is_flag=True, help="Skip the sparse build.")
+@click.option("--rpc", "rpc_address", default=None, metavar="HOST:PORT",
+              help="Measure on a remote device through a TVM RPC server (or tracker, with --rpc-key).")
+@click.option("--rpc-key", default=None, help="Device key when --rpc points to an RPC tracker.")
+@click.option("--cpu", default=None, help="ARM core for --target arm (cortex-a76, ...).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [{"engine", "median_ms"}, ...]}.')
 @_shape_option
 @click.pass_context
 def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int, repeat: int, dense_only: bool,
-          as_json: bool, shapes: tuple[str, ...]) -> None:
+          rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
+          shapes: tuple[str, ...]) -> None:
     """Median latency of ONNX Runtime, PyTorch (for PyTorch models), sparseforge dense and sparse, in one process.
 
     All engines use the same inputs and thread count (the process is pinned to that many CPUs) and are run in
@@ -368,12 +373,22 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
 
     def body() -> None:
         from sparseforge import render
-        from sparseforge.runtime.bench import bench_model, pin_threads
+        from sparseforge.runtime.bench import bench_model, bench_remote, pin_threads
 
-        pinned = pin_threads(threads)
-        result = bench_model(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
-                             input_shapes=_input_shapes(shapes), sparse=not dense_only)
-        result["pinned_cpus"] = pinned
+        if rpc_address:
+            result = bench_remote(model, rpc_address, key=rpc_key, target=target, threads=threads, cpu=cpu,
+                                  repeat=repeat, rounds=rounds, input_shapes=_input_shapes(shapes),
+                                  sparse=not dense_only)
+        else:
+            if target != "x86":
+                from sparseforge.errors import TargetError
+
+                raise TargetError(f"target '{target}' does not run on this machine",
+                                  hint=f"measure on a device with --rpc HOST:PORT (a TVM RPC server on it)")
+            pinned = pin_threads(threads)
+            result = bench_model(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
+                                 input_shapes=_input_shapes(shapes), sparse=not dense_only)
+            result["pinned_cpus"] = pinned
         if as_json:
             click.echo(json.dumps(result, indent=1))
             return

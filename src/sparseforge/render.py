@@ -132,11 +132,13 @@ def decisions_table(decisions: list[dict[str, Any]]) -> Table:
 def bench_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"Latency, {result['threads']} thread(s), median of {result['rounds']} rounds "
                         f"x {result['repeat']} calls", header_style="bold")
-    for col in ("engine", "median ms", "vs fastest dense peer"):
-        table.add_column(col, justify="left" if col == "engine" else "right")
+    notes = any(r.get("note") for r in result["results"])
+    for col in ("engine", "median ms", "vs fastest dense peer") + (("note",) if notes else ()):
+        table.add_column(col, justify="left" if col in ("engine", "note") else "right")
     for r in result["results"]:
         speed = r["speedup_vs_best_dense_peer"]
-        table.add_row(r["engine"], f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x")
+        row = [r["engine"], f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x"]
+        table.add_row(*(row + ([r.get("note", "")] if notes else [])))
     return table
 
 

@@ -156,3 +156,37 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
             "results": [r.to_dict() for r in results],
             "sparse_layers": len(sparse_layers),
             "compile_seconds": {k: round(v.seconds, 2) for k, v in compiled.items()}}
+
+
+def bench_remote(source: Any, address: str, *, key: str | None = None, target: str = "arm", threads: int = 1,
+                 cpu: str | None = None, repeat: int = 10, rounds: int = 5, example_inputs: Any = None,
+                 input_shapes=None, sparse: bool = True) -> dict[str, Any]:
+    """sparseforge dense (and sparse) builds for ``target``, timed on the device behind ``address``."""
+    import tempfile
+    from pathlib import Path
+
+    from sparseforge.codegen.compile import compile_model, example_arrays
+    from sparseforge.runtime.remote import connect, time_remote
+
+    if target not in ("x86", "arm"):
+        from sparseforge.errors import TargetError
+
+        raise TargetError(f"--rpc measures TVM runtime libraries (x86, arm), not target '{target}'",
+                          hint="wasm artifacts are benchmarked with benchmarks/wasm_suite.py")
+    session = connect(address, key)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        modes = [("sparseforge-dense", True)] + ([("sparseforge-sparse", False)] if sparse else [])
+        for engine, dense in modes:
+            out = Path(tmp) / engine
+            compiled = compile_model(source, out, target=target, threads=threads, cpu=cpu, dense=dense,
+                                     example_inputs=example_inputs, input_shapes=input_shapes)
+            timing = time_remote(session, out / "model.so", example_arrays(compiled.manifest), number=repeat,
+                                 repeat=rounds)
+            results.append(EngineResult(engine, timing.median_ms, timing.runs_ms, note=f"remote {timing.device}"))
+    dense_ms = results[0].median_ms
+    for r in results:
+        r.speedup_vs_best_dense_peer = None
+        r.note += f"; {dense_ms / r.median_ms:.2f}x vs sparseforge dense"
+    return {"threads": threads, "target": target, "rounds": rounds, "repeat": repeat, "rpc": address,
+            "results": [r.to_dict() for r in results]}
