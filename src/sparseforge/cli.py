@@ -262,9 +262,10 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
             return code
         out.print(render.decisions_table(result.manifest["decisions"]))
         sparse = sum(1 for d in result.manifest["decisions"] if d["fmt"] != "dense")
+        t = result.manifest["target"]
+        detail = t.get("arch") or f"{t.get('mcpu')}, {t.get('threads')} threads"
         out.print(f"{sparse} of {len(result.manifest['decisions'])} weight layers use sparse kernels; compiled in "
-                  f"{result.seconds:.1f} s for {target} ({result.manifest['target']['mcpu']}, "
-                  f"{result.manifest['target']['threads']} threads)")
+                  f"{result.seconds:.1f} s for {target} ({detail})")
         if verify:
             render.verify_report(out, result.manifest["verify"], rtol)
         files = ", ".join(sorted(p.name for p in result.outdir.iterdir()))

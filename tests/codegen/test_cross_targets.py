@@ -95,3 +95,47 @@ def test_wasm_replay_negative_control(example_models, tmp_path) -> None:
 
     imports = {i.module for i in wasmtime.Module(wasmtime.Engine(), wasm).imports}
     assert imports <= {"wasi_snapshot_preview1"}
+
+
+@pytest.mark.parametrize("name", ["transformer_encoder-dense", "transformer_encoder-90", "small_cnn-dense",
+                                  "small_cnn-90"])
+def test_cuda_artifacts_hold_code_for_the_requested_arch(example_models, tmp_path, name) -> None:
+    _needs("nvcc")
+    from sparseforge.codegen.compile import compile_model
+    from sparseforge.codegen.cuda.runtime import gpu_available
+    from sparseforge.codegen.targets import get_backend
+
+    outdir = tmp_path / "artifact"
+    result = compile_model(example_models[name], outdir, target="cuda", arch="sm_80")
+    assert result.manifest["device_code"]["archs"] == ["sm_80"]
+    assert "sm_80" in result.manifest["device_code"]["sass"]
+    report = get_backend("cuda").verify(outdir, result.optimized, rtol=1e-4)
+    assert report.ok, report.to_dict()
+    if gpu_available():
+        assert report.ran and "gpu" in report.comparisons
+    else:
+        assert not report.ran and any("sm_80" in note for note in report.notes)
+
+
+def test_cuda_decisions_depend_on_batch(tmp_path) -> None:
+    """The CUDA rule picks sparse kernels for 90% sparse layers at M <= 16 and dense ones at M = 256."""
+    _needs("nvcc")
+    import onnx
+    from helpers import init, make_model, vinfo
+    from onnx import helper
+
+    from sparseforge.codegen.compile import compile_model
+    from sparseforge.codegen.cuda import device_code_info
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((256, 128)) * (rng.random((256, 128)) < 0.1)).astype(np.float32)
+    for m, expect_sparse in ((4, True), (256, False)):
+        proto = make_model([helper.make_node("Gemm", ["x", "w"], ["y"], name="fc", transB=1)],
+                           [vinfo("x", [m, 128])], [vinfo("y", [m, 256])], [init("w", w)])
+        path = tmp_path / f"m{m}.onnx"
+        onnx.save(proto, path)
+        result = compile_model(path, None, target="cuda", arch="sm_90")
+        (decision,) = result.decisions
+        assert (decision["fmt"] != "dense") is expect_sparse, decision
+        assert "crossover" in decision["reason"]
+        assert device_code_info(result.executable)["archs"] == ["sm_90"]

@@ -135,17 +135,19 @@ def _candidate(node: ir.Node) -> Candidate:
 
 def _options(matrix: np.ndarray) -> list[tuple[str, dict]]:
     """The sparse formats that can hold ``matrix`` (every N:M listed is fully complied with)."""
-    options: list[tuple[str, dict]] = [("csr", {})]
+    density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
+    options: list[tuple[str, dict]] = [("csr", {"stored": density})]
     for block in BSR_BLOCKS:
-        nnzb = int(np.count_nonzero(nonzero_blocks(matrix, *block)))
-        options.append(("bsr", {"block": block, "nnz_blocks": nnzb}))
+        blocks = nonzero_blocks(matrix, *block)
+        nnzb = int(np.count_nonzero(blocks))
+        options.append(("bsr", {"block": block, "nnz_blocks": nnzb, "stored": nnzb / blocks.size}))
     for n, m in NM_PATTERNS:
         rows, cols = matrix.shape
         groups = -(-cols // m)
         nz = np.zeros((rows, groups * m), bool)
         nz[:, :cols] = matrix != 0
         if nz.reshape(rows, groups, m).sum(axis=2).max(initial=0) <= n:
-            options.append(("nm", {"nm": (n, m)}))
+            options.append(("nm", {"nm": (n, m), "stored": n / m}))
     return options
 
 
@@ -206,17 +208,17 @@ class DecideFormatPass(ReportingPass):
         relative = getattr(self.cost_model, "unit", "s") == "relative"
         if t * self.min_speedup > dense_s:
             if relative:
-                why = (f"dense: density {density:.2f}; {label} breaks even below the "
-                       f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.kind):.2f} "
-                       "(rule, no device measured)")
+                why = (f"dense: density {density:.2f}; the best sparse option ({label}) stores "
+                       f"{params['stored']:.2f} of the weight, above the {self.cost_model.target} crossover "
+                       f"{self.cost_model.crossover(fmt, cand.kind, cand.m):.2f} (rule, no device measured)")
             else:
                 why = (f"dense: density {density:.2f}; best sparse kernel ({label}) predicted {t * 1e3:.3f} ms vs "
                        f"dense {dense_s * 1e3:.3f} ms on the measured table")
             return Decision(name, "dense", why, dense_s=dense_s, predicted_s=t, **base)
         if relative:
-            why = (f"density {density:.2f} below the {self.cost_model.target} crossover "
-                   f"{self.cost_model.crossover(fmt, cand.kind):.2f} for {label}: predicted {dense_s / t:.1f}x "
-                   "(rule, no device measured)")
+            why = (f"density {density:.2f}: {label} stores {params['stored']:.2f} of the weight, below the "
+                   f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.kind, cand.m):.2f}: "
+                   f"predicted {dense_s / t:.1f}x (rule, no device measured)")
         else:
             why = (f"density {density:.2f}: predicted {t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms "
                    f"({dense_s / t:.1f}x)")
