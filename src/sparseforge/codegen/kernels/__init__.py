@@ -1,7 +1,20 @@
 """Sparse TIR kernels specialized to constant weights, plus a dense reference kernel.
 
-Every builder returns a :class:`SparseKernel` whose ``func`` is a scheduled TIR PrimFunc (``tirx.is_scheduled``)
-called as ``func(X, *constants, Y)``. See each module's docstring for layouts, dtypes and exactness.
+Builders (each returns a :class:`SparseKernel` for one constant weight and batch size)::
+
+    bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=None, name=None)
+    csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None)
+    nm_matmul(weight, m, *, n=2, group=4, bias=None, activation="none", target=None, name=None)
+    sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None)
+    dense_matmul(weight, m, *, bias=None, activation="none", target=None, name=None)
+
+Contract: ``Y[M, N] = act(X[M, K] @ W[N, K]^T + bias[N])`` (conv: NCHW, ``W[Cout, Cin]``), float32, exact up to
+the summation order; ``act`` in :data:`ACTIVATIONS` (gelu is the erf form). ``kernel.func`` is a scheduled TIR
+PrimFunc (``tirx.is_scheduled``) called as ``func(X, *kernel.constants, Y)`` (destination passing, as
+``relax.call_tir``). ``target``: None (host), a :class:`KernelTarget`, a dict or an object with ``lanes``,
+``threads`` and ``tvm_target`` (JSON-dict TVM target). :func:`measure` compiles for the host and returns the
+median seconds per call. Keyword arguments beyond the contract (variant, tile sizes, thresholds) are tuning
+knobs; see each module's docstring for layouts and heuristics.
 """
 
 from ._common import ACTIVATIONS, KernelTarget, SparseKernel, make_target, resolve_target

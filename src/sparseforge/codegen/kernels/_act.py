@@ -28,9 +28,9 @@ def _horner(x: str, coeffs) -> str:
 
 
 def emit_exp(src: Src, x: str) -> str:
-    """exp(x) for float32 ``x`` (clamped to about +-88.38, so no inf/nan for finite inputs)."""
+    """exp(x) for float32 ``x``, clamped to [-88, 88] (finite for every input, no NaN)."""
     xc, n, r, p = src.var("ex"), src.var("en"), src.var("er"), src.var("ep")
-    src.let(xc, f"T.max(T.min({x}, {f32(88.3762626647949)}), {f32(-88.3762626647949)})")
+    src.let(xc, f"T.max(T.min({x}, {f32(88.0)}), {f32(-88.0)})")  # exp(88) < FLT_MAX: no inf
     src.let(n, f"T.floor({xc} * {f32(1.44269504088896341)} + {f32(0.5)})")
     src.let(r, f"{xc} - {n} * {f32(0.693359375)} + {n} * {f32(2.12194440e-4)}")
     src.let(p, f"{_horner(r, _EXP_P)} * {r} * {r} + {r} + {f32(1.0)}")
@@ -48,7 +48,10 @@ def emit_activation(src: Src, x: str, activation: str) -> str:
     if activation in ("sigmoid", "silu"):
         e = emit_exp(src, f"({f32(0)} - {x})")
         sig = f"({f32(1)} / ({f32(1)} + {e}))"
-        return sig if activation == "sigmoid" else f"({x} * {sig})"
+        if activation == "sigmoid":
+            return sig
+        # x * sigmoid(x) underflows to 0 below -88 (the clamped exp would leave x * 6e-39, not 0, for huge |x|)
+        return f"T.Select({x} < {f32(-88.0)}, {f32(0)}, {x} * {sig})"
     if activation == "tanh":
         t, t2 = src.var("th"), src.var("th")
         src.let(t, f"T.max(T.min({x}, {f32(9.0)}), {f32(-9.0)})")

@@ -28,7 +28,7 @@ class KernelTarget:
     registers: vector registers available for accumulators (32 on AVX-512 and NEON, 16 on AVX2).
     gather: hardware gather for the small-M kernels: "avx512", "avx2" (intrinsics) or "none" (per-lane loads:
         portable, and faster than vgatherdps on Zen 4/5).
-    cache_bytes: per-core cache budget (L2) used to size the dense-operand panels.
+    cache_bytes: per-core L2 budget; row chunks of the panel kernels keep their weights within a quarter of it.
     """
 
     lanes: int = 4
@@ -77,7 +77,7 @@ def make_target(tvm_target: dict | None = None, *, threads: int | None = None, l
     if avx2 and "+prefer-no-gather" not in tvm_target.get("mattr", []):
         # hardware gathers are slower than per-lane loads on Zen 4/5 (and on Intel since the GDS microcode fix);
         # keep LLVM from forming them out of per-lane loads
-        tvm_target["mattr"] = list(tvm_target.get("mattr", [])) + ["+prefer-no-gather"]
+        tvm_target["mattr"] = list(tvm_target.get("mattr", [])) + ["+prefer-no-gather", "+prefer-no-scatter"]
     registers = 32 if (avx512 or triple.startswith("aarch64")) else 16
     cfg = dict(lanes=lanes, threads=threads or os.cpu_count() or 1, tvm_target=tvm_target,
                registers=registers, gather="none")
@@ -137,7 +137,7 @@ class SparseKernel:
 
 def apply_activation_np(y: np.ndarray, activation: str) -> np.ndarray:
     """Float64 reference of the fused activations."""
-    from scipy.special import erf
+    from scipy.special import erf, expit
 
     if activation == "none":
         return y
@@ -148,9 +148,9 @@ def apply_activation_np(y: np.ndarray, activation: str) -> np.ndarray:
     if activation == "gelu":
         return 0.5 * y * (1 + erf(y / np.sqrt(2.0)))
     if activation == "sigmoid":
-        return 1 / (1 + np.exp(-y))
+        return expit(y)
     if activation == "silu":
-        return y / (1 + np.exp(-y))
+        return y * expit(y)
     if activation == "tanh":
         return np.tanh(y)
     raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ._act import emit_activation
-from ._common import Src, func_header, parallel_or_serial
+from ._common import Src, func_header, parallel_or_serial, vec_loops
 
 _GATHER = {
     16: ("float32x16", "llvm.x86.avx512.mask.gather.dps.512", "T.Broadcast(T.bool(True), 16)", "T.int32(4)"),
@@ -44,21 +44,25 @@ def emit_gather_rows(
     n_chunks: int,
     bias: bool,
     activation: str,
-    kx: int | None = None,
+    vector_of: Callable[[int, str, str], str] | None = None,
+    prologue: Callable[[Src], None] | None = None,
 ) -> Src:
     """TVMScript source of a row-gather kernel.
 
     arrays: constant buffers after X (values ``vals`` [groups*lanes] first); row_groups(row) -> (first, end)
     group expressions; index_expr(row, group, lane) -> int32 column expression of one entry; chunked: parallel
-    over ``cptr`` chunks of row blocks (else over row blocks directly). kx: row length of X if padded.
+    over ``cptr`` chunks of row blocks (else over row blocks directly). vector_of(m, group, row): an expression
+    giving the ``lanes`` X values of one group directly (e.g. an in-register permute), replacing the gather;
+    prologue(src): emitted before the main loop (workspaces).
     """
     L, rb = lanes, lanes
-    kx = kx or k
     src = Src()
-    params = [("X", (m, kx), "float32")] + arrays + ([("bias", (n,), "float32")] if bias else [])
+    params = [("X", (m, k), "float32")] + arrays + ([("bias", (n,), "float32")] if bias else [])
     params.append(("Y", (m, n), "float32"))
     func_header(src, name, params)
-    gw = gather_width(gather, L)
+    if prologue is not None:
+        prologue(src)
+    gw = 0 if vector_of is not None else gather_width(gather, L)
     n_full = n // rb
 
     def row_block(n0: str, rows: int) -> None:
@@ -70,8 +74,8 @@ def emit_gather_rows(
             src(f'{acc} = T.alloc_buffer(({m * L},), "float32", scope="local")')
             if gw:
                 src(f'{kv} = T.alloc_buffer(({L},), "int32", scope="local")')
-            with src.block(f"for v in T.vectorized({m * L}):"):
-                src(f"{acc}[v] = T.float32(0)")
+            with vec_loops(src, m * L, L, "v") as v:
+                src(f"{acc}[{v}] = T.float32(0)")
             first, end = row_groups(row)
             f64, e64 = src.var("f"), src.var("e")
             src.let(f64, f'T.Cast("int64", {first})')
@@ -81,7 +85,10 @@ def emit_gather_rows(
                     with src.block(f"for v in T.vectorized({L}):"):
                         src(f"{kv}[v] = {index_expr(row, 'g', 'v')}")
                 for mi in range(m):
-                    if gw:
+                    if vector_of is not None:
+                        a = f"{acc}[T.Ramp({mi * L}, 1, {L})]"
+                        src(f"{a} = {a} + vals[T.Ramp(g * {L}, 1, {L})] * {vector_of(mi, 'g', row)}")
+                    elif gw:
                         dt, intrin, mask, scale = _GATHER[gw]
                         for h in range(L // gw):
                             o = h * gw

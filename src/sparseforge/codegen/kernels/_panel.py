@@ -4,11 +4,13 @@ For every block row of the sparse weight (r output rows, blocks of c columns) an
 the dense operand ``D[k, p]`` (p contiguous), accumulate ``acc[rr, p] += w[rr, cc] * D[col + cc, p]``: one scalar
 broadcast, ``PT / VW`` vector loads and FMAs per weight. ``U`` independent accumulator sets hide the FMA latency.
 
+When a D tile (K x PT floats) does not fit the L1 budget, K is split into panels of ``kc`` rows and the weight
+entries are stored panel-major (for each panel, the rows' entries of that panel): every panel's D tile stays in
+L1 while all rows of a chunk are swept, partial sums go through a ``YT`` workspace (L2).
+
 * matmul: ``D = X^T`` (the kernel first transposes X[M, K] into a zero-padded ``XT[Kp, Mp]`` workspace); results
   are stored transposed into Y[M, N].
-* conv 1x1 (NCHW): ``D = X[b]`` ([Cin, H*W]) directly, results stored contiguously into Y[b] ([Cout, H*W]).
-
-Sparse rows are described by :class:`PanelRows` (CSR, BSR or N:M index arrays).
+* conv 1x1 (NCHW): ``D = X[b]`` ([Cin, H*W]) read in place, results stored contiguously into Y[b] ([Cout, H*W]).
 """
 
 from __future__ import annotations
@@ -20,9 +22,46 @@ from typing import Callable
 import numpy as np
 
 from ._act import emit_activation
-from ._common import KernelTarget, Src, balanced_chunks, func_header, parallel_or_serial, pow2_ceil
+from ._common import KernelTarget, Src, balanced_chunks, func_header, index_dtype, parallel_or_serial, pow2_ceil
 
 FMA_CHAINS = 8  # independent accumulators needed to hide FMA latency (2 pipes x 4 cycles on Zen / Skylake)
+L1_BUDGET = 64 * 1024  # bytes of a D panel (a bit over L1: fewer partial-sum round trips per row)
+DIRECT_STORE_MAX_M = 16  # above this, results go through a contiguous YT workspace (strided stores thrash the TLB)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Tiling of a panel kernel: vector width, vectors per tile, tile width, K panel rows, number of panels."""
+
+    vw: int
+    v: int
+    pt: int
+    kc: int
+    panels: int
+    chains: int = FMA_CHAINS
+
+
+def plan_panel(width: int, kp: int, r: int, c: int, tgt: KernelTarget, *, max_vectors: int | None = None,
+               vector_width: int | None = None, kc: int | None = None, l1_bytes: int = L1_BUDGET,
+               chains: int = FMA_CHAINS) -> Plan:
+    """Tile plan for a dense operand of ``width`` columns (M or H*W) and ``kp`` rows."""
+    L = tgt.lanes
+    if vector_width:
+        vw = vector_width
+    elif width >= L:
+        vw = L
+    else:
+        vw = min(L, max(pow2_ceil(width), min(4, L)))
+    budget = max(tgt.registers - 4, 4)
+    v = max(1, min(-(-width // vw), budget // max(r, 1)))
+    v = 1 << (v.bit_length() - 1)  # a power of two: tiles divide the usual batch sizes
+    if max_vectors:
+        v = max(1, min(v, max_vectors))
+    pt = v * vw
+    if kc is None:
+        kc = kp if kp * pt * 4 <= l1_bytes else max(c, l1_bytes // (pt * 4) // c * c)
+    kc = max(c, min(-(-kp // c) * c, -(-kc // c) * c))
+    return Plan(vw=vw, v=v, pt=pt, kc=kc, panels=-(-kp // kc), chains=chains)
 
 
 @dataclass
@@ -31,8 +70,9 @@ class PanelRows:
 
     r, c: block shape; nb: block rows (the last one may be partial); n: valid rows; kp: padded reduction length
     (rows of the dense operand that may be read); arrays: constant buffers (name, shape, dtype) in calling order;
-    first/end(ib): entry range of block row ib; col(j, ib): first column of entry j; w(j, rr, cc): weight value;
-    work: per block row cost (for chunking); fixed: entries per block row when constant (N:M).
+    first/end(ib, p): entry range of block row ib in K panel p; col(j, ib): first column of entry j;
+    w(j, rr, cc): weight value; work: per block row cost (for chunking); fixed: entries per (block row, panel)
+    when constant (N:M).
     """
 
     r: int
@@ -41,23 +81,66 @@ class PanelRows:
     n: int
     kp: int
     arrays: list
-    first: Callable[[str], str]
-    end: Callable[[str], str]
+    first: Callable[[str, str], str]
+    end: Callable[[str, str], str]
     col: Callable[[str, str], str]
     w: Callable[[str, str, str], str]
     work: np.ndarray
     fixed: int | None = None
     extra: dict = field(default_factory=dict)
 
-    @staticmethod
-    def csr(n: int, k: int, rowptr: np.ndarray, idx_dtype: str) -> "PanelRows":
-        nnz = max(int(rowptr[-1]), 1)
-        return PanelRows(
-            r=1, c=1, nb=n, n=n, kp=k,
-            arrays=[("vals", (nnz,), "float32"), ("idx", (nnz,), idx_dtype), ("rowptr", (n + 1,), "int32")],
-            first=lambda ib: f"rowptr[{ib}]", end=lambda ib: f"rowptr[{ib} + 1]",
-            col=lambda j, ib: f'T.Cast("int32", idx[{j}])', w=lambda j, rr, cc: f"vals[{j}]",
-            work=np.diff(rowptr).astype(np.float64) + 2)
+
+def panel_major(mask_rows: np.ndarray, cols: np.ndarray, kc: int, nrows: int, panels: int):
+    """Order of entries sorted by (panel, row) and the flattened pointer [panels * nrows + 1]."""
+    panel = cols // kc
+    order = np.lexsort((cols, mask_rows, panel))
+    key = panel[order] * nrows + mask_rows[order]
+    ptr = np.searchsorted(key, np.arange(panels * nrows + 1), side="left").astype(np.int32)
+    return order, ptr
+
+
+def csr_panel_rows(weight: np.ndarray, plan: Plan):
+    """(PanelRows, constants): CSR entries in panel-major order, (vals, idx, ptr[panels * N + 1])."""
+    n, k = weight.shape
+    rows, cols = np.nonzero(weight)
+    order, ptr = panel_major(rows, cols, plan.kc, n, plan.panels)
+    vals = weight[rows[order], cols[order]].astype(np.float32)
+    idx = cols[order].astype(index_dtype(k))
+    if not len(vals):
+        vals, idx = np.zeros(1, np.float32), np.zeros(1, idx.dtype)
+    P = plan.panels
+    rows_obj = PanelRows(
+        r=1, c=1, nb=n, n=n, kp=k,
+        arrays=[("vals", vals.shape, "float32"), ("idx", idx.shape, str(idx.dtype)), ("ptr", ptr.shape, "int32")],
+        first=lambda ib, p: f"ptr[{p} * {n} + {ib}]" if P > 1 else f"ptr[{ib}]",
+        end=lambda ib, p: f"ptr[{p} * {n} + {ib} + 1]" if P > 1 else f"ptr[{ib} + 1]",
+        col=lambda j, ib: f'T.Cast("int32", idx[{j}])', w=lambda j, rr, cc: f"vals[{j}]",
+        work=np.bincount(rows, minlength=n).astype(np.float64) + 2 * P)
+    return rows_obj, (vals, idx, ptr)
+
+
+def bsr_panel_rows(weight: np.ndarray, r: int, c: int, plan: Plan):
+    """(PanelRows, constants): BSR blocks in panel-major order, (data[nnzb, r, c], bidx, ptr[panels * NB + 1])."""
+    from .bsr import bsr_pack
+
+    n, k = weight.shape
+    data, bidx, bptr = bsr_pack(weight, r, c)
+    nb, kb = len(bptr) - 1, -(-k // c)
+    brow = np.repeat(np.arange(nb), np.diff(bptr))
+    bcol = bidx.astype(np.int64)[:len(brow)] * c
+    order, ptr = panel_major(brow, bcol, plan.kc, nb, plan.panels)
+    if len(brow):
+        data, bidx = data[order], bidx[order]
+    P = plan.panels
+    rows_obj = PanelRows(
+        r=r, c=c, nb=nb, n=n, kp=kb * c,
+        arrays=[("data", data.shape, "float32"), ("bidx", bidx.shape, str(bidx.dtype)),
+                ("ptr", ptr.shape, "int32")],
+        first=lambda ib, p: f"ptr[{p} * {nb} + {ib}]" if P > 1 else f"ptr[{ib}]",
+        end=lambda ib, p: f"ptr[{p} * {nb} + {ib} + 1]" if P > 1 else f"ptr[{ib} + 1]",
+        col=lambda j, ib: f'T.Cast("int32", bidx[{j}]) * {c}', w=lambda j, rr, cc: f"data[{j}, {rr}, {cc}]",
+        work=(np.diff(bptr) * r * c + r * P).astype(np.float64), extra={"k": k})
+    return rows_obj, (data, bidx, ptr)
 
 
 def _sets(r: int, vectors: int, tgt: KernelTarget, chains: int) -> int:
@@ -66,21 +149,11 @@ def _sets(r: int, vectors: int, tgt: KernelTarget, chains: int) -> int:
     return max(1, min(-(-chains // accs), budget // accs, 8))
 
 
-def _vectors(rows: PanelRows, width: int, vw: int, tgt: KernelTarget, max_vectors: int | None) -> int:
-    """Vectors per tile: fill the accumulator registers, keep a D tile within half the per-core cache."""
-    budget = max(tgt.registers - 4, 4)
-    v = max(1, min(width // vw, budget // max(rows.r, 1)))
-    while v > 1 and rows.kp * v * vw * 4 > tgt.cache_bytes // 2:
-        v -= 1
-    if max_vectors:
-        v = max(1, min(v, max_vectors))
-    return v
-
-
-def _emit_block_row(src: Src, rows: PanelRows, ib: str, pt: int, vw: int, u_sets: int,
-                    load_d: Callable[[str, str], str], store: Callable[[str, str, int], None], rows_valid: int,
-                    bias: bool, activation: str) -> None:
-    """Accumulate one block row over one tile of width pt, apply bias/activation, store rows_valid rows."""
+def _emit_block_row(src: Src, rows: PanelRows, ib: str, p: str, pt: int, vw: int, u_sets: int,
+                    load_d: Callable[[str, str], str], init: Callable[[str, str, int], None] | None,
+                    finish: Callable[[str, int], None], rows_valid: int) -> None:
+    """Accumulate one block row over one tile (width pt) and K panel p; ``init`` loads partial sums (None:
+    start from zero); ``finish(acc, rr)`` consumes row rr of the result."""
     r, c = rows.r, rows.c
     nv = pt // vw
     acc = src.var("acc")
@@ -89,6 +162,9 @@ def _emit_block_row(src: Src, rows: PanelRows, ib: str, pt: int, vw: int, u_sets
     with src.block(f"for v in T.unroll({size // vw}):"):
         with src.block(f"for vi in T.vectorized({vw}):"):
             src(f"{acc}[v * {vw} + vi] = T.float32(0)")
+    if init is not None:
+        for rr in range(r):
+            init(acc, f"{ib} * {r} + {rr}" if r > 1 else ib, rr * pt)
 
     def fma(j: str, colx: str, u: int) -> None:
         cc = "cc" if c > 1 else "0"
@@ -107,22 +183,26 @@ def _emit_block_row(src: Src, rows: PanelRows, ib: str, pt: int, vw: int, u_sets
                     src(f"{a} = {a} + {wv} * {load_d(kk, f'vo * {vw} + vi')}")
 
     f, e = src.var("f"), src.var("e")
-    src.let(f, rows.first(ib))
-    src.let(e, rows.end(ib))
+    src.let(f, rows.first(ib, p))
+    src.let(e, rows.end(ib, p))
+    rest = None
     if rows.fixed is not None:
         steps, rest = divmod(rows.fixed, u_sets)
     if u_sets > 1:
-        cnt = str(steps) if rows.fixed is not None else f"({e} - {f}) // {u_sets}"
+        # set u takes the u-th contiguous segment of the entries: the U index loads of one step are not
+        # adjacent, so LLVM keeps them scalar (adjacent ones become a vector load plus lane extracts)
+        cnt = src.var("seg")
+        src.let(cnt, str(steps) if rows.fixed is not None else f"({e} - {f}) // {u_sets}")
         with src.block(f"for jj in T.serial({cnt}):"):
             for u in range(u_sets):
                 j, colx = src.var("j"), src.var("col")
-                src.let(j, f"{f} + jj * {u_sets} + {u}")
+                src.let(j, f"{f} + {u} * {cnt} + jj")
                 src.let(colx, rows.col(j, ib))
                 fma(j, colx, u)
         start = f"{f} + {cnt} * {u_sets}"
     else:
         start = f
-    if rows.fixed is None or (u_sets > 1 and rest) or u_sets == 1:
+    if rows.fixed is None or rest or u_sets == 1:
         with src.block(f"for j in T.serial({start}, {e}):"):
             colx = src.var("col")
             src.let(colx, rows.col("j", ib))
@@ -133,14 +213,16 @@ def _emit_block_row(src: Src, rows: PanelRows, ib: str, pt: int, vw: int, u_sets
                 terms = " + ".join(f"{acc}[{u * r * pt} + v * {vw} + vi]" for u in range(u_sets))
                 src(f"{acc}[v * {vw} + vi] = {terms}")
     for rr in range(rows_valid):
-        row = f"{ib} * {r} + {rr}" if r > 1 else ib
-        with src.block(f"for vo in T.unroll({nv}):"):
-            with src.block(f"for vi in T.vectorized({vw}):"):
-                y = src.var("y")
-                a = f"{acc}[{rr * pt} + vo * {vw} + vi]"
-                src.let(y, a + (f" + bias[{row}]" if bias else ""))
-                src(f"{a} = {emit_activation(src, y, activation)}")
-        store(acc, row, rr * pt)
+        finish(acc, rr)
+
+
+def _epilogue(src: Src, acc: str, off: int, pt: int, vw: int, row: str, bias: bool, activation: str) -> None:
+    with src.block(f"for vo in T.unroll({pt // vw}):"):
+        with src.block(f"for vi in T.vectorized({vw}):"):
+            y = src.var("y")
+            a = f"{acc}[{off} + vo * {vw} + vi]"
+            src.let(y, a + (f" + bias[{row}]" if bias else ""))
+            src(f"{a} = {emit_activation(src, y, activation)}")
 
 
 def _tiles(width: int, pt: int, vw: int) -> list[tuple[int, int, int]]:
@@ -155,33 +237,99 @@ def _tiles(width: int, pt: int, vw: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _chunks(rows: PanelRows, nbf: int, tgt: KernelTarget) -> np.ndarray | None:
+def _chunks(rows: PanelRows, nbf: int, tgt: KernelTarget, min_parts: int) -> np.ndarray | None:
     """Chunks of block rows: several per thread, and small enough (about 6 bytes per entry) that a chunk's
     weights stay in a quarter of the per-core cache while the tiles of the dense operand are swept."""
     if nbf < 2:
         return None
     by_cache = int(rows.work[:nbf].sum() * 6 // max(tgt.cache_bytes // 4, 1)) + 1
-    parts = max(tgt.threads * 4 if tgt.threads > 1 else 1, by_cache)
+    parts = max(min_parts, by_cache)
     if parts <= 1:
         return None
     return balanced_chunks(rows.work[:nbf], parts)
 
 
-def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, tgt: KernelTarget, bias: bool, activation: str,
-                      max_vectors: int | None = None, chains: int = FMA_CHAINS, vector_width: int | None = None):
+class _Sweep:
+    """Shared driver: for each tile, for each K panel, for each block row of a chunk: accumulate and finish."""
+
+    def __init__(self, src: Src, rows: PanelRows, plan: Plan, tgt: KernelTarget, chains: int, bias: bool,
+                 activation: str, load_d, store, yt, post=None):
+        self.src, self.rows, self.plan, self.tgt, self.chains = src, rows, plan, tgt, chains
+        self.bias, self.activation, self.load_d, self.store, self.yt = bias, activation, load_d, store, yt
+        self.post = post  # post(t0, width, m_valid, row_scope): runs after a tile is complete
+
+    def tile(self, t0: str, width: int, tvw: int, m_valid: int, row_scope) -> None:
+        src, rows, P = self.src, self.rows, self.plan.panels
+        u = _sets(rows.r, width // tvw, self.tgt, self.chains)
+
+        def rowname(ib, rr):
+            return f"{ib} * {rows.r} + {rr}" if rows.r > 1 else ib
+
+        def body(p: str, first: bool, last: bool) -> None:
+            with row_scope() as (ib, rows_valid):
+                def init(acc, row, off):
+                    with src.block(f"for vo in T.unroll({width // tvw}):"):
+                        with src.block(f"for vi in T.vectorized({tvw}):"):
+                            src(f"{acc}[{off} + vo * {tvw} + vi] = {self.yt(row, f'{t0} + vo * {tvw} + vi')}")
+
+                def finish(acc, rr):
+                    row, off = rowname(ib, rr), rr * width
+                    if last:
+                        _epilogue(src, acc, off, width, tvw, row, self.bias, self.activation)
+                        self.store(acc, row, off, t0, width, tvw, m_valid)
+                    else:
+                        with src.block(f"for vo in T.unroll({width // tvw}):"):
+                            with src.block(f"for vi in T.vectorized({tvw}):"):
+                                src(f"{self.yt(row, f'{t0} + vo * {tvw} + vi')} = {acc}[{off} + vo * {tvw} + vi]")
+
+                # non-final panels store all r rows (the workspace is padded), the final one rows_valid
+                _emit_block_row(src, rows, ib, p, width, tvw, u, lambda kk, q: self.load_d(kk, t0, q),
+                                None if first else init, finish, rows_valid if last else rows.r)
+
+        if P == 1:
+            body("0", True, True)
+        else:
+            body("0", True, False)
+            if P > 2:
+                with src.block(f"for p in T.serial(1, {P - 1}):"):
+                    body("p", False, False)
+            body(str(P - 1), False, True)
+        if self.post is not None:
+            self.post(t0, width, m_valid, row_scope)
+
+    def tiles(self, tiles, full_count: int, pt: int, vw: int, valid_of, row_scope) -> None:
+        if full_count > 1:
+            with self.src.block(f"for t in T.serial({full_count}):"):
+                self.tile(f"t * {pt}", pt, vw, pt, row_scope)
+        elif full_count:
+            self.tile("0", pt, vw, pt, row_scope)
+        for t0, width, tvw in tiles[full_count:]:
+            self.tile(str(t0), width, tvw, valid_of(t0, width), row_scope)
+
+
+def _row_scopes(src: Src, cptr, nbf: int, r: int):
+    @contextlib.contextmanager
+    def chunk_rows():
+        with src.block("for ib in T.serial(cptr[c], cptr[c + 1]):" if cptr is not None
+                       else f"for ib in T.serial({nbf}):"):
+            yield "ib", r
+
+    return chunk_rows
+
+
+def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: KernelTarget, bias: bool,
+                      activation: str):
     """TVMScript source of ``Y[M, N] = act(X @ W^T + bias)`` with X transposed into a workspace.
 
     Returns (src, cptr) where cptr (chunk boundaries over full block rows) is passed after ``rows.arrays``
     (None when there is a single chunk)."""
-    L = tgt.lanes
-    vw = vector_width or (L if m >= L else min(L, max(pow2_ceil(m), min(4, L))))
+    vw, pt = plan.vw, plan.pt
     mp = -(-m // vw) * vw
-    v = _vectors(rows, mp, vw, tgt, max_vectors)
-    pt = v * vw
     k = rows.extra.get("k", rows.kp)
     n, r = rows.n, rows.r
     nbf = n // r
-    cptr = _chunks(rows, nbf, tgt)
+    kx_rows = plan.panels * plan.kc
+    cptr = _chunks(rows, nbf, tgt, tgt.threads * 4 if tgt.threads > 1 else 1)
 
     src = Src()
     params = [("X", (m, k), "float32")] + list(rows.arrays)
@@ -192,86 +340,85 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, tgt: KernelTarget, 
     params.append(("Y", (m, n), "float32"))
     func_header(src, name, params)
 
-    # 1. X -> XT[kp, mp], zero padded
+    # X -> XT[kx_rows, mp], zero padded
     kb = 64
-    nkb = -(-rows.kp // kb)
-    src(f'XT = T.alloc_buffer(({rows.kp}, {mp}), "float32")')
+    nkb = -(-kx_rows // kb)
+    src(f'XT = T.alloc_buffer(({kx_rows}, {mp}), "float32")')
+    yt = None
+    use_yt = plan.panels > 1 or m > DIRECT_STORE_MAX_M
+    if use_yt:
+        src(f'YT = T.alloc_buffer(({rows.nb * r}, {mp}), "float32")')
+        yt = lambda row, col: f"YT[{row}, {col}]"  # noqa: E731
     with src.block(f"for kb in {parallel_or_serial(tgt.threads, nkb)}({nkb}):"):
         with src.block(f"for mm in T.serial({mp}):"):
             with src.block(f"for kk in T.serial({kb}):"):
                 kx = f"kb * {kb} + kk"
                 val = (f"T.if_then_else(mm < {m} and {kx} < {k}, X[T.min(mm, {m - 1}), T.min({kx}, {k - 1})], "
-                       f"T.float32(0))") if (mp > m or rows.kp > k) else f"X[mm, {kx}]"
-                if rows.kp % kb:
-                    with src.block(f"if {kx} < {rows.kp}:"):
+                       f"T.float32(0))") if (mp > m or kx_rows > k) else f"X[mm, {kx}]"
+                if kx_rows % kb:
+                    with src.block(f"if {kx} < {kx_rows}:"):
                         src(f"XT[{kx}, mm] = {val}")
                 else:
                     src(f"XT[{kx}, mm] = {val}")
 
+    def store(acc, row, off, t0, width, tvw, m_valid):
+        with src.block(f"for vo in T.unroll({width // tvw}):"):
+            with src.block(f"for vi in T.vectorized({tvw}):"):
+                line = f"Y[{t0} + vo * {tvw} + vi, {row}] = {acc}[{off} + vo * {tvw} + vi]"
+                if use_yt:  # contiguous; transposed into Y per chunk by `post`
+                    src(f"YT[{row}, {t0} + vo * {tvw} + vi] = {acc}[{off} + vo * {tvw} + vi]")
+                elif m_valid < width:
+                    with src.block(f"if vo * {tvw} + vi < {m_valid}:"):
+                        src(line)
+                else:
+                    src(line)
+
+    def post(t0, width, m_valid, row_scope):
+        """Y[t0 + mm, rows] = YT[rows, t0 + mm] for the rows of this chunk (stores contiguous along N)."""
+        if not use_yt or m_valid == 0:
+            return
+        with row_scope.bounds() as (r0, r1):
+            L = tgt.lanes
+            with src.block(f"for mm in T.serial({m_valid}):"):
+                with src.block(f"for nq in T.serial(({r1} - {r0}) // {L}):"):
+                    with src.block(f"for nv in T.vectorized({L}):"):
+                        src(f"Y[{t0} + mm, {r0} + nq * {L} + nv] = YT[{r0} + nq * {L} + nv, {t0} + mm]")
+                with src.block(f"for nn in T.serial({r0} + ({r1} - {r0}) // {L} * {L}, {r1}):"):
+                    src(f"Y[{t0} + mm, nn] = YT[nn, {t0} + mm]")
+
+    sweep = _Sweep(src, rows, plan, tgt, plan.chains, bias, activation,
+                   lambda kk, t0, q: f"XT[{kk}, {t0} + {q}]", store, yt, post)
     tiles = _tiles(mp, pt, vw)
-
-    full = [t for t in tiles if t[1] == pt and t[0] + pt <= m]
-    rest = tiles[len(full):]
-
-    def emit(ib: str, rows_valid: int, t0: str, width: int, tvw: int, m_valid: int) -> None:
-        def store(acc: str, row: str, off: int) -> None:
-            with src.block(f"for vo in T.unroll({width // tvw}):"):
-                with src.block(f"for vi in T.vectorized({tvw}):"):
-                    if m_valid < width:
-                        with src.block(f"if vo * {tvw} + vi < {m_valid}:"):
-                            src(f"Y[{t0} + vo * {tvw} + vi, {row}] = {acc}[{off} + vo * {tvw} + vi]")
-                    else:
-                        src(f"Y[{t0} + vo * {tvw} + vi, {row}] = {acc}[{off} + vo * {tvw} + vi]")
-
-        _emit_block_row(src, rows, ib, width, tvw, _sets(rows.r, width // tvw, tgt, chains),
-                        lambda kk, p: f"XT[{kk}, {t0} + {p}]", store, rows_valid, bias, activation)
-
-    def tiles_then_rows(row_scope) -> None:
-        """Tiles outermost (one XT tile stays in cache), then the block rows given by row_scope()."""
-        def one(t0, width, tvw, m_valid):
-            with row_scope() as (ib, rows_valid):
-                emit(ib, rows_valid, t0, width, tvw, m_valid)
-
-        if len(full) > 1:
-            with src.block(f"for t in T.serial({len(full)}):"):
-                one(f"t * {pt}", pt, vw, pt)
-        elif full:
-            one("0", pt, vw, pt)
-        for t0, width, tvw in rest:
-            one(str(t0), width, tvw, max(0, min(width, m - t0)))
-
-    @contextlib.contextmanager
-    def chunk_rows():
-        with src.block("for ib in T.serial(cptr[c], cptr[c + 1]):" if cptr is not None
-                       else f"for ib in T.serial({nbf}):"):
-            yield "ib", r
-
+    full = len([t for t in tiles if t[1] == pt and t[0] + pt <= m])
+    valid_of = lambda t0, width: max(0, min(width, m - t0))  # noqa: E731
     if nbf:
         nchunks = len(cptr) - 1 if cptr is not None else 1
+        scope = _row_scopes(src, cptr, nbf, r)
+        scope.bounds = lambda: contextlib.nullcontext(  # output rows of chunk c
+            (f"cptr[c] * {r}", f"cptr[c + 1] * {r}") if cptr is not None else ("0", str(nbf * r)))
         with src.block(f"for c in {parallel_or_serial(tgt.threads, nchunks)}({nchunks}):"):
-            tiles_then_rows(chunk_rows)
+            sweep.tiles(tiles, full, pt, vw, valid_of, scope)
     if n % r:
-        tiles_then_rows(lambda: contextlib.nullcontext((str(nbf), n % r)))
+        tail = lambda: contextlib.nullcontext((str(nbf), n % r))  # noqa: E731
+        tail.bounds = lambda: contextlib.nullcontext((str(nbf * r), str(n)))
+        sweep.tiles(tiles, full, pt, vw, valid_of, tail)
     return src, cptr
 
 
-def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int], rows: PanelRows, tgt: KernelTarget,
-                    bias: bool, activation: str, max_vectors: int | None = None, chains: int = FMA_CHAINS):
+def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int], rows: PanelRows, plan: Plan,
+                    tgt: KernelTarget, bias: bool, activation: str):
     """TVMScript source of the sparse 1x1 convolution ``Y[b, co, p] = act(sum_ci W[co, ci] X[b, ci, p] + bias)``.
 
     Parallel over (batch, spatial tiles) when there are enough of them, else over chunks of output rows.
     Returns (src, cptr)."""
-    L = tgt.lanes
     hw = spatial[0] * spatial[1]
-    vw = L if hw >= L else max(1, min(L, pow2_ceil(hw) if pow2_ceil(hw) == hw else hw))
-    v = _vectors(rows, -(-hw // vw) * vw, vw, tgt, max_vectors)
-    pt = v * vw
+    vw, pt = plan.vw, plan.pt
     cin, n, r = rows.kp, rows.n, rows.r
     nbf = n // r
     tiles = _tiles(hw, pt, vw)
-    full = [t for t in tiles if t[1] == pt]
-    by_tiles = tgt.threads <= 1 or batch * len(full) >= 2 * tgt.threads
-    cptr = None if by_tiles else _chunks(rows, nbf, tgt)
+    full = len([t for t in tiles if t[1] == pt])
+    by_tiles = tgt.threads <= 1 or batch * full >= 2 * tgt.threads
+    cptr = None if by_tiles else _chunks(rows, nbf, tgt, tgt.threads * 4)
 
     src = Src()
     params = [("X4", (batch, cin) + tuple(spatial), "float32")] + list(rows.arrays)
@@ -283,42 +430,50 @@ def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int], rows: Pa
     func_header(src, name, params)
     src(f'X = T.decl_buffer(({batch}, {cin}, {hw}), "float32", data=X4.data)')
     src(f'Y = T.decl_buffer(({batch}, {n}, {hw}), "float32", data=Y4.data)')
+    if plan.panels > 1:
+        src(f'YT = T.alloc_buffer(({batch}, {rows.nb * r}, {hw}), "float32")')
 
-    def emit(b: str, ib: str, rows_valid: int, t0: str, width: int, tvw: int) -> None:
-        def store(acc: str, row: str, off: int) -> None:
+    def make_sweep(b: str) -> _Sweep:
+        def store(acc, row, off, t0, width, tvw, m_valid):
             with src.block(f"for vo in T.unroll({width // tvw}):"):
                 with src.block(f"for vi in T.vectorized({tvw}):"):
                     src(f"Y[{b}, {row}, {t0} + vo * {tvw} + vi] = {acc}[{off} + vo * {tvw} + vi]")
 
-        _emit_block_row(src, rows, ib, width, tvw, _sets(r, width // tvw, tgt, chains),
-                        lambda kk, p: f"X[{b}, {kk}, {t0} + {p}]", store, rows_valid, bias, activation)
+        yt = (lambda row, col: f"YT[{b}, {row}, {col}]") if plan.panels > 1 else None
+        return _Sweep(src, rows, plan, tgt, plan.chains, bias, activation,
+                      lambda kk, t0, q: f"X[{b}, {kk}, {t0} + {q}]", store, yt)
 
-    def all_rows(b: str, t0: str, width: int, tvw: int) -> None:
-        if nbf:
+    def all_rows():
+        @contextlib.contextmanager
+        def scope():
             with src.block(f"for ib in T.serial({nbf}):"):
-                emit(b, "ib", r, t0, width, tvw)
-        if n % r:
-            emit(b, str(nbf), n % r, t0, width, tvw)
+                yield "ib", r
+        return scope
 
+    def tail_rows():
+        return lambda: contextlib.nullcontext((str(nbf), n % r))
+
+    valid_of = lambda t0, width: width  # noqa: E731
     if by_tiles:
         if full:
-            par = parallel_or_serial(tgt.threads, batch * len(full))
-            with src.block(f"for bt in {par}({batch * len(full)}):"):
-                src.let("b", f"bt // {len(full)}")
-                all_rows("b", f"bt % {len(full)} * {pt}", pt, vw)
-        rest = tiles[len(full):]
-        if rest:
+            par = parallel_or_serial(tgt.threads, batch * full)
+            with src.block(f"for bt in {par}({batch * full}):"):
+                src.let("b", f"bt // {full}")
+                sweep = make_sweep("b")
+                for scope in ([all_rows()] if nbf else []) + ([tail_rows()] if n % r else []):
+                    sweep.tile(f"bt % {full} * {pt}", pt, vw, pt, scope)
+        if tiles[full:]:
             with src.block(f"for b in {parallel_or_serial(tgt.threads, batch)}({batch}):"):
-                for t0, width, tvw in rest:
-                    all_rows("b", str(t0), width, tvw)
+                sweep = make_sweep("b")
+                for t0, width, tvw in tiles[full:]:
+                    for scope in ([all_rows()] if nbf else []) + ([tail_rows()] if n % r else []):
+                        sweep.tile(str(t0), width, tvw, width, scope)
     else:
         with src.block(f"for b in T.serial({batch}):"):
+            sweep = make_sweep("b")
             if nbf:
                 with src.block(f"for c in T.parallel({len(cptr) - 1}):"):
-                    with src.block("for ib in T.serial(cptr[c], cptr[c + 1]):"):
-                        for t0, width, tvw in tiles:
-                            emit("b", "ib", r, str(t0), width, tvw)
+                    sweep.tiles(tiles, full, pt, vw, valid_of, _row_scopes(src, cptr, nbf, r))
             if n % r:
-                for t0, width, tvw in tiles:
-                    emit("b", str(nbf), n % r, str(t0), width, tvw)
+                sweep.tiles(tiles, full, pt, vw, valid_of, tail_rows())
     return src, cptr

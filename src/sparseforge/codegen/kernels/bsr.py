@@ -6,24 +6,30 @@ indices uint16 when K/c <= 65536 else int32; exact up to summation order):
 
 * small M (``m < min_panel_m``), blocks vectorized inside: over r (``data[nnzb, c, r]``, one broadcast of X per
   block column) when r >= c, else over c (``data[nnzb, r, c]``, contiguous X loads, a tree reduction per row).
-* large M: the panel kernel of :mod:`._panel` (``data[nnzb, r, c]``, X transposed, vectorized over M).
+* large M (panel kernel of :mod:`._panel`, X transposed, vectorized over M): blocks taller than 4 rows are split
+  into 4-row blocks; constants ``(data[nnzb, r, c], bidx, ptr[panels*NB+1], cptr)`` in K-panel-major order.
 
-With at most ``static_max_blocks`` stored blocks the pattern is baked into the code (unrolled, constant column
-and value offsets) and only the values are passed: constants ``(data,)``; otherwise ``(data, bidx, bptr, cptr)``
-(cptr: per-thread chunks of block rows, balanced by block count).
+Small M with at most ``static_max_blocks`` stored blocks: the pattern is baked into the code (unrolled, constant
+column and value offsets) and only the values are passed, constants ``(data,)``; otherwise
+``(data, bidx, bptr[, cptr])`` (cptr: per-thread chunks of block rows, balanced by block count). On Zen 5 the
+unrolled form is slower than index arrays beyond a few dozen blocks (LLVM hoists and spills the X loads shared
+by the unrolled rows), hence the small default.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
 from ._act import emit_activation
 from ._common import (KernelTarget, SparseKernel, Src, balanced_chunks, check_common, func_header, index_dtype,
                       matmul_reference, parallel_or_serial, parse, resolve_target, unique_name, vec_loops)
-from ._panel import FMA_CHAINS, PanelRows, emit_panel_matmul
+from ._panel import FMA_CHAINS, bsr_panel_rows, emit_panel_matmul, plan_panel
 
 MIN_PANEL_M = 4
-STATIC_MAX_BLOCKS = 512
+STATIC_MAX_BLOCKS = 32  # measured on Zen 5: unrolled patterns lose to index arrays beyond tiny weights
+PANEL_MAX_ROWS = 4
 
 
 def bsr_pack(weight: np.ndarray, r: int, c: int):
@@ -79,18 +85,23 @@ def _emit_small_m(name: str, *, m: int, k: int, n: int, r: int, c: int, tgt: Ker
             src(f"Xp[mm, kk] = T.if_then_else(kk < {k}, X[mm, T.min(kk, {k - 1})], T.float32(0))")
 
     def terms(acc: str, j: str, col: str, set_of) -> None:
-        if mode == "r":
-            for cc in range(c):
-                for mi in range(m):
-                    base = (set_of(cc) * m + mi) * r
-                    with vec_loops(src, r, L, "v") as v:
-                        src(f"{acc}[{base} + {v}] = {acc}[{base} + {v}] + data[{j}, {cc}, {v}] * {xb}[{mi}, {col} + {cc}]")
-        else:
-            for rr in range(r):
-                for mi in range(m):
-                    base = ((set_of(0) * m + mi) * r + rr) * c
-                    with vec_loops(src, c, L, "v") as v:
-                        src(f"{acc}[{base} + {v}] = {acc}[{base} + {v}] + data[{j}, {rr}, {v}] * {xb}[{mi}, {col} + {v}]")
+        """acc += block j (at column col) times X; set_of(cc) gives the accumulator set (an expression)."""
+        outer, inner = (c, "cc") if mode == "r" else (r, "rr")
+        with contextlib.ExitStack() as loops:
+            o = inner if outer > 1 else "0"
+            if outer > 1:
+                loops.enter_context(src.block(f"for {inner} in T.unroll({outer}):"))
+            mi = "mi" if m > 1 else "0"
+            if m > 1:
+                loops.enter_context(src.block(f"for mi in T.unroll({m}):"))
+            s_ = set_of(o if mode == "r" else "0")
+            with vec_loops(src, vec, L, "v") as v:
+                if mode == "r":
+                    a = f"{acc}[(({s_}) * {m} + {mi}) * {r} + {v}]"
+                    src(f"{a} = {a} + data[{j}, {o}, {v}] * {xb}[{mi}, {col} + {o}]")
+                else:
+                    a = f"{acc}[((({s_}) * {m} + {mi}) * {r} + {o}) * {c} + {v}]"
+                    src(f"{a} = {a} + data[{j}, {o}, {v}] * {xb}[{mi}, {col} + {v}]")
 
     def fill(acc: str, size: int, expr) -> None:
         with vec_loops(src, size, L, "v") as v:
@@ -103,7 +114,8 @@ def _emit_small_m(name: str, *, m: int, k: int, n: int, r: int, c: int, tgt: Ker
         fill(acc, size, lambda v: "T.float32(0)")
         if ib_static is not None:
             for t, (j, colv) in enumerate(static[ib_static]):
-                terms(acc, str(j), str(colv), lambda cc, t=t: (t * c + cc) % u_sets if mode == "r" else t % u_sets)
+                terms(acc, str(j), str(colv),
+                      lambda cc, t=t: f"({t * c} + {cc}) % {u_sets}" if mode == "r" else str(t % u_sets))
         else:
             f, e = src.var("f"), src.var("e")
             src.let(f, f"bptr[{ib}]")
@@ -114,14 +126,15 @@ def _emit_small_m(name: str, *, m: int, k: int, n: int, r: int, c: int, tgt: Ker
                         j, col = src.var("j"), src.var("col")
                         src.let(j, f"{f} + jj * {ju} + {q}")
                         src.let(col, f'T.Cast("int32", bidx[{j}]) * {c}')
-                        terms(acc, j, col, lambda cc, q=q: (q * c + cc) % u_sets if mode == "r" else q % u_sets)
+                        terms(acc, j, col,
+                              lambda cc, q=q: f"({q * c} + {cc}) % {u_sets}" if mode == "r" else str(q % u_sets))
                 start = f"{f} + ({e} - {f}) // {ju} * {ju}"
             else:
                 start = f
             with src.block(f"for j in T.serial({start}, {e}):"):
                 col = src.var("col")
                 src.let(col, f'T.Cast("int32", bidx[j]) * {c}')
-                terms(acc, "j", col, lambda cc: cc % u_sets if mode == "r" else 0)
+                terms(acc, "j", col, lambda cc: f"{cc} % {u_sets}" if mode == "r" else "0")
         one = m * accsz
         if u_sets > 1:
             fill(acc, one, lambda v: " + ".join(f"{acc}[{s * one} + {v}]" for s in range(u_sets)))
@@ -219,22 +232,16 @@ def bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=
         consts = (packed,) if static is not None else (packed, bidx, bptr)
         consts += ((cptr,) if cptr is not None else ()) + extra
     elif variant == "panel":
-        rows = _panel_rows(data, bidx, bptr, n, k, r, c)
-        src, cptr = emit_panel_matmul(name, m=m, rows=rows, tgt=tgt, bias=bias is not None,
-                                      activation=activation, **panel_opts)
-        consts = (data, bidx, bptr) + ((cptr,) if cptr is not None else ()) + extra
-        info["static"] = False
+        # tall blocks are split into PANEL_MAX_ROWS-row blocks: an XT row loaded for 4 rows of W already
+        # halves the loads per FMA, and more rows would leave room for only one vector of M per row
+        rp = min(r, PANEL_MAX_ROWS)
+        plan = plan_panel(m, -(-k // c) * c, rp, c, tgt, **panel_opts)
+        rows, packed = bsr_panel_rows(weight, rp, c, plan)
+        src, cptr = emit_panel_matmul(name, m=m, rows=rows, plan=plan, tgt=tgt, bias=bias is not None,
+                                      activation=activation)
+        consts = packed + ((cptr,) if cptr is not None else ()) + extra
+        info.update(static=False, plan=plan)
     else:
         raise ValueError(f"bsr_matmul: unknown variant {variant!r}")
     return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(m, n), out_dtype="float32",
                         in_shape=(m, k), info=info, _reference=matmul_reference(weight, bias, activation))
-
-
-def _panel_rows(data, bidx, bptr, n, k, r, c) -> PanelRows:
-    nb, kb = len(bptr) - 1, -(-k // c)
-    arrays = [("data", data.shape, "float32"), ("bidx", bidx.shape, str(bidx.dtype)), ("bptr", bptr.shape, "int32")]
-    return PanelRows(
-        r=r, c=c, nb=nb, n=n, kp=kb * c, arrays=arrays,
-        first=lambda ib: f"bptr[{ib}]", end=lambda ib: f"bptr[{ib} + 1]",
-        col=lambda j, ib: f'T.Cast("int32", bidx[{j}]) * {c}', w=lambda j, rr, cc: f"data[{j}, {rr}, {cc}]",
-        work=(np.diff(bptr) * r * c + r).astype(np.float64), extra={"k": k})

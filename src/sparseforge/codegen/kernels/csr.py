@@ -4,8 +4,9 @@ Layouts (float32 values, column indices uint16 when K <= 65536 else int32; exact
 
 * ``gather`` (M < ``min_panel_m``): each row's nonzeros padded to whole vectors of ``lanes`` entries; constants
   ``(vals[G*lanes], idx[G*lanes], gptr[N+1] (in vectors), cptr[chunks+1] (row blocks per thread))``.
-* ``panel`` (M >= ``min_panel_m``): plain CSR ``(vals[nnz], idx[nnz], rowptr[N+1], cptr[chunks+1])``; the kernel
-  transposes X into an ``X^T[K, Mp]`` workspace and vectorizes over M (see :mod:`._panel`).
+* ``panel`` (M >= ``min_panel_m``): CSR in K-panel-major order ``(vals[nnz], idx[nnz], ptr[panels*N+1],
+  cptr[chunks+1])``; the kernel transposes X into an ``X^T[K, Mp]`` workspace and vectorizes over M (see
+  :mod:`._panel`).
 
 Empty rows give ``act(bias)``. Terms with W == 0 are skipped, so a NaN/Inf in X at such a column does not
 propagate as in a dense product (documented contract of the sparse kernels).
@@ -18,9 +19,9 @@ import numpy as np
 from ._common import (SparseKernel, balanced_chunks, check_common, index_dtype, matmul_reference, parse,
                       resolve_target, unique_name)
 from ._gather import emit_gather_rows
-from ._panel import PanelRows, emit_panel_matmul
+from ._panel import csr_panel_rows, emit_panel_matmul, plan_panel
 
-MIN_PANEL_M = 4
+MIN_PANEL_M = 3
 
 
 def csr_pack_padded(weight: np.ndarray, lanes: int):
@@ -41,19 +42,6 @@ def csr_pack_padded(weight: np.ndarray, lanes: int):
         idx[s:s + len(cols)] = cols
         idx[s + len(cols):int(gptr[i + 1]) * lanes] = cols[-1]  # a valid, already cached column
     return vals, idx, gptr
-
-
-def csr_pack(weight: np.ndarray):
-    """Plain CSR (vals, idx, rowptr)."""
-    n, k = weight.shape
-    nz = weight != 0
-    rowptr = np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int32)
-    rows, cols = np.nonzero(nz)
-    vals = weight[rows, cols].astype(np.float32)
-    idx = cols.astype(index_dtype(k))
-    if not len(vals):  # keep buffers non-empty
-        vals, idx = np.zeros(1, np.float32), np.zeros(1, idx.dtype)
-    return vals, idx, rowptr
 
 
 def csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None,
@@ -86,12 +74,12 @@ def csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=Non
         constants = (vals, idx, gptr, cptr) + extra
         info = dict(format="csr-padded", variant="gather", nnz=nnz, stored=len(vals))
     elif variant == "panel":
-        vals, idx, rowptr = csr_pack(weight)
-        rows = PanelRows.csr(n, k, rowptr, idx_dtype=str(idx.dtype))
-        src, cptr = emit_panel_matmul(name, m=m, rows=rows, tgt=tgt, bias=bias is not None,
-                                      activation=activation, **panel_opts)
-        constants = (vals, idx, rowptr) + ((cptr,) if cptr is not None else ()) + extra
-        info = dict(format="csr", variant="panel", nnz=nnz, stored=len(vals))
+        plan = plan_panel(m, k, 1, 1, tgt, **panel_opts)
+        rows, packed = csr_panel_rows(weight, plan)
+        src, cptr = emit_panel_matmul(name, m=m, rows=rows, plan=plan, tgt=tgt, bias=bias is not None,
+                                      activation=activation)
+        constants = packed + ((cptr,) if cptr is not None else ()) + extra
+        info = dict(format="csr-panels", variant="panel", nnz=nnz, stored=len(packed[0]), plan=plan)
     else:
         raise ValueError(f"csr_matmul: unknown variant {variant!r}")
     return SparseKernel(name=name, func=parse(src), constants=constants, out_shape=(m, n), out_dtype="float32",

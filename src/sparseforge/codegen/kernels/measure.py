@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Iterable
 
@@ -10,13 +11,23 @@ import numpy as np
 from ._common import SparseKernel, resolve_target
 
 
+def ensure_thread_pool(threads: int) -> None:
+    """Size TVM's CPU thread pool to ``threads`` unless TVM_NUM_THREADS is set.
+
+    TVM's default pool uses half the logical CPUs on x86 (it assumes SMT): 1 thread on a 2-core machine. The
+    variable is read when the pool starts (the first parallel kernel call), so this only helps before that."""
+    os.environ.setdefault("TVM_NUM_THREADS", str(max(1, int(threads))))
+
+
 def build(kernels: SparseKernel | Iterable[SparseKernel], target=None):
     """Compile one or more kernels into one host module (``tvm.compile``); index it by ``kernel.name``."""
     from .._tvm import IRModule, tvm
 
     kernels = [kernels] if isinstance(kernels, SparseKernel) else list(kernels)
+    tgt = resolve_target(target)
+    ensure_thread_pool(tgt.threads)
     mod = IRModule({k.name: k.func for k in kernels})
-    return tvm.compile(mod, target=resolve_target(target).tvm())
+    return tvm.compile(mod, target=tgt.tvm())
 
 
 class Runner:

@@ -1,0 +1,56 @@
+"""Sparse 1x1 convolution, NCHW: ``Y[b, co, p] = act(sum_ci W[co, ci] * X[b, ci, p] + bias[co])``, p = h*W + w.
+
+The "Fast Sparse ConvNets" (XNNPACK) design: a sparse-times-dense product vectorized over spatial positions, X
+read in place (no transpose), Y written contiguously. W [Cout, Cin] is stored as CSR (``block=None``: values
+float32, input-channel indices uint16 when Cin <= 65536) or, with ``block=(r, c)`` (c must divide Cin), as BSR,
+in K-panel-major order (see :mod:`._panel`). Constants ``(vals, idx, ptr[, cptr][, bias])``. Parallel over
+(batch, spatial tiles), or over output-channel chunks when there are too few tiles. Exact up to summation order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import SparseKernel, apply_activation_np, check_common, parse, resolve_target, unique_name
+from ._panel import bsr_panel_rows, csr_panel_rows, emit_panel_conv, plan_panel
+
+
+def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None,
+                   block: tuple[int, int] | None = None, **panel_opts) -> SparseKernel:
+    """Sparse 1x1 convolution kernel specialized to ``weight`` [Cout, Cin] (a [Cout, Cin, 1, 1] array is accepted)."""
+    weight = np.asarray(weight, np.float32)
+    if weight.ndim == 4:
+        if weight.shape[2:] != (1, 1):
+            raise ValueError(f"sparse_conv1x1: kernel must be 1x1, got {weight.shape}")
+        weight = weight[:, :, 0, 0]
+    weight, bias = check_common(weight, bias, activation, "sparse_conv1x1")
+    tgt = resolve_target(target)
+    cout, cin = weight.shape
+    hw = int(height) * int(width)
+    name = name or unique_name("sparse_conv1x1")
+    r, c = (1, 1) if block is None else (int(block[0]), int(block[1]))
+    if cin % c:
+        raise ValueError("sparse_conv1x1: block columns must divide Cin (X is read in place)")
+    plan = plan_panel(hw, cin, r, c, tgt, **panel_opts)
+    if (r, c) == (1, 1):
+        rows, packed = csr_panel_rows(weight, plan)
+        fmt = "csr"
+    else:
+        rows, packed = bsr_panel_rows(weight, r, c, plan)
+        fmt = f"bsr{r}x{c}"
+    src, cptr = emit_panel_conv(name, batch=int(batch), spatial=(int(height), int(width)), rows=rows, plan=plan,
+                                tgt=tgt, bias=bias is not None, activation=activation)
+    consts = packed + ((cptr,) if cptr is not None else ()) + ((bias,) if bias is not None else ())
+    w64 = weight.astype(np.float64)
+    b64 = None if bias is None else bias.astype(np.float64)
+
+    def reference(x):
+        y = np.einsum("oc,bcp->bop", w64, np.asarray(x, np.float64).reshape(batch, cin, hw))
+        if b64 is not None:
+            y = y + b64[None, :, None]
+        return apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
+
+    return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(batch, cout, height, width),
+                        out_dtype="float32", in_shape=(batch, cin, height, width),
+                        info=dict(format=fmt, variant="panel", nnz=int(np.count_nonzero(weight)), plan=plan),
+                        _reference=reference)
