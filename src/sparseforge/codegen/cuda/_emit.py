@@ -7,72 +7,11 @@ Kernels are generated as TVMScript *text* with every shape written as a literal 
 
 from __future__ import annotations
 
-import contextlib
-
-import numpy as np
+from ..kernels._common import Src, f32, func_header, parse  # noqa: F401 - shared with the CPU kernels
 
 ACTIVATIONS = ("none", "relu", "relu6", "gelu", "sigmoid", "silu", "tanh")
 WARP = 32
 FULL_MASK = "T.uint32(4294967295)"
-
-
-class Src:
-    """Indented TVMScript source builder."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-        self.depth = 0
-        self._n = 0
-
-    def __call__(self, line: str) -> None:
-        self.lines.append("    " * self.depth + line)
-
-    @contextlib.contextmanager
-    def block(self, header: str | None):
-        """Open ``header:`` (an indented block); ``None`` opens nothing (optional guards)."""
-        if header is None:
-            yield
-            return
-        self(header)
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-
-    def let(self, name: str, expr: str) -> str:
-        """Immutable binding (``T.Bind``); a plain assignment would create a one-element local buffer."""
-        self(f"{name} = T.Bind({expr})")
-        return name
-
-    def var(self, prefix: str = "t") -> str:
-        self._n += 1
-        return f"{prefix}{self._n}"
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
-def f32(x: float) -> str:
-    return f"T.float32({float(np.float32(x))!r})"
-
-
-def func_header(src: Src, name: str, params: list[tuple[str, tuple[int, ...], str]]) -> None:
-    """``@T.prim_func def name(...)`` with the attributes every kernel carries (dlight skips it)."""
-    args = ", ".join(f"{p}: T.Buffer({tuple(int(s) for s in shape)!r}, {dt!r})" for p, shape, dt in params)
-    src("@T.prim_func")
-    src(f"def {name}({args}):")
-    src.depth += 1
-    src(f'T.func_attr({{"global_symbol": {name!r}, "tirx.noalias": True, "tirx.is_scheduled": True}})')
-
-
-def parse(src: Src):
-    from .._tvm import T, tvm
-
-    try:
-        return tvm.script.from_source(src.text(), extra_vars={"T": T})
-    except Exception as exc:  # keep the generated text for debugging
-        raise RuntimeError(f"TVMScript parse failed: {exc}\n--- generated source ---\n{src.text()[:20000]}") from exc
 
 
 def guard(cond: str | None) -> str | None:

@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..kernels.nm import nm_pack  # noqa: F401 - the same packing as the CPU kernels
+
 
 def index_dtype(limit: int) -> str:
     """Narrowest unsigned-or-int32 dtype for indices in [0, limit)."""
@@ -156,26 +158,6 @@ def bsr_panels(weight: np.ndarray, r: int, c: int, tk: int) -> Pattern:
 
 
 # ------------------------------------------------------------------------------------------------------- N:M
-
-
-def nm_pack(weight: np.ndarray, n: int, group: int):
-    """(vals [N, G*n] float32, pos [N, G*n] uint8); ValueError if some group has more than n nonzeros."""
-    rows, k = weight.shape
-    if not 1 <= n <= group <= 256:
-        raise ValueError(f"nm_pack: need 1 <= n <= group <= 256, got {n}:{group}")
-    g = -(-k // group)
-    wp = np.zeros((rows, g * group), np.float32)
-    wp[:, :k] = weight
-    blocks = wp.reshape(rows, g, group)
-    counts = (blocks != 0).sum(2)
-    if counts.size and counts.max() > n:
-        bad = np.argwhere(counts > n)[0]
-        raise ValueError(f"weight is not {n}:{group} sparse: row {bad[0]}, group {bad[1]} has "
-                         f"{counts[tuple(bad)]} nonzeros")
-    order = np.argsort(blocks == 0, axis=2, kind="stable")[:, :, :n]
-    vals = np.take_along_axis(blocks, order, axis=2)
-    pos = np.where(vals != 0, order, 0).astype(np.uint8)
-    return vals.reshape(rows, g * n), pos.reshape(rows, g * n)
 
 
 def nm_rows(weight: np.ndarray, n: int, group: int, tk: int | None = None) -> Pattern:

@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
-from ..kernels._common import SparseKernel, apply_activation_np
+from ..kernels._common import SparseKernel, check_common, conv1x1_reference, matmul_reference
 from . import _pack
-from ._emit import ACTIVATIONS, Src, parse
+from ._emit import Src, parse
 from ._panel import emit_panel, panel_unit, plan_panel
 from ._rows import emit_rows
 
@@ -40,34 +40,8 @@ def _arch(target) -> str:
     return arch_of(target)
 
 
-def _check(weight, bias, activation, who):
-    weight = np.ascontiguousarray(weight, dtype=np.float32)
-    if weight.ndim != 2:
-        raise ValueError(f"{who}: weight must be 2-D [out, in], got shape {weight.shape}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{who}: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-    if bias is not None:
-        bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
-        if bias.shape[0] != weight.shape[0]:
-            raise ValueError(f"{who}: bias has {bias.shape[0]} entries, weight has {weight.shape[0]} rows")
-    return weight, bias
-
-
-def _matmul_ref(weight, bias, activation):
-    w = weight.astype(np.float64)
-    b = None if bias is None else bias.astype(np.float64)
-
-    def ref(x):
-        y = np.asarray(x, np.float64) @ w.T
-        if b is not None:
-            y = y + b
-        return apply_activation_np(y, activation).astype(np.float32)
-
-    return ref
-
-
 def _matmul(who, weight, m, bias, activation, target, name, variant, rows_pattern, panel_pattern, unit, opts):
-    weight, bias = _check(weight, bias, activation, who)
+    weight, bias = check_common(weight, bias, activation, who)
     m = int(m)
     if m < 1:
         raise ValueError(f"{who}: m must be >= 1, got {m}")
@@ -91,7 +65,7 @@ def _matmul(who, weight, m, bias, activation, target, name, variant, rows_patter
     consts = tuple(pat.consts) + ((bias,) if bias is not None else ())
     info = dict(pat.info, variant=variant, arch=arch, device="cuda", schedule=sched)
     return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(m, n), out_dtype="float32",
-                        in_shape=(m, k), info=info, _reference=_matmul_ref(weight, bias, activation))
+                        in_shape=(m, k), info=info, _reference=matmul_reference(weight, bias, activation))
 
 
 def csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None, variant: str | None = None,
@@ -135,7 +109,7 @@ def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none"
         if weight.shape[2:] != (1, 1):
             raise ValueError(f"sparse_conv1x1: kernel must be 1x1, got {weight.shape}")
         weight = weight[:, :, 0, 0]
-    weight, bias = _check(weight, bias, activation, "sparse_conv1x1")
+    weight, bias = check_common(weight, bias, activation, "sparse_conv1x1")
     cout, cin = weight.shape
     batch, height, width = int(batch), int(height), int(width)
     hw = height * width
@@ -151,14 +125,7 @@ def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none"
     sched = emit_panel(src, name, pat, plan, m=hw, bias=bias is not None, activation=activation,
                        conv=(batch, height, width))
     consts = tuple(pat.consts) + ((bias,) if bias is not None else ())
-    w64 = weight.astype(np.float64)
-    b64 = None if bias is None else bias.astype(np.float64)
-
-    def reference(x):
-        y = np.einsum("oc,bcp->bop", w64, np.asarray(x, np.float64).reshape(batch, cin, hw))
-        if b64 is not None:
-            y = y + b64[None, :, None]
-        return apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
+    reference = conv1x1_reference(weight, bias, activation, batch, height, width)
 
     info = dict(pat.info, format="csr" if block is None else f"bsr{r}x{c}", variant="panel", arch=arch,
                 device="cuda", schedule=sched, nnz=int(np.count_nonzero(weight)))

@@ -169,6 +169,22 @@ def matmul_reference(weight: np.ndarray, bias: np.ndarray | None, activation: st
     return ref
 
 
+def conv1x1_reference(weight: np.ndarray, bias: np.ndarray | None, activation: str, batch: int, height: int,
+                      width: int):
+    """Float64 NumPy reference of a 1x1 NCHW convolution with fused bias + activation (returns float32)."""
+    w64 = np.asarray(weight, np.float64)
+    b64 = None if bias is None else np.asarray(bias, np.float64)
+    cout, cin = w64.shape
+
+    def reference(x):
+        y = np.einsum("oc,bcp->bop", w64, np.asarray(x, np.float64).reshape(batch, cin, height * width))
+        if b64 is not None:
+            y = y + b64[None, :, None]
+        return apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
+
+    return reference
+
+
 def check_common(weight, bias, activation, name) -> tuple[np.ndarray, np.ndarray | None]:
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     if weight.ndim != 2:
@@ -227,7 +243,11 @@ class Src:
         self.lines.append("    " * self.depth + line)
 
     @contextlib.contextmanager
-    def block(self, header: str):
+    def block(self, header: str | None):
+        """Open ``header:`` (an indented block); ``None`` opens nothing (optional guards)."""
+        if header is None:
+            yield
+            return
         self(header)
         self.depth += 1
         try:
