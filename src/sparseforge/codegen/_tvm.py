@@ -25,6 +25,13 @@ Target = tvm.target.Target
 IRModule = tvm.IRModule
 
 
+def structural_equal(a, b, map_free_vars: bool = False) -> bool:
+    """Structural equality of TVM IR objects (0.27 moved it out of ``tvm.ir`` into ``tvm_ffi``)."""
+    import tvm_ffi
+
+    return bool(tvm_ffi.structural_equal(a, b, map_free_vars=map_free_vars))
+
+
 def cpu_device():
     return tvm.cpu(0)
 
@@ -44,6 +51,7 @@ __all__ = [
     "dlight",
     "onnx_frontend",
     "relax",
+    "structural_equal",
     "s_tir",
     "te",
     "tirx",

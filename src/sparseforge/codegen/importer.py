@@ -184,6 +184,9 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             block = tuple(attrs["block"]) if fmt == "bsr" else None
             if fmt == "nm":  # N:M has no dedicated conv kernel: the CSR conv kernel reads the same nonzeros
                 block = None
+            lanes = getattr(self.kernel_target, "lanes", None)
+            if lanes and hasattr(self.builders, "sparse_conv1x1_nchwc"):
+                return self._conv1x1_nchwc(x, node_name, op_name, fmt, weight, block, lanes, common)
             kernel = self.builders.sparse_conv1x1(weight, b, h, w, block=block, **common)
             x2 = x
             out_shape = (b, n_out, h, w)
@@ -193,6 +196,30 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         if tuple(kernel.out_shape) != out_shape:
             y = self.bb.emit(relax.op.reshape(y, out_shape))
         self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, activation, dict(kernel.info)))
+        return y
+
+
+    def _conv1x1_nchwc(self, x, node_name, op_name, fmt, weight, block, lanes, common):
+        """A sparse 1x1 conv in the CPU pipeline's NCHW{lanes}c layout, between explicit layout transforms.
+
+        The NCHWc pass (``schedules/relax_conv.py``) cancels these transforms against its own, so neighbouring
+        dense convolutions, depthwise convolutions and elementwise ops stay blocked across the sparse layer.
+        """
+        from .schedules.relax_conv import _imap
+
+        b, _, h, w = (int(d) for d in x.ty.shape)
+        n_out = weight.shape[0]
+        xb = self.bb.emit(relax.op.layout_transform(
+            x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
+        kernel = self.builders.sparse_conv1x1_nchwc(weight, b, h, w, lanes=lanes, block=block, **common)
+        gv = self.bb.add_func(kernel.func, kernel.name)
+        consts = [relax.const(c) for c in kernel.constants]
+        yb = self.bb.emit(relax.call_tir(gv, [xb, *consts], relax.TensorType(kernel.out_shape, "float32")))
+        y = self.bb.emit(relax.op.layout_transform(yb, _imap(lambda n, cb, hh, ww, c: (n, cb * lanes + c, hh, ww), 5)))
+        if kernel.out_shape[1] * lanes != n_out:
+            y = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n_out]))
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, common["activation"],
+                                         dict(kernel.info, layout=f"NCHW{lanes}c")))
         return y
 
 

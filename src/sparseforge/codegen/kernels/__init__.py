@@ -6,9 +6,12 @@ Builders (each returns a :class:`SparseKernel` for one constant weight and batch
     csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None)
     nm_matmul(weight, m, *, n=2, group=4, bias=None, activation="none", target=None, name=None)
     sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None)
+    sparse_conv1x1_nchwc(weight, batch, height, width, *, lanes=None, bias=None, activation="none", target=None,
+                         name=None, block=None)
     dense_matmul(weight, m, *, bias=None, activation="none", target=None, name=None)
 
-Contract: ``Y[M, N] = act(X[M, K] @ W[N, K]^T + bias[N])`` (conv: NCHW, ``W[Cout, Cin]``), float32, exact up to
+Contract: ``Y[M, N] = act(X[M, K] @ W[N, K]^T + bias[N])`` (conv: NCHW, ``W[Cout, Cin]``; ``_nchwc``: the dense
+pipeline's blocked ``NCHW{L}c`` activations, see :mod:`.conv1x1_nchwc`), float32, exact up to
 the summation order; ``act`` in :data:`ACTIVATIONS` (gelu is the erf form). ``kernel.func`` is a scheduled TIR
 PrimFunc (``tirx.is_scheduled``) called as ``func(X, *kernel.constants, Y)`` (destination passing, as
 ``relax.call_tir``). ``target``: None (host), a :class:`KernelTarget`, a dict or an object with ``lanes``,
@@ -20,6 +23,7 @@ knobs; see each module's docstring for layouts and heuristics.
 from ._common import ACTIVATIONS, KernelTarget, SparseKernel, make_target, resolve_target
 from .bsr import bsr_matmul
 from .conv1x1 import sparse_conv1x1
+from .conv1x1_nchwc import sparse_conv1x1_nchwc
 from .csr import csr_matmul
 from .dense import dense_matmul
 from .measure import Runner, build, measure, run
@@ -40,4 +44,5 @@ __all__ = [
     "resolve_target",
     "run",
     "sparse_conv1x1",
+    "sparse_conv1x1_nchwc",
 ]

@@ -96,6 +96,7 @@ class _NCHWcConverter(relax.PyExprMutator):
         self.registers = registers
         self.blocked: dict = {}  # NCHW relax Var -> (blocked Var, channels)
         self.converted = 0
+        self._bindings: dict = {}  # relax Var -> bound value (to look through the importer's unblock + slice)
 
     # ---- layout helpers -------------------------------------------------------------------
     def _cur(self, expr):
@@ -135,9 +136,51 @@ class _NCHWcConverter(relax.PyExprMutator):
             return self._block(self._cur(arg))
         return None
 
+    # ---- blocked kernels placed by the importer --------------------------------------------------
+    def _is_layout(self, call, blocked_to_nchw: bool) -> bool:
+        """Whether ``call`` is a layout_transform between NCHW and this pass's NCHW{lanes}c."""
+        if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op)
+                and call.op.name == "relax.layout_transform"):
+            return False
+        c = self.lanes
+        expected = (_imap(lambda n, kb, h, w, k: (n, kb * c + k, h, w), 5) if blocked_to_nchw
+                    else _imap(lambda n, k, h, w: (n, k // c, h, w, k % c), 4))
+        return _tvm.structural_equal(call.attrs.index_map, expected, map_free_vars=True)
+
+    def _pass_through_importer_layouts(self, binding) -> bool:
+        """Cancel the importer's NCHW<->NCHWc transforms around blocked kernels against this pass's ones.
+
+        ``xb = layout_transform(x)`` with ``x`` already blocked here becomes ``xb := blocked(x)``; the NCHW result
+        of a blocked kernel (``layout_transform`` back, maybe a channel slice) is registered as blocked so the next
+        converted op consumes the blocked tensor directly.
+        """
+        value = binding.value
+        if self._is_layout(value, blocked_to_nchw=False):
+            x = value.args[0]
+            if isinstance(x, relax.Var) and x in self.blocked:
+                self.set_var_remap(binding.var, self.blocked[x][0])
+                return True
+            return False
+        source = value
+        channels = None
+        if (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
+                and value.op.name == "relax.strided_slice" and isinstance(value.args[0], relax.Var)):
+            producer = self._bindings.get(value.args[0])
+            if producer is not None and self._is_layout(producer, blocked_to_nchw=True):
+                source, channels = producer, _shape(value)[1]
+        if self._is_layout(source, blocked_to_nchw=True):
+            yb = self._cur(source.args[0])
+            shape = _shape(binding.var)
+            if shape is not None and len(shape) == 4:
+                self.blocked[binding.var] = (yb, channels or shape[1])
+        return False
+
     # ---- conversions --------------------------------------------------------------------------
     def visit_var_binding_(self, binding):
         value = binding.value
+        self._bindings[binding.var] = value
+        if self._pass_through_importer_layouts(binding):
+            return None
         result = self._convert(value) if isinstance(value, relax.Call) else None
         if result is None:
             return super().visit_var_binding_(binding)
