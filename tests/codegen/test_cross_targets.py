@@ -41,18 +41,22 @@ def _needs(*tools: str) -> None:
 
 @pytest.mark.parametrize("name", ["transformer_encoder-dense", "transformer_encoder-90", "small_cnn-dense",
                                   "small_cnn-90"])
-@pytest.mark.parametrize("target", ["arm", "wasm"])
+@pytest.mark.parametrize("target", ["x86", "arm", "wasm"])
 def test_compile_and_verify(example_models, tmp_path, target, name) -> None:
     if target == "arm":
         _needs("aarch64-linux-gnu-g++", "qemu-aarch64")
-    else:
+    elif target == "wasm":
         _needs("clang-14", "wasm-ld-14")
     from sparseforge.codegen.compile import compile_model
+    from sparseforge.codegen.cost_rules import RuleCostModel
     from sparseforge.codegen.targets import get_backend
 
     outdir = tmp_path / "artifact"
-    result = compile_model(example_models[name], outdir, target=target, threads=2, cpu="cortex-a76"
-                           if target == "arm" else None)
+    # x86 normally decides from kernel timings measured on this CPU; the published-crossover rules keep this test
+    # deterministic (test_measured_decisions covers the measured path)
+    result = compile_model(example_models[name], outdir, target=target, threads=2,
+                           cpu="cortex-a76" if target == "arm" else None,
+                           cost_model=RuleCostModel.for_target(target))
     sparse_layers = [d for d in result.decisions if d["fmt"] != "dense"]
     if name.endswith("-90"):
         assert sparse_layers, "90% sparse layers should use sparse kernels on this target"
@@ -61,7 +65,9 @@ def test_compile_and_verify(example_models, tmp_path, target, name) -> None:
         assert not sparse_layers
     report = get_backend(target).verify(outdir, result.optimized, rtol=1e-4)
     assert report.ran and report.ok, report.to_dict()
-    if target == "wasm":
+    if target == "x86":
+        assert set(report.comparisons) == {"host"}
+    elif target == "wasm":
         assert set(report.comparisons) >= {"wasmtime"}
         manifest = json.loads((outdir / "manifest.json").read_text())
         assert manifest["wasm"]["wasm_bytes"] == (outdir / "model.wasm").stat().st_size
@@ -139,3 +145,31 @@ def test_cuda_decisions_depend_on_batch(tmp_path) -> None:
         assert (decision["fmt"] != "dense") is expect_sparse, decision
         assert "crossover" in decision["reason"]
         assert device_code_info(result.executable)["archs"] == ["sm_90"]
+
+
+def test_measured_decisions(tmp_path, monkeypatch) -> None:
+    """x86 decisions come from kernels timed on this CPU: a 90%-sparse large layer goes sparse, a half-dense
+    small one stays dense because the measured sparse kernel is slower; both reasons quote the timings."""
+    import onnx
+    from helpers import init, make_model, vinfo
+    from onnx import helper
+
+    from sparseforge.codegen.compile import compile_model
+
+    monkeypatch.setenv("SPARSEFORGE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    big = (rng.standard_normal((1024, 1024)) * (rng.random((1024, 1024)) < 0.05)).astype(np.float32)
+    small = (rng.standard_normal((64, 1024)) * (rng.random((64, 1024)) < 0.6)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="sparse_layer", transB=1),
+             helper.make_node("Gemm", ["h", "w2"], ["y"], name="half_dense_layer", transB=1)]
+    proto = make_model(nodes, [vinfo("x", [1, 1024])], [vinfo("y", [1, 64])], [init("w1", big), init("w2", small)])
+    path = tmp_path / "two_layers.onnx"
+    onnx.save(proto, path)
+    result = compile_model(path, tmp_path / "art", target="x86", threads=1)
+    decisions = {d["node"]: d for d in result.decisions}
+    assert decisions["sparse_layer"]["fmt"] != "dense", decisions["sparse_layer"]
+    assert decisions["half_dense_layer"]["fmt"] == "dense", decisions["half_dense_layer"]
+    assert "ms vs dense" in decisions["sparse_layer"]["reason"]
+    assert "measured table" in decisions["half_dense_layer"]["reason"]
+    assert decisions["sparse_layer"]["predicted_s"] < decisions["sparse_layer"]["dense_s"]
+    assert (tmp_path / "cache" / "calibration").is_dir()

@@ -133,8 +133,20 @@ def _candidate(node: ir.Node) -> Candidate:
     return Candidate(view, "matmul", int(np.prod(dims[:-1])) if len(dims) > 1 else 1)
 
 
+#: A format storing at least this fraction of the weight is a dense kernel with index overhead: not a candidate.
+MAX_STORED_FRACTION = 0.9
+
+
 def _options(matrix: np.ndarray) -> list[tuple[str, dict]]:
-    """The sparse formats that can hold ``matrix`` (every N:M listed is fully complied with)."""
+    """The sparse formats worth considering for ``matrix``.
+
+    Every N:M listed is fully complied with; CSR and BSR formats that would store nearly the whole weight
+    (``MAX_STORED_FRACTION``) are left out.
+    """
+    return [(fmt, params) for fmt, params in _all_options(matrix) if params["stored"] < MAX_STORED_FRACTION]
+
+
+def _all_options(matrix: np.ndarray) -> list[tuple[str, dict]]:
     density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
     options: list[tuple[str, dict]] = [("csr", {"stored": density})]
     for block in BSR_BLOCKS:

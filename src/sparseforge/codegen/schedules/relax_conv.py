@@ -103,7 +103,12 @@ class _NCHWcConverter(relax.PyExprMutator):
         """``expr`` with earlier rewrites applied (the current name of a variable)."""
         if isinstance(expr, relax.Var):
             remapped = self.get_var_remap(expr)
-            return expr if remapped is None else remapped
+            if remapped is None:
+                # the lookup left an empty entry in the C++ remap table (operator[]): make it the identity, or
+                # the mutator later meets a null node for this variable
+                self.set_var_remap(expr, expr)
+                return expr
+            return remapped
         return expr
 
     def _block(self, x):
