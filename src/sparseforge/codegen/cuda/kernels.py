@@ -16,7 +16,8 @@ import os
 
 import numpy as np
 
-from ..kernels._common import SparseKernel, check_common, conv1x1_reference, matmul_reference
+from ..kernels._common import (SparseKernel, as_conv1x1_matrix, check_common, conv1x1_reference,
+                               matmul_reference)
 from . import _pack
 from ._emit import Src, parse
 from ._panel import emit_panel, panel_unit, plan_panel
@@ -104,12 +105,7 @@ def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none"
                    block: tuple[int, int] | None = None, **opts) -> SparseKernel:
     """Sparse 1x1 convolution, NCHW, ``weight`` [Cout, Cin] (or [Cout, Cin, 1, 1]); CSR (``block=None``) or
     BSR ``block=(r, c)``. Panel kernel over pixels (coalesced X reads and Y writes along h*w)."""
-    weight = np.asarray(weight, np.float32)
-    if weight.ndim == 4:
-        if weight.shape[2:] != (1, 1):
-            raise ValueError(f"sparse_conv1x1: kernel must be 1x1, got {weight.shape}")
-        weight = weight[:, :, 0, 0]
-    weight, bias = check_common(weight, bias, activation, "sparse_conv1x1")
+    weight, bias = check_common(as_conv1x1_matrix(weight, "sparse_conv1x1"), bias, activation, "sparse_conv1x1")
     cout, cin = weight.shape
     batch, height, width = int(batch), int(height), int(width)
     hw = height * width

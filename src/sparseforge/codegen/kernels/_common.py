@@ -198,6 +198,16 @@ def check_common(weight, bias, activation, name) -> tuple[np.ndarray, np.ndarray
     return weight, bias
 
 
+def as_conv1x1_matrix(weight, name) -> np.ndarray:
+    """A 1x1 convolution weight as float32 ``[Cout, Cin]`` (``[Cout, Cin, 1, 1]`` accepted; other kernels refused)."""
+    weight = np.asarray(weight, np.float32)
+    if weight.ndim == 4:
+        if weight.shape[2:] != (1, 1):
+            raise ValueError(f"{name}: kernel must be 1x1, got {weight.shape}")
+        weight = weight[:, :, 0, 0]
+    return weight
+
+
 _name_counter = [0]
 
 

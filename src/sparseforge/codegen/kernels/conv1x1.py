@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import SparseKernel, apply_activation_np, check_common, parse, resolve_target, unique_name
+from ._common import (SparseKernel, apply_activation_np, as_conv1x1_matrix, check_common, parse, resolve_target,
+                      unique_name)
 from ._panel import bsr_panel_rows, csr_panel_rows, emit_panel_conv, plan_panel
 
 
 def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None,
                    block: tuple[int, int] | None = None, **panel_opts) -> SparseKernel:
     """Sparse 1x1 convolution kernel specialized to ``weight`` [Cout, Cin] (a [Cout, Cin, 1, 1] array is accepted)."""
-    weight = np.asarray(weight, np.float32)
-    if weight.ndim == 4:
-        if weight.shape[2:] != (1, 1):
-            raise ValueError(f"sparse_conv1x1: kernel must be 1x1, got {weight.shape}")
-        weight = weight[:, :, 0, 0]
-    weight, bias = check_common(weight, bias, activation, "sparse_conv1x1")
+    weight, bias = check_common(as_conv1x1_matrix(weight, "sparse_conv1x1"), bias, activation, "sparse_conv1x1")
     tgt = resolve_target(target)
     cout, cin = weight.shape
     hw = int(height) * int(width)

@@ -37,8 +37,8 @@ from dataclasses import replace
 import numpy as np
 
 from ._act import emit_activation
-from ._common import (KernelTarget, SparseKernel, Src, apply_activation_np, check_common, func_header,
-                      parallel_or_serial, parse, resolve_target, unique_name)
+from ._common import (KernelTarget, SparseKernel, Src, apply_activation_np, as_conv1x1_matrix, check_common,
+                      func_header, parallel_or_serial, parse, resolve_target, unique_name)
 from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, bsr_panel_rows, csr_panel_rows
 
 MAX_VECTORS = 8  # vectors of L positions per tile (T = 8 L), fewer for small images / many threads
@@ -299,12 +299,7 @@ def sparse_conv1x1_nchwc(weight, batch, height, width, *, lanes: int | None = No
     lanes are never read into real outputs; output padding lanes are written as 0. ``opts``: tuning knobs of
     :func:`plan_nchwc` (``max_vectors``, ``kc``, ``l1_bytes``, ``chains``).
     """
-    weight = np.asarray(weight, np.float32)
-    if weight.ndim == 4:
-        if weight.shape[2:] != (1, 1):
-            raise ValueError(f"sparse_conv1x1_nchwc: kernel must be 1x1, got {weight.shape}")
-        weight = weight[:, :, 0, 0]
-    weight, bias = check_common(weight, bias, activation, "sparse_conv1x1_nchwc")
+    weight, bias = check_common(as_conv1x1_matrix(weight, "sparse_conv1x1_nchwc"), bias, activation, "sparse_conv1x1_nchwc")
     tgt = resolve_target(target)
     L = int(lanes or tgt.lanes)
     if L < 2 or L & (L - 1):
