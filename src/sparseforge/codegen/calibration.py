@@ -63,12 +63,14 @@ class CalibrationTable:
     def load(cls, cpu: str, threads: int, directory: Path | None = None) -> CalibrationTable:
         path = (directory or cache_dir()) / "calibration" / f"{cpu}-{threads}t.json"
         table = cls(cpu, threads, path=path)
+        if not path.exists():
+            return table
         try:
             data = json.loads(path.read_text())
             if data.get("version") == TABLE_VERSION:
                 table.entries = {k: [list(map(float, p)) for p in v] for k, v in data["entries"].items()}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # no table yet, or an unreadable one: measure again
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.warning("calibration table %s is unreadable (%s); measuring again and overwriting it", path, exc)
         return table
 
     def save(self) -> None:

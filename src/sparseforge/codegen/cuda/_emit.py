@@ -7,9 +7,9 @@ Kernels are generated as TVMScript *text* with every shape written as a literal 
 
 from __future__ import annotations
 
-from ..kernels._common import Src, f32, func_header, parse  # noqa: F401 - shared with the CPU kernels
+from ..kernels._act import emit_activation as emit_piecewise_linear
+from ..kernels._common import ACTIVATIONS, Src, f32, func_header, parse  # noqa: F401 - shared with the CPU kernels
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu", "sigmoid", "silu", "tanh")
 WARP = 32
 FULL_MASK = "T.uint32(4294967295)"
 
@@ -19,13 +19,9 @@ def guard(cond: str | None) -> str | None:
 
 
 def emit_activation(src: Src, x: str, activation: str) -> str:
-    """Return an expression for ``activation(x)`` (x: a bound float32 name)."""
-    if activation == "none":
-        return x
-    if activation == "relu":
-        return f"T.max({x}, {f32(0)})"
-    if activation == "relu6":
-        return f"T.min(T.max({x}, {f32(0)}), {f32(6)})"
+    """Return an expression for ``activation(x)`` (x: a bound float32 name); libm for the transcendental ones."""
+    if activation in ("none", "relu", "relu6"):  # no libm involved: the CPU kernels' expressions
+        return emit_piecewise_linear(src, x, activation)
     if activation == "sigmoid":  # exp overflow gives 1 / inf = 0: correct limit
         return f"({f32(1)} / ({f32(1)} + T.exp({f32(0)} - {x})))"
     if activation == "silu":
