@@ -9,7 +9,8 @@ from onnx import helper
 
 from sparseforge.ir import keys
 from sparseforge.passes.infra import Pipeline
-from sparseforge.passes.sparsify import META_DECISION, DecideFormatPass, SparsifyPass, why_not
+from sparseforge.passes.decide import META_DECISION, DecideFormatPass, why_not
+from sparseforge.passes.rewrites.sparsify import SparsifyPass
 
 
 class TableCostModel:

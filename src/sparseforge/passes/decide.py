@@ -1,0 +1,202 @@
+"""Per-layer dense-vs-sparse decisions from a cost model, over every option of every structure form.
+
+:class:`DecideFormatPass` asks a :class:`CostModel` (fitted to kernel timings measured on the target, or rules)
+for the predicted time of dense and of every option the registry :mod:`sparseforge.ir.forms` offers the layer
+(in :data:`~sparseforge.ir.forms.FORMS` order; formats storing ``MAX_STORED_FRACTION`` or more left out) and keeps
+the fastest; it never picks a sparse kernel the model predicts slower than dense (``min_speedup``), and records
+the choice and the reason on the node (``node.meta["sparseforge.decision"]``,
+``metadata_props["pkg.sparseforge.decision"]``) and in its report.
+
+Candidates: ``MatMul(x, W)`` and ``Gemm(x, W, C)`` (``transA=0``) with a constant 2-D weight; ``Conv`` 2-D 1x1 with
+stride 1, no padding, group 1 (NCHW).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+import onnx_ir as ir
+
+from sparseforge.ir import forms
+from sparseforge.ir.forms import MAX_STORED_FRACTION  # noqa: F401 - re-exported
+from sparseforge.ir.forms.bsr import BLOCK_SHAPES as BSR_BLOCKS  # noqa: F401 - re-exported
+from sparseforge.ir.forms.nm import PATTERNS as NM_PATTERNS  # noqa: F401 - re-exported
+from sparseforge.ir.weights import WeightView, view_of
+from sparseforge.passes.infra import PassReport, ReportingPass
+
+META_DECISION = "sparseforge.decision"
+PROV_DECISION = "pkg.sparseforge.decision"
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The kernel chosen for one layer and why."""
+
+    node: str
+    fmt: str  # "dense", "csr", "bsr", "nm"
+    reason: str
+    block: tuple[int, int] | None = None
+    nm: tuple[int, int] | None = None
+    predicted_s: float | None = None
+    dense_s: float | None = None
+    m: int = 0
+    shape: tuple[int, int] = (0, 0)
+    density: float = 1.0
+
+    @property
+    def label(self) -> str:
+        if self.fmt == "bsr" and self.block:
+            return forms.bsr.label(self.block)
+        if self.fmt == "nm" and self.nm:
+            return forms.nm.label(self.nm)
+        return self.fmt
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["kernel"] = self.label
+        return d
+
+
+class CostModel(Protocol):
+    """Predicted seconds of one kernel on the target (None: no data / not applicable)."""
+
+    def predict(self, kernel: str, m: int, n: int, k: int, *, density: float = 1.0,
+                block: tuple[int, int] | None = None, nm: tuple[int, int] | None = None,
+                nnz_blocks: int | None = None, kind: str = "matmul") -> float | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    view: WeightView
+    kind: str  # "matmul" or "conv1x1"
+    m: int  # rows of the dense operand (tokens x batch, or batch x H x W)
+
+
+def candidate(node: ir.Node) -> Candidate | None:
+    """The layer as a sparse-kernel candidate, or None (with the reason available from :func:`why_not`)."""
+    return None if why_not(node) else _candidate(node)
+
+
+def why_not(node: ir.Node) -> str | None:
+    """Why ``node`` cannot use a sparse kernel (None if it can)."""
+    view = view_of(node)
+    if view is None:
+        return "no constant weight"
+    if view.data_index != 0:
+        return "constant left operand (W @ x) is not supported"
+    if not np.issubdtype(view.stored().dtype, np.floating) or view.stored().dtype != np.float32:
+        return f"weight dtype {view.stored().dtype} (sparse kernels are float32)"
+    x = node.inputs[0]
+    if node.op_type == "Conv":
+        attrs = node.attributes
+        if view.kernel_shape != (1, 1):
+            return f"Conv kernel {view.kernel_shape} (sparse conv is 1x1)"
+        if view.groups != 1:
+            return "grouped Conv"
+        if any(int(v) != 1 for v in (attrs["strides"].value if "strides" in attrs else [])):
+            return "strided Conv"
+        if any(int(v) != 1 for v in (attrs["dilations"].value if "dilations" in attrs else [])):
+            return "dilated Conv"
+        if any(int(v) != 0 for v in (attrs["pads"].value if "pads" in attrs else [])):
+            return "padded Conv"
+        auto_pad = attrs["auto_pad"].value if "auto_pad" in attrs else "NOTSET"
+        if auto_pad not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
+            return f"Conv auto_pad={auto_pad}"
+        if len(node.inputs) > 2 and node.inputs[2] is not None and view.bias is None:
+            return "Conv bias is not a constant per channel"
+    if node.op_type == "Gemm":
+        if "transA" in node.attributes and int(node.attributes["transA"].value):
+            return "Gemm with transA"
+        for key in ("alpha", "beta"):
+            if key in node.attributes and float(node.attributes[key].value) != 1.0:
+                return f"Gemm {key} != 1"
+    if x.shape is None or not x.shape.is_static():
+        return "input shape is not static"
+    if len(x.shape) < 1:
+        return "scalar input"
+    return None
+
+
+def _candidate(node: ir.Node) -> Candidate:
+    view = view_of(node)
+    dims = [int(d) for d in node.inputs[0].shape]
+    if node.op_type == "Conv":
+        m = dims[0] * int(np.prod(dims[2:]))
+        return Candidate(view, "conv1x1", m)
+    return Candidate(view, "matmul", int(np.prod(dims[:-1])) if len(dims) > 1 else 1)
+
+
+class DecideFormatPass(ReportingPass):
+    """Choose dense / CSR / BSR / N:M per layer from the cost model; record choice and reason."""
+
+    name = "DecideFormat"
+
+    def __init__(self, cost_model: CostModel | None, *, dense_only: bool = False, min_speedup: float = 1.1):
+        super().__init__()
+        self.cost_model = cost_model
+        self.dense_only = dense_only
+        self.min_speedup = min_speedup
+
+    def run(self, model: ir.Model, report: PassReport) -> None:
+        ir.passes.common.ShapeInferencePass()(model)  # M (rows of the dense operand) comes from static shapes
+        decisions = []
+        for node in model.graph:
+            reason = why_not(node)
+            if reason == "no constant weight":
+                continue
+            decision = self._decide(node, reason)
+            node.meta[META_DECISION] = decision
+            node.metadata_props[PROV_DECISION] = f"{decision.label}: {decision.reason}"
+            decisions.append(decision.to_dict())
+            report.counts[decision.label] += 1
+            report.note(f"decision.{decision.fmt}", f"{decision.label}: {decision.reason}", decision.node)
+        report.details["decisions"] = decisions
+
+    def _decide(self, node: ir.Node, reason: str | None) -> Decision:
+        name = node.name or "?"
+        view = view_of(node)
+        matrix = view.matrix()
+        n, k = matrix.shape
+        density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
+        if reason is not None:
+            return Decision(name, "dense", f"dense: {reason}", shape=(n, k), density=density)
+        cand = _candidate(node)
+        base = dict(m=cand.m, shape=(n, k), density=density)
+        if self.dense_only:
+            return Decision(name, "dense", "dense: sparse kernels disabled (--dense)", **base)
+        if self.cost_model is None:
+            return Decision(name, "dense", "dense: no cost model for this target", **base)
+        dense_s = self.cost_model.predict("dense", cand.m, n, k, kind=cand.kind)
+        if dense_s is None:
+            return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
+        best: tuple[float, forms.Option] | None = None
+        for option in forms.options(matrix):
+            t = self.cost_model.predict(option.form, cand.m, n, k, density=density, **option.predict_kwargs(),
+                                        kind=cand.kind)
+            if t is not None and (best is None or t < best[0]):
+                best = (t, option)
+        if best is None:
+            return Decision(name, "dense", f"dense: no sparse kernel timing for density {density:.2f}",
+                            dense_s=dense_s, **base)
+        t, option = best
+        fmt, label, stored = option.form, option.label, option.stored
+        relative = getattr(self.cost_model, "unit", "s") == "relative"
+        if t * self.min_speedup > dense_s:
+            if relative:
+                why = (f"dense: density {density:.2f}; the best sparse option ({label}) stores "
+                       f"{stored:.2f} of the weight, above the {self.cost_model.target} crossover "
+                       f"{self.cost_model.crossover(fmt, cand.kind, cand.m):.2f} (rule, no device measured)")
+            else:
+                why = (f"dense: density {density:.2f}; best sparse kernel ({label}) predicted {t * 1e3:.3f} ms vs "
+                       f"dense {dense_s * 1e3:.3f} ms on the measured table")
+            return Decision(name, "dense", why, dense_s=dense_s, predicted_s=t, **base)
+        if relative:
+            why = (f"density {density:.2f}: {label} stores {stored:.2f} of the weight, below the "
+                   f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.kind, cand.m):.2f}: "
+                   f"predicted {dense_s / t:.1f}x (rule, no device measured)")
+        else:
+            why = (f"density {density:.2f}: predicted {t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms "
+                   f"({dense_s / t:.1f}x)")
+        return Decision(name, fmt, why, block=option.block, nm=option.nm, predicted_s=t,
+                        dense_s=dense_s, **base)

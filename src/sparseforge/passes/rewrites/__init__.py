@@ -1,0 +1,1 @@
+"""Graph rewrites: passes that change the model (sparse ops, channel removal, pruning)."""
