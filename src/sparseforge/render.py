@@ -9,7 +9,7 @@ from rich.table import Table
 
 from sparseforge.ir.stats import ModelStats
 from sparseforge.passes.infra import PassReport
-from sparseforge.passes.structure_analysis import WeightStructure
+from sparseforge.passes.analysis import FACTS, WeightStructure
 
 
 def human(n: float, unit: str = "") -> str:
@@ -27,27 +27,21 @@ def size(n: int) -> str:
 
 
 def layers_table(layers: list[WeightStructure]) -> Table:
+    """One row per layer: node, op, shape, then the column(s) of every registered analysis fact."""
     table = Table(title="Weights (output x reduction view)", show_lines=False, header_style="bold")
-    for col, justify in (("node", "left"), ("op", "left"), ("shape", "right"), ("density", "right"),
-                         ("best N:M", "left"), ("best block", "left"), ("dead out", "right"),
-                         ("dead in", "right"), ("rank / 99%", "right")):
+    columns = [("node", "left"), ("op", "left"), ("shape", "right")]
+    columns += [column for fact in FACTS for column in fact.columns]
+    for col, justify in columns:
         table.add_column(col, justify=justify, overflow="fold")
     for layer in layers:
-        nm = layer.best_nm()
-        block = layer.best_block()
+        fields = layer.to_dict()
         op = layer.op_type
         if layer.op_type == "Conv":
             kernel = "x".join(str(k) for k in layer.kernel_shape)
             op = f"Conv {kernel}" + (f" g{layer.groups}" if layer.groups > 1 else "")
-        if layer.long_conv:
-            op += " (long)"
-        rank = "-" if layer.rank is None and layer.rank_99 is None else \
-            f"{'?' if layer.rank is None else layer.rank} / {'?' if layer.rank_99 is None else layer.rank_99}"
-        table.add_row(
-            layer.node, op, f"{layer.shape[0]}x{layer.shape[1]}", f"{layer.density:.3f}",
-            f"{nm[0]} ({nm[1]:.0%})" if nm else "-",
-            f"{block[0]} ({block[1]:.0%})" if block else "-",
-            str(len(layer.dead_output_channels)), str(len(layer.dead_input_channels)), rank)
+        op += "".join(fact.op_note(fields) for fact in FACTS)
+        cells = [cell for fact in FACTS for cell in fact.cells(fields)]
+        table.add_row(layer.node, op, f"{layer.shape[0]}x{layer.shape[1]}", *cells)
     return table
 
 

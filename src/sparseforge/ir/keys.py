@@ -4,8 +4,11 @@
 DOMAIN = "ai.sparseforge"
 DOMAIN_VERSION = 1
 
-#: ``value.meta`` key: :class:`sparseforge.passes.structure_analysis.WeightStructure` of a constant weight.
+#: ``value.meta`` / ``node.meta`` key: :class:`sparseforge.passes.analysis.WeightStructure` of a constant weight.
 META_STRUCTURE = "sparseforge.structure"
+#: ``node.meta`` key: ``{fact name: value}`` of the weight-bearing node, one entry per registered analysis fact
+#: (:data:`sparseforge.passes.analysis.FACTS`), stored by StructureAnalysis.
+META_FACTS = "sparseforge.facts"
 
 #: ``node.metadata_props`` key: the pass that created or last rewrote the node (survives export).
 PROV_PASS = "pkg.sparseforge.pass"

@@ -4,6 +4,11 @@ A sparseforge pass subclasses ``onnx_ir.passes.InPlacePass`` and returns :class:
 :class:`PassReport` says what the pass found, what it changed and why it skipped each candidate. Passes do not
 print; the CLI renders reports. A :class:`Pipeline` is an explicit ordered list of passes that collects every
 report and records the applied passes in ``model.metadata_props``.
+
+Prerequisites: a pass lists in ``prerequisites`` the names of passes or analysis facts that must run before it in
+the same pipeline; a pass offers its own name plus the names in ``provides`` (e.g. StructureAnalysis provides every
+registered fact). :class:`Pipeline` refuses, when built, an order that leaves a prerequisite unmet. (Not called
+``requires``: ``onnx_ir.passes.PassBase.requires(model)`` is onnx-ir's precondition hook.)
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Literal
 
 import onnx_ir as ir
 
+from sparseforge.errors import SparseforgeError
 from sparseforge.ir import keys
 
 logger = logging.getLogger(__name__)
@@ -86,6 +92,10 @@ class ReportingPass(ir.passes.InPlacePass):
 
     #: Name used in reports and provenance; defaults to the class name.
     name: str = ""
+    #: Names of passes or analysis facts that must have run earlier in the pipeline.
+    prerequisites: tuple[str, ...] = ()
+    #: Names this pass makes available to later passes, besides its own name (e.g. analysis facts).
+    provides: tuple[str, ...] = ()
 
     @property
     def pass_name(self) -> str:
@@ -111,6 +121,26 @@ class ReportingPass(ir.passes.InPlacePass):
 
 class PipelineError(RuntimeError):
     """A pass raised an unexpected error; the message names it and the passes that ran before."""
+
+
+class PipelineOrderError(PipelineError):
+    """A pipeline was assembled with a pass before one it requires."""
+
+
+def check_requirements(passes: Sequence[ir.passes.PassBase]) -> None:
+    """Raise :class:`PipelineOrderError` naming the first prerequisite no earlier pass provides."""
+    available: set[str] = set()
+    names: list[str] = []
+    for p in passes:
+        name = getattr(p, "pass_name", type(p).__name__)
+        missing = [r for r in getattr(p, "prerequisites", ()) if r not in available]
+        if missing:
+            before = ", ".join(names) or "none"
+            raise PipelineOrderError(f"pass {name} requires {', '.join(missing)}, which no earlier pass provides "
+                                     f"(passes before it: {before}); add the pass providing it before {name}")
+        available.add(name)
+        available.update(getattr(p, "provides", ()))
+        names.append(name)
 
 
 @dataclasses.dataclass
@@ -140,16 +170,16 @@ class Pipeline:
 
     ``instruments`` are called after each pass with ``(pass_name, model, report)`` (e.g. to dump IR).
     User-caused :class:`~sparseforge.errors.SparseforgeError` propagate unchanged; anything else is wrapped
-    in :class:`PipelineError` naming the failing pass and the passes already run.
+    in :class:`PipelineError` naming the failing pass and the passes already run. An order that runs a pass
+    before one of its ``prerequisites`` raises :class:`PipelineOrderError` here, before anything runs.
     """
 
     def __init__(self, passes: Sequence[ir.passes.PassBase], instruments: Sequence[Instrument] = ()):
+        check_requirements(passes)
         self.passes = list(passes)
         self.instruments = list(instruments)
 
     def __call__(self, model: ir.Model) -> PipelineResult:
-        from sparseforge.errors import SparseforgeError
-
         reports: list[PassReport] = []
         for p in self.passes:
             name = getattr(p, "pass_name", type(p).__name__)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from sparseforge.passes.analysis.analyse import StructureAnalysisPass
 from sparseforge.passes.canonicalize import canonicalize_passes
 from sparseforge.passes.infra import ReportingPass
 from sparseforge.passes.prune import PruneConfig, PrunePass
 from sparseforge.passes.shrink_channels import ShrinkChannelsPass
-from sparseforge.passes.structure_analysis import StructureAnalysisPass
 
 
 def canonicalize() -> list[ReportingPass]:
