@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast system-deps clean
+.PHONY: install demo test test-fast lint system-deps clean
 
 install: $(STAMP)
 
@@ -22,8 +22,12 @@ system-deps:
 demo: install
 	$(BIN)/python examples/demo.py
 
-test: install system-deps
+test: install system-deps lint
 	$(BIN)/python -m pytest -q
+
+# The layering contract (pyproject.toml [tool.importlinter]): a floor imports only the floors below it.
+lint: install
+	$(BIN)/lint-imports
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not tvm and not cross and not slow"

@@ -24,8 +24,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sparseforge.codegen import pipeline  # noqa: E402  (sets TVM_NUM_THREADS before TVM starts)
-from sparseforge.codegen.target import detect_x86  # noqa: E402
+from sparseforge.codegen import build as cg, vm  # noqa: E402  (sets TVM_NUM_THREADS before TVM starts)
+from sparseforge.codegen.cpu_target import detect_x86  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -62,7 +62,7 @@ def make_peers(name, threads, proto, torch_model, inputs, executable):
     session = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feed = {i.name: a for i, a in zip(session.get_inputs(), x, strict=True)}
 
-    tvm_model = pipeline.CompiledModel(executable, threads=threads)
+    tvm_model = vm.VMRunner(executable, threads=threads)
     tvm_inputs = tvm_model.to_device(x)
 
     def run_ort():
@@ -148,9 +148,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         proto = export_onnx(model, inputs)
         t1 = time.perf_counter()
-        mod = pipeline.import_onnx(proto, optimize_onnx=False)
+        mod = cg.import_onnx(proto, optimize_onnx=False)
         t2 = time.perf_counter()
-        executable = pipeline.build(mod, host)
+        executable = cg.build(mod, host)
         t3 = time.perf_counter()
         print(f"\n{name}: ONNX export {t1 - t0:.1f} s | TVM compile {t3 - t1:.1f} s "
               f"(import {t2 - t1:.1f} s + build {t3 - t2:.1f} s, no tuning)")
@@ -167,7 +167,7 @@ def main(argv=None):
                       f"   (min {min(samples[key]) * 1e3:.2f} ms)")
             print(f"    sparseforge-tvm / best other peer: {times['sparseforge-tvm'] / dense_best:.2f}")
             if args.profile:
-                pipeline.set_num_threads(threads)
+                vm.set_num_threads(threads)
                 print_profile(tvm_model, x)
 
 

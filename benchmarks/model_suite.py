@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
 
-    from sparseforge.runtime.bench import bench_model, pin_threads
+    from sparseforge.driver.bench import bench_model, pin_threads
 
     all_cpus = sorted(os.sched_getaffinity(0))
     rows = []

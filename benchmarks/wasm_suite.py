@@ -40,7 +40,7 @@ def main() -> None:
     import models
     import sparseforge
     from model_suite import prune_module
-    from sparseforge.codegen.compile import compile_model
+    from sparseforge.driver.compile import compile_model
     from sparseforge.ir.frontend import load
     from sparseforge.ir.save import save_model
     from sparseforge.passes import pipelines

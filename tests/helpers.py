@@ -9,7 +9,7 @@ import onnx
 import onnx_ir as ir
 from onnx import helper, numpy_helper
 
-from sparseforge.runtime.verify import compare
+from sparseforge.runtime.compare import compare
 
 F32 = onnx.TensorProto.FLOAT
 

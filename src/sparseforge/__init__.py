@@ -4,10 +4,9 @@ Public API: :func:`load` (any supported model -> ``onnx_ir.Model``), :func:`insp
 :func:`prune`; the CLI is ``sparseforge`` (see ``sparseforge --help``).
 """
 
+from sparseforge._version import __version__
 from sparseforge.errors import SparseforgeError
 from sparseforge.ir.frontend import load
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # lazy: keeps ``import sparseforge`` cheap

@@ -1,30 +1,37 @@
-"""Python API behind the CLI: inspect, export and prune a model.
+"""Python API behind the CLI: inspect, export, prune, compile, verify, run, bench and calibrate.
 
-Each function takes anything :func:`sparseforge.load` accepts (or an already loaded ``onnx_ir.Model``) and
-returns a result object with the reports; none of them prints.
+Each model-taking function takes anything :func:`sparseforge.load` accepts (or an already loaded
+``onnx_ir.Model``) and returns a result object with the reports; none of them prints. The CLI uses only this
+module and the renderer. ``compile``/``verify``/``run``/``bench``/``calibrate`` need TVM (``pip install
+'sparseforge[tvm]'``); without it they raise a :class:`~sparseforge.errors.MissingDependencyError` naming the
+install command.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
-from sparseforge.errors import VerificationError
-from sparseforge.ir.frontend import load, require_static_shapes
+from sparseforge.errors import MissingDependencyError, VerificationError
+from sparseforge.ir.frontend import load, parse_shape_overrides, require_static_shapes
 from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
 from sparseforge.passes import pipelines
 from sparseforge.passes.infra import PassReport, Pipeline
-from sparseforge.passes.prune import PruneConfig
+from sparseforge.passes.prune import PruneConfig, prune_config_from_options
 from sparseforge.passes.structure_analysis import WeightStructure
-from sparseforge.runtime.verify import EXACT_RTOL, Comparison, compare
+from sparseforge.runtime.artifact import load as load_artifact
+from sparseforge.runtime.artifact import load_inputs
+from sparseforge.runtime.compare import EXACT_RTOL, Comparison, compare
 
 
 def _source_label(source: Any) -> str:
@@ -174,3 +181,90 @@ def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_i
     size = save_model(model, out)
     deviation = compare(original, model, rtol=float("inf"))
     return PruneResult(out, before, model_stats(model, size), result.reports, deviation)
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def parse_shapes(shapes: Sequence[str]) -> dict[str, list[int]] | None:
+    """``["x=1,3,224,224", ...]`` (the CLI's ``--shape``) as ``{"x": [1, 3, 224, 224]}``; None when empty."""
+    return parse_shape_overrides(shapes) if shapes else None
+
+
+def prune_config(method: str, sparsity: float | None = None, nm: str = "2:4", block: str = "4x1",
+                 global_scope: bool = False, skip: Sequence[str] = (), max_weight_error: float | None = None
+                 ) -> PruneConfig:
+    """A :class:`PruneConfig` from the CLI's option values (validated, clear errors)."""
+    return prune_config_from_options(method, sparsity, nm, block, global_scope, tuple(skip), max_weight_error)
+
+
+# ------------------------------------------------------------------------------------------ codegen flows
+
+
+def _driver(name: str):
+    """The orchestration module ``name`` (imports TVM; a clear error with the install command without it)."""
+    try:
+        return importlib.import_module(f"sparseforge.driver.{name}")
+    except ImportError as exc:
+        if "tvm" not in str(exc).lower():
+            raise
+        raise MissingDependencyError("Apache TVM is not installed (needed to compile and run models)",
+                                     hint="pip install 'sparseforge[tvm]'") from None
+
+
+def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any = None, *, target: str = "x86",
+            threads: int | None = None, dense: bool = False, tune: int = 0, calibrate: bool = True,
+            cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float = 1e-4,
+            input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None):
+    """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
+
+    With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original
+    model; the report is in ``result.manifest["verify"]``."""
+    result = _driver("compile").compile_model(
+        source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
+        input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch)
+    if verify and result.outdir is not None:
+        result.manifest["verify"] = verify_artifact(result.outdir, result.original, rtol=rtol).to_dict()
+    return result
+
+
+def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *, rtol: float = 1e-4):
+    """Run a compiled artifact where its code runs and compare with ONNX Runtime (``reference``: default the
+    artifact's own model.onnx)."""
+    return _driver("verify").verify_artifact(artifact, reference, rtol=rtol)
+
+
+def run(artifact: str | os.PathLike, inputs: Mapping[str, Any] | str | os.PathLike, *,
+        output: str | os.PathLike | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Run a compiled (x86) artifact on ``inputs`` (arrays by input name, or an ``.npz`` path); with ``output``,
+    also write the outputs to that ``.npz`` (atomically, never over the inputs file)."""
+    sources = (inputs,) if isinstance(inputs, (str, os.PathLike)) else ()
+    out = check_output_path(output, sources) if output is not None else None
+    arrays = load_inputs(inputs) if isinstance(inputs, (str, os.PathLike)) else inputs
+    outputs = load_artifact(artifact, threads=threads)(**arrays)
+    if out is not None:
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, **outputs)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return outputs
+
+
+def bench(source: Any, example_inputs: Any = None, *, target: str = "x86", threads: int = 1, rounds: int = 5,
+          repeat: int = 10, sparse: bool = True, rpc: str | None = None, rpc_key: str | None = None,
+          cpu: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+    """Median latency of the dense peers and sparseforge (dense and sparse) side by side; JSON-ready dict."""
+    return _driver("bench").bench(source, target=target, threads=threads, rounds=rounds, repeat=repeat, rpc=rpc,
+                                  rpc_key=rpc_key, cpu=cpu, input_shapes=input_shapes, sparse=sparse,
+                                  example_inputs=example_inputs)
+
+
+def calibrate(source: Any, *, target: str = "x86", threads: int | None = None, fresh: bool = False,
+              input_shapes: Mapping[str, Sequence[int]] | None = None):
+    """Measure the kernel timings the decisions of ``source`` need; returns (table, decisions)."""
+    return _driver("calibrate").calibrate_model(source, target=target, threads=threads, fresh=fresh,
+                                                input_shapes=input_shapes)

@@ -17,7 +17,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from sparseforge import __version__
+from sparseforge import api, render
+from sparseforge._version import __version__
 from sparseforge.errors import SparseforgeError
 
 MODEL_HELP = "MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs)."
@@ -31,9 +32,7 @@ def _shape_option(f: Callable) -> Callable:
 
 
 def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
-    from sparseforge.ir.frontend import parse_shape_overrides
-
-    return parse_shape_overrides(shapes) if shapes else None
+    return api.parse_shapes(shapes)
 
 
 def _run(debug: bool, body: Callable[[], int | None]) -> None:
@@ -99,8 +98,6 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
     """
 
     def body() -> None:
-        from sparseforge import api, render
-
         result = api.inspect(model, with_rank=not no_rank, max_svd_dim=max_svd_dim,
                              input_shapes=_input_shapes(shapes))
         if as_json:
@@ -141,8 +138,6 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
     """
 
     def body() -> int:
-        from sparseforge import api, render
-
         result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
                             input_shapes=_input_shapes(shapes))
         if as_json:
@@ -191,10 +186,7 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
     """
 
     def body() -> int:
-        from sparseforge import api, render
-        from sparseforge.passes.prune import prune_config_from_options
-
-        config = prune_config_from_options(method, sparsity, nm, block, global_scope, skip, max_weight_error)
+        config = api.prune_config(method, sparsity, nm, block, global_scope, skip, max_weight_error)
         result = api.prune(model, output, config, input_shapes=_input_shapes(shapes))
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
@@ -245,18 +237,10 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
     """
 
     def body() -> int:
-        from sparseforge import render
-        from sparseforge.codegen.compile import compile_model
-
-        result = compile_model(model, output, target=target, threads=threads, dense=dense, tune=tune,
-                               input_shapes=_input_shapes(shapes), calibrate=not no_calibrate, cpu=cpu, arch=arch)
-        code = 0
-        if verify:
-            from sparseforge.codegen.targets import get_backend
-
-            report = get_backend(target).verify(result.outdir, result.original, rtol=rtol)
-            result.manifest["verify"] = report.to_dict()
-            code = 0 if report.ok else 1
+        result = api.compile(model, output, target=target, threads=threads, dense=dense, tune=tune,
+                             input_shapes=_input_shapes(shapes), calibrate=not no_calibrate, cpu=cpu, arch=arch,
+                             verify=verify, rtol=rtol)
+        code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))
             return code
@@ -292,15 +276,7 @@ def verify_cmd(ctx: click.Context, artifact: str, rtol: float, as_json: bool) ->
     """
 
     def body() -> int:
-        import onnx
-
-        from sparseforge import render
-        from sparseforge.codegen.targets import get_backend
-        from sparseforge.runtime.artifact import read_manifest
-
-        path = __import__("pathlib").Path(artifact)
-        manifest = read_manifest(path)
-        report = get_backend(manifest["target"]["name"]).verify(path, onnx.load(path / manifest["onnx"]), rtol=rtol)
+        report = api.verify_artifact(artifact, rtol=rtol)
         if as_json:
             click.echo(json.dumps(report.to_dict(), indent=1))
         else:
@@ -320,25 +296,7 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
     """Run a compiled ARTIFACT folder on inputs from an .npz file; write the outputs to an .npz file."""
 
     def body() -> None:
-        import numpy as np
-
-        from sparseforge.ir.save import check_output_path
-        from sparseforge.runtime.artifact import load, load_inputs
-
-        check_output_path(output, (inputs_path,))
-        compiled = load(artifact, threads=threads)
-        outputs = compiled(**load_inputs(inputs_path))
-        import os
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(os.path.abspath(output)))
-        os.close(fd)
-        try:
-            np.savez(tmp, **outputs)
-            os.replace(tmp, output)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        outputs = api.run(artifact, inputs_path, output=output, threads=threads)
         for name, array in outputs.items():
             out.print(f"{name}: shape {list(array.shape)} {array.dtype}")
         out.print(f"wrote {output}")
@@ -373,23 +331,9 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
     """
 
     def body() -> None:
-        from sparseforge import render
-        from sparseforge.runtime.bench import bench_model, bench_remote, pin_threads
-
-        if rpc_address:
-            result = bench_remote(model, rpc_address, key=rpc_key, target=target, threads=threads, cpu=cpu,
-                                  repeat=repeat, rounds=rounds, input_shapes=_input_shapes(shapes),
-                                  sparse=not dense_only)
-        else:
-            if target != "x86":
-                from sparseforge.errors import TargetError
-
-                raise TargetError(f"target '{target}' does not run on this machine",
-                                  hint=f"measure on a device with --rpc HOST:PORT (a TVM RPC server on it)")
-            pinned = pin_threads(threads)
-            result = bench_model(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
-                                 input_shapes=_input_shapes(shapes), sparse=not dense_only)
-            result["pinned_cpus"] = pinned
+        result = api.bench(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
+                           sparse=not dense_only, rpc=rpc_address, rpc_key=rpc_key, cpu=cpu,
+                           input_shapes=_input_shapes(shapes))
         if as_json:
             click.echo(json.dumps(result, indent=1))
             return
@@ -413,11 +357,8 @@ def calibrate(ctx: click.Context, model: str, target: str, threads: int | None, 
     """
 
     def body() -> None:
-        from sparseforge import render
-        from sparseforge.codegen.calibration import calibrate_model
-
-        table, decisions = calibrate_model(model, target=target, threads=threads, fresh=fresh,
-                                           input_shapes=_input_shapes(shapes))
+        table, decisions = api.calibrate(model, target=target, threads=threads, fresh=fresh,
+                                         input_shapes=_input_shapes(shapes))
         out.print(render.decisions_table(decisions))
         out.print(f"calibration table: {table.path} ({len(table.entries)} entries)")
 

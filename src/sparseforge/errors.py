@@ -53,3 +53,7 @@ class UnsupportedOpError(SparseforgeError):
 
 class TargetError(SparseforgeError):
     """Unknown target or target option."""
+
+
+class MissingDependencyError(SparseforgeError):
+    """An optional dependency (TVM, PyTorch, a toolchain) is not installed; the hint names the install command."""

@@ -13,7 +13,7 @@ from helpers import init, make_model, randn, vinfo
 from onnx import helper
 
 from sparseforge.cli import main
-from sparseforge.runtime.verify import compare
+from sparseforge.runtime.compare import compare
 
 
 def run(*args: str):
@@ -211,7 +211,7 @@ def test_bad_option_values(model_file: Path, tmp_path: Path) -> None:
 
 def test_failed_verification_exits_1_and_writes_nothing(model_file: Path, tmp_path: Path, monkeypatch) -> None:
     import sparseforge.api as api
-    from sparseforge.runtime.verify import Comparison, OutputError
+    from sparseforge.runtime.compare import Comparison, OutputError
 
     monkeypatch.setattr(api, "compare", lambda *a, **k: Comparison([OutputError("y", 1.0, 0.5)], 1e-5))
     out = tmp_path / "o.onnx"

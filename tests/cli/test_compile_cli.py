@@ -50,7 +50,7 @@ def test_compile_dense_run_and_manifest(tmp_path: Path) -> None:
     result = run("run", str(outdir), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz"))
     assert result.exit_code == 0, result.output
     y = np.load(tmp_path / "out.npz")["y"]
-    from sparseforge.runtime.verify import session
+    from sparseforge.runtime.compare import session
 
     np.testing.assert_allclose(y, session(onnx.load(model)).run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)
     # the Python API does the same

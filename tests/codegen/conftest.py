@@ -10,20 +10,20 @@ import pytest
 def host_target():
     """The detected host CPU with 2 threads (the thread count only matters for parallel loops)."""
     pytest.importorskip("tvm")
-    from sparseforge.codegen.target import detect_x86
+    from sparseforge.codegen.cpu_target import detect_x86
 
     return detect_x86(threads=2)
 
 
 def compile_and_explain(mod, target):
     """Compile a Relax module; returns ``(runner, {prim_func: rule name})``."""
-    from sparseforge.codegen import pipeline
+    from sparseforge.codegen import build as cg, vm
     from sparseforge.codegen.schedules import explain
 
-    fused = pipeline.optimize(mod, target, schedule=False)
+    fused = cg.optimize(mod, target, schedule=False)
     picked = explain(fused, target)
-    executable = pipeline.compile_module(pipeline.apply_schedules(fused, target), target)
-    return pipeline.CompiledModel(executable, threads=target.threads), picked
+    executable = cg.compile_module(cg.apply_schedules(fused, target), target)
+    return vm.VMRunner(executable, threads=target.threads), picked
 
 
 def assert_close(actual, expected, rtol=1e-4, atol_scale=1e-5):

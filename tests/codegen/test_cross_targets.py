@@ -47,9 +47,9 @@ def test_compile_and_verify(example_models, tmp_path, target, name) -> None:
         _needs("aarch64-linux-gnu-g++", "qemu-aarch64")
     elif target == "wasm":
         _needs("clang-14", "wasm-ld-14")
-    from sparseforge.codegen.compile import compile_model
-    from sparseforge.codegen.cost_rules import RuleCostModel
-    from sparseforge.codegen.targets import get_backend
+    from sparseforge.driver.compile import compile_model
+    from sparseforge.codegen.cost.rules import RuleCostModel
+    from sparseforge.driver.verify import verify_artifact
 
     outdir = tmp_path / "artifact"
     # x86 normally decides from kernel timings measured on this CPU; the published-crossover rules keep this test
@@ -63,7 +63,7 @@ def test_compile_and_verify(example_models, tmp_path, target, name) -> None:
         assert all("crossover" in d["reason"] for d in sparse_layers)
     else:
         assert not sparse_layers
-    report = get_backend(target).verify(outdir, result.optimized, rtol=1e-4)
+    report = verify_artifact(outdir, result.optimized, rtol=1e-4)
     assert report.ran and report.ok, report.to_dict()
     if target == "x86":
         assert set(report.comparisons) == {"host"}
@@ -85,7 +85,7 @@ def _elf_machine(path: Path) -> int:
 def test_wasm_replay_negative_control(example_models, tmp_path) -> None:
     """A corrupted weight blob must change the output: the wasm module really computes the model."""
     _needs("clang-14", "wasm-ld-14")
-    from sparseforge.codegen.compile import compile_model
+    from sparseforge.driver.compile import compile_model
     from sparseforge.runtime.wasm_runner import run_wasmtime
 
     outdir = tmp_path / "a"
@@ -107,15 +107,15 @@ def test_wasm_replay_negative_control(example_models, tmp_path) -> None:
                                   "small_cnn-90"])
 def test_cuda_artifacts_hold_code_for_the_requested_arch(example_models, tmp_path, name) -> None:
     _needs("nvcc")
-    from sparseforge.codegen.compile import compile_model
-    from sparseforge.codegen.cuda.runtime import gpu_available
-    from sparseforge.codegen.targets import get_backend
+    from sparseforge.driver.compile import compile_model
+    from sparseforge.codegen.cuda.device import gpu_available
+    from sparseforge.driver.verify import verify_artifact
 
     outdir = tmp_path / "artifact"
     result = compile_model(example_models[name], outdir, target="cuda", arch="sm_80")
     assert result.manifest["device_code"]["archs"] == ["sm_80"]
     assert "sm_80" in result.manifest["device_code"]["sass"]
-    report = get_backend("cuda").verify(outdir, result.optimized, rtol=1e-4)
+    report = verify_artifact(outdir, result.optimized, rtol=1e-4)
     assert report.ok, report.to_dict()
     if gpu_available():
         assert report.ran and "gpu" in report.comparisons
@@ -130,7 +130,7 @@ def test_cuda_decisions_depend_on_batch(tmp_path) -> None:
     from helpers import init, make_model, vinfo
     from onnx import helper
 
-    from sparseforge.codegen.compile import compile_model
+    from sparseforge.driver.compile import compile_model
     from sparseforge.codegen.cuda import device_code_info
 
     rng = np.random.default_rng(0)
@@ -154,7 +154,7 @@ def test_measured_decisions(tmp_path, monkeypatch) -> None:
     from helpers import init, make_model, vinfo
     from onnx import helper
 
-    from sparseforge.codegen.compile import compile_model
+    from sparseforge.driver.compile import compile_model
 
     monkeypatch.setenv("SPARSEFORGE_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("tvm")
 
 from sparseforge.codegen import cuda as C  # noqa: E402
-from sparseforge.codegen.cuda.runtime import KernelRunner, ModelRunner, device_arch, gpu_available  # noqa: E402
+from sparseforge.codegen.cuda.device import KernelRunner, ModelRunner, device_arch, gpu_available  # noqa: E402
 from sparseforge.codegen.kernels.testing import block_sparse, n_m_sparse, unstructured  # noqa: E402
 
 pytestmark = [pytest.mark.tvm, pytest.mark.gpu,

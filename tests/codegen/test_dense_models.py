@@ -41,10 +41,10 @@ def _export(factory_name):
     ],
 )
 def test_model_matches_onnxruntime(factory, kernels, host_target):
-    from sparseforge.codegen import pipeline
+    from sparseforge.codegen import build as cg, vm
 
     proto, inputs = _export(factory)
-    mod = pipeline.import_onnx(proto)
+    mod = cg.import_onnx(proto)
     runner, picked = compile_and_explain(mod, host_target)
     assert kernels <= set(picked.values()), picked
     assert "Fallback" not in picked.values() and "" not in picked.values(), picked

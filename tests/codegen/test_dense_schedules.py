@@ -15,7 +15,7 @@ pytest.importorskip("tvm")
 from conftest import assert_close, compile_and_explain  # noqa: E402
 
 from sparseforge.codegen import _tvm  # noqa: E402
-from sparseforge.codegen.target import CompileTarget  # noqa: E402
+from sparseforge.codegen.cpu_target import CompileTarget  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -95,10 +95,10 @@ def dense_result(host_target):
 
 
 def test_dense_weights_packed_at_compile_time(host_target):
-    from sparseforge.codegen import pipeline
+    from sparseforge.codegen import build as cg, vm
 
     mod, _, _ = _dense_case()
-    fused = pipeline.optimize(mod, host_target, schedule=False)
+    fused = cg.optimize(mod, host_target, schedule=False)
     packs = [b.value for b in fused["main"].body.blocks[0].bindings
              if "pack_panels" in str(getattr(b.value, "args", [""])[0])]
     # Only the two activation operands (b3, b4: function inputs) are packed at run time.
@@ -279,7 +279,7 @@ def test_avx2_target_kernels():
 
 
 def test_hand_scheduled_kernel_untouched(host_target):
-    from sparseforge.codegen import pipeline
+    from sparseforge.codegen import build as cg, vm
 
     te = _tvm.te
     a = te.placeholder((8, 16), name="A")
@@ -295,10 +295,10 @@ def test_hand_scheduled_kernel_untouched(host_target):
             out = bb.emit_output(relax.op.multiply(z, z))
         bb.emit_func_output(out)
     mod = bb.get()
-    scheduled = pipeline.optimize(mod, host_target)
+    scheduled = cg.optimize(mod, host_target)
     _tvm.tvm.ir.assert_structural_equal(scheduled["hand"], kernel)
     calls = [str(b.value) for b in scheduled["main"].body.blocks[0].bindings]
     assert sum("hand" in c for c in calls) == 1
     xv = _rand(8, 16)
-    got = pipeline.run(pipeline.compile_module(scheduled, host_target), [xv], threads=2)[0]
+    got = vm.run(cg.compile_module(scheduled, host_target), [xv], threads=2)[0]
     assert_close(got, ((xv + 1) * 2) ** 2)

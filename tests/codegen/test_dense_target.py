@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparseforge.codegen.target import KNOWN_TARGETS, CompileTarget, make_target
+from sparseforge.codegen.cpu_target import KNOWN_TARGETS, CompileTarget, make_target
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_arm_and_wasm_descriptions():
 @pytest.mark.tvm
 def test_tvm_target_dict_form():
     pytest.importorskip("tvm")
-    from sparseforge.codegen.target import detect_x86
+    from sparseforge.codegen.cpu_target import detect_x86
 
     t = detect_x86(threads=3)
     exported = dict(t.tvm_target().export())

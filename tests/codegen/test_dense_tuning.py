@@ -12,7 +12,8 @@ pytest.importorskip("tvm")
 
 from conftest import assert_close  # noqa: E402
 
-from sparseforge.codegen import _tvm, pipeline  # noqa: E402
+from sparseforge.codegen import _tvm, vm  # noqa: E402
+from sparseforge.codegen import build as cg  # noqa: E402
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
 
@@ -32,15 +33,15 @@ def _column_sum_module():
 def test_tune_writes_json_database_and_build_reuses_it(tmp_path, host_target):
     mod = _column_sum_module()
     db = tmp_path / "db"
-    tuned = pipeline.tune(mod, host_target, trials=4, database_dir=str(db))
+    tuned = cg.tune(mod, host_target, trials=4, database_dir=str(db))
     assert tuned == ["sum"]
     records = pathlib.Path(db, "database_tuning_record.json").read_text().splitlines()
     assert records and all(json.loads(line) for line in records)
     assert pathlib.Path(db, "database_workload.json").stat().st_size > 0
 
-    tuned_func = pipeline.optimize(mod, host_target, database_dir=str(db))["sum"]
-    default_func = pipeline.optimize(mod, host_target)["sum"]
+    tuned_func = cg.optimize(mod, host_target, database_dir=str(db))["sum"]
+    default_func = cg.optimize(mod, host_target)["sum"]
     assert tuned_func.script() != default_func.script()  # the database record was applied
     x = np.random.default_rng(0).standard_normal((64, 96)).astype("float32")
-    got = pipeline.run(pipeline.build(mod, host_target, database_dir=str(db)), [x], threads=2)[0]
+    got = vm.run(cg.build(mod, host_target, database_dir=str(db)), [x], threads=2)[0]
     assert_close(got, x.astype(np.float64).sum(0))

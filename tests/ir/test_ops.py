@@ -8,7 +8,7 @@ import pytest
 from helpers import vinfo
 
 from sparseforge.ir import keys, ops
-from sparseforge.runtime.verify import session
+from sparseforge.runtime.compare import session
 
 
 def sparse_weight(shape, density, seed=0, block=None, nm=None):

@@ -2,13 +2,15 @@
 
 TVM 0.27 renamed much of its Python API (``tvm.tir`` -> ``tvm.tirx``, ``tvm.dlight`` -> ``tvm.s_tir.dlight``,
 JSON-dict targets only). Everything else in sparseforge imports TVM names from here, so the next rename is a
-one-file fix. Importing this module costs about 1.5 s; import it lazily from code paths that need codegen.
+one-file fix. Importing this module costs about 1.5 s: the ``codegen`` floor imports it at module level, and the
+floors above import ``codegen`` only inside the functions that need it (TVM is an optional dependency).
 """
 
 from __future__ import annotations
 
 try:
     import tvm
+    import tvm_ffi
     from tvm import relax, s_tir, te, tirx, topi
     from tvm.relax.frontend.onnx import onnx_frontend
     from tvm.s_tir import dlight
@@ -27,8 +29,6 @@ IRModule = tvm.IRModule
 
 def structural_equal(a, b, map_free_vars: bool = False) -> bool:
     """Structural equality of TVM IR objects (0.27 moved it out of ``tvm.ir`` into ``tvm_ffi``)."""
-    import tvm_ffi
-
     return bool(tvm_ffi.structural_equal(a, b, map_free_vars=map_free_vars))
 
 
@@ -58,4 +58,5 @@ __all__ = [
     "to_tvm_tensor",
     "topi",
     "tvm",
+    "tvm_ffi",
 ]

@@ -13,12 +13,15 @@ the device's vector width): :func:`check_same_kernels` verifies the kernel sets 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .vm import VMRunner, flatten
 
 ALIGN = 64
 #: VM builtins that only allocate, check or make views: nothing to replay for them.
@@ -97,11 +100,8 @@ def _tensor_arg(t) -> Arg:
 
 def trace(executable, inputs: Sequence[np.ndarray], kernels: set[str]) -> Trace:
     """Run ``main`` once, recording kernel calls, VM allocations, inputs and outputs."""
-    from . import _tvm
-
-    dev = _tvm.cpu_device()
-    vm = _tvm.relax.VirtualMachine(executable, dev)
-    tensors = [_tvm.to_tvm_tensor(np.ascontiguousarray(a), dev) for a in inputs]
+    runner = VMRunner(executable)
+    tensors = runner.to_device(inputs)
     calls: list[Call] = []
     intermediates: list[tuple[int, int]] = []
     unknown: set[str] = set()
@@ -130,21 +130,10 @@ def trace(executable, inputs: Sequence[np.ndarray], kernels: set[str]) -> Trace:
             unknown.add(name)
         return 0
 
-    vm.set_instrument(instrument)
-    result = vm["main"](*tensors)
-    vm.set_instrument(None)
+    result = runner.instrumented(tensors, instrument)
     if unknown:
         raise AotError(f"the model calls VM functions the AOT driver cannot replay: {sorted(unknown)}")
-    outs = [result] if hasattr(result, "data_ptr") else list(_flatten(result))
-    return Trace(calls, intermediates, [_tensor_arg(t) for t in tensors], [_tensor_arg(t) for t in outs])
-
-
-def _flatten(result):
-    if hasattr(result, "data_ptr"):
-        yield result
-        return
-    for item in result:
-        yield from _flatten(item)
+    return Trace(calls, intermediates, [_tensor_arg(t) for t in tensors], [_tensor_arg(t) for t in flatten(result)])
 
 
 # ------------------------------------------------------------------------------------------ memory plan
@@ -196,7 +185,6 @@ def plan(tr: Trace) -> Plan:
     starts = [r[0] for r in regions]
 
     def in_arena(ptr: int) -> int | None:
-        import bisect
 
         i = bisect.bisect_right(starts, ptr) - 1
         if i >= 0 and ptr < regions[i][1]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sparseforge.errors import SparseforgeError
 
-from . import aot
+from . import _tvm, aot
 
 CLANG = ("clang-14", "clang-19", "clang")
 WASM_LD = ("wasm-ld-14", "wasm-ld-19", "wasm-ld")
@@ -54,9 +54,7 @@ def toolchain() -> tuple[str, str, str | None]:
 
 
 def ffi_include_dir() -> str:
-    import tvm_ffi
-
-    return os.path.join(os.path.dirname(tvm_ffi.__file__), "include")
+    return os.path.join(os.path.dirname(_tvm.tvm_ffi.__file__), "include")
 
 
 def link_module(driver_c: str, weights: bytes, kernels_object: Path, out_wasm: Path) -> None:

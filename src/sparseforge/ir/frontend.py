@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -231,8 +232,6 @@ def _as_tuple(example_inputs: Any) -> tuple:
 @contextlib.contextmanager
 def _quiet_torch_export() -> Iterator[None]:
     """Silence the exporter's progress prints and warnings (they are not the user's concern)."""
-    import warnings
-
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "torch.fx")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

@@ -1,11 +1,6 @@
-"""Run, verify and benchmark compiled artifacts: ``sparseforge.runtime.load(OUTDIR)(**inputs)``."""
+"""Load and run compiled artifacts: ``sparseforge.runtime.load(OUTDIR)(**inputs)``; the per-target runners
+(:mod:`.runners`) and ONNX Runtime comparisons (:mod:`.compare`). Nothing here compiles or rewrites."""
 
+from sparseforge.runtime.artifact import Artifact, load, load_inputs
 
-def load(outdir, threads=None):
-    """Load a compiled artifact folder (see :mod:`sparseforge.runtime.artifact`)."""
-    from sparseforge.runtime.artifact import load as _load
-
-    return _load(outdir, threads)
-
-
-__all__ = ["load"]
+__all__ = ["Artifact", "load", "load_inputs"]

@@ -1,50 +1,43 @@
-"""Load and run compiled artifacts: ``sparseforge.runtime.load(OUTDIR)(**inputs) -> {output name: array}``.
+"""Load and run compiled x86 artifacts: ``sparseforge.runtime.load(OUTDIR)(**inputs) -> {output name: array}``.
 
-Inputs are given by ONNX input name; shapes must match the manifest exactly and float inputs are converted to the
-manifest dtype (other conversions are refused). The TVM thread pool is process-wide: ``threads`` resizes it before
-every call.
+Inputs are given by ONNX input name; shapes must match the manifest exactly (0-d inputs included) and float inputs
+are converted to the manifest dtype (other conversions are refused). The TVM thread pool is process-wide:
+``threads`` resizes it before every call. The format itself is :mod:`sparseforge.artifact`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sparseforge.artifact import read_manifest
 from sparseforge.errors import ModelLoadError, SparseforgeError
-
-MANIFEST = "manifest.json"
 
 
 class Artifact:
-    """A compiled model loaded from its folder."""
+    """A compiled model loaded from its folder (host targets only)."""
 
     def __init__(self, outdir: str | Path, threads: int | None = None):
+        from sparseforge.codegen.vm import VMRunner  # TVM is optional: imported when an artifact is loaded
+
         self.path = Path(outdir)
         self.manifest = read_manifest(self.path)
         if self.manifest["target"]["name"] not in ("x86",):
             raise ModelLoadError(f"artifact for target '{self.manifest['target']['name']}' cannot run on this host",
                                  where=str(self.path), hint="use `sparseforge verify` for cross-target artifacts")
-        from sparseforge.codegen import _tvm
-        from sparseforge.codegen.pipeline import set_num_threads
-
         library = self.path / self.manifest["library"]
         if not library.is_file():
             raise ModelLoadError(f"the library '{library.name}' is missing", where=str(self.path),
                                  hint="recompile with `sparseforge compile`")
+        self.threads = threads or self.manifest["target"].get("threads")
         try:
-            module = _tvm.tvm.runtime.load_module(str(library))
+            self._runner = VMRunner(library, threads=int(self.threads) if self.threads else None)
         except Exception as exc:
             raise ModelLoadError(f"cannot load the compiled library: {str(exc).splitlines()[0]}",
                                  where=str(library), hint="recompile on this machine") from None
-        self._device = _tvm.cpu_device()
-        self._vm = _tvm.relax.VirtualMachine(module, self._device)
-        self._set_threads = set_num_threads
-        self._to_tensor = _tvm.to_tvm_tensor
-        self.threads = threads or self.manifest["target"].get("threads")
 
     @property
     def input_names(self) -> list[str]:
@@ -54,8 +47,8 @@ class Artifact:
     def output_names(self) -> list[str]:
         return [o["name"] for o in self.manifest["outputs"]]
 
-    def prepare(self, inputs: Mapping[str, Any]) -> list:
-        """Validate ``inputs`` against the manifest and convert them to TVM tensors (in graph input order)."""
+    def check_inputs(self, inputs: Mapping[str, Any]) -> list[np.ndarray]:
+        """Validate ``inputs`` against the manifest; the arrays in graph input order, in the manifest dtypes."""
         names = set(self.input_names)
         missing = [n for n in self.input_names if n not in inputs]
         extra = [n for n in inputs if n not in names]
@@ -67,7 +60,7 @@ class Artifact:
                 parts.append(f"unknown {', '.join(extra)}")
             raise SparseforgeError(f"inputs do not match the model ({'; '.join(parts)})", where=str(self.path),
                                    hint=f"the model's inputs are: {', '.join(self.input_names)}")
-        tensors = []
+        arrays = []
         for spec in self.manifest["inputs"]:
             array = np.asarray(inputs[spec["name"]])
             if list(array.shape) != list(spec["shape"]):
@@ -81,39 +74,18 @@ class Artifact:
                 else:
                     raise SparseforgeError(f"input '{spec['name']}' has dtype {array.dtype}, expected {dtype}",
                                            where=str(self.path))
-            tensors.append(self._to_tensor(np.ascontiguousarray(array), self._device))
-        return tensors
+            arrays.append(np.ascontiguousarray(array))
+        return arrays
+
+    def prepare(self, inputs: Mapping[str, Any]) -> list:
+        """Checked inputs as device tensors (for repeated runs, e.g. timing)."""
+        return self._runner.to_device(self.check_inputs(inputs))
 
     def run_prepared(self, tensors: list) -> Any:
-        if self.threads:
-            self._set_threads(int(self.threads))
-        return self._vm["main"](*tensors)
+        return self._runner.run_tensors(tensors)
 
     def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
-        result = self.run_prepared(self.prepare(inputs))
-        arrays = _flatten(result)
-        return dict(zip(self.output_names, arrays))
-
-
-def _flatten(result: Any) -> list[np.ndarray]:
-    if hasattr(result, "numpy"):
-        return [result.numpy()]
-    return [a for item in result for a in _flatten(item)]
-
-
-def read_manifest(outdir: Path) -> dict[str, Any]:
-    if not outdir.exists():
-        raise ModelLoadError("no such artifact folder", where=str(outdir), hint="compile one with `sparseforge compile`")
-    if not outdir.is_dir() or not (outdir / MANIFEST).is_file():
-        raise ModelLoadError("not a sparseforge artifact (no manifest.json)", where=str(outdir),
-                             hint="give the folder written by `sparseforge compile -o`")
-    try:
-        manifest = json.loads((outdir / MANIFEST).read_text())
-    except ValueError as exc:
-        raise ModelLoadError(f"manifest.json is not valid JSON ({exc})", where=str(outdir)) from None
-    if manifest.get("format") != "sparseforge-artifact":
-        raise ModelLoadError("manifest.json is not a sparseforge artifact manifest", where=str(outdir))
-    return manifest
+        return dict(zip(self.output_names, self._runner(*self.check_inputs(inputs))))
 
 
 def load(outdir: str | Path, threads: int | None = None) -> Artifact:

@@ -52,11 +52,10 @@ def _versions() -> tuple[str, str]:
 
 
 def _include_dirs() -> list[str]:
-    import tvm
-    import tvm_ffi
+    from sparseforge.codegen import _tvm  # TVM is optional: only to build the runner against its headers
 
-    return [os.path.join(os.path.dirname(tvm_ffi.__file__), "include"),
-            os.path.join(os.path.dirname(tvm.__file__), "include")]
+    return [os.path.join(os.path.dirname(_tvm.tvm_ffi.__file__), "include"),
+            os.path.join(os.path.dirname(_tvm.tvm.__file__), "include")]
 
 
 def runtime_dir() -> Path:

@@ -8,6 +8,7 @@ library is uploaded, loaded remotely, and ``main`` is timed there with TVM's ``t
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -49,18 +50,13 @@ def connect(address: str, key: str | None = None, timeout: int = 10):
 def time_remote(session, library: Path, inputs: list[np.ndarray], *, number: int = 10, repeat: int = 5
                 ) -> RemoteTiming:
     """Upload ``library`` (a Relax VM shared library built for the device), run ``main`` remotely, time it."""
-    from sparseforge.codegen import _tvm
-
-    import uuid
+    from sparseforge.codegen.vm import VMRunner  # TVM is optional
 
     remote_name = f"sf_{uuid.uuid4().hex[:12]}.so"  # a new name per upload: dlopen caches by path
     session.upload(str(library), target=remote_name)
     module = session.load_module(remote_name)
     dev = session.cpu()
-    vm = _tvm.relax.VirtualMachine(module, dev)
-    args = [_tvm.tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in inputs]
-    vm["main"](*args)  # warm up, and fail early with the device's error
-    timer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
-    result = timer(*args)
-    runs = [float(r) * 1e3 for r in result.results]
+    runner = VMRunner(module, dev)
+    runner.run_tensors(runner.to_device(inputs))  # warm up, and fail early with the device's error
+    runs = [s * 1e3 for s in runner.time_evaluator(inputs, number=number, repeat=repeat)]
     return RemoteTiming(float(np.median(runs)), runs, str(dev))

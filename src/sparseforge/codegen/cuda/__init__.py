@@ -6,7 +6,7 @@ running and benchmarking on a GPU.
 * :mod:`.build` -- ``cuda_target``, ``build``, ``export``, ``device_code_info`` (works without a GPU: nvcc +
   a stub driver, see :mod:`._driver`).
 * :mod:`.graph` -- ``call_kernel`` / ``mlp_module`` for Relax graphs.
-* :mod:`.runtime` -- ``gpu_available``, kernel/model runners, ``time_gpu``; :mod:`.bench` -- the benchmark script
+* :mod:`.device` -- ``gpu_available``, kernel/model runners, ``time_gpu``; :mod:`.bench` -- the benchmark script
   (``python -m sparseforge.codegen.cuda.bench --json``).
 
 TVM is imported lazily (through :mod:`sparseforge.codegen._tvm`) by the functions that need it.
@@ -15,7 +15,7 @@ TVM is imported lazily (through :mod:`sparseforge.codegen._tvm`) by the function
 from .build import DEFAULT_ARCH, KNOWN_SM, arch_of, build, check_arch, cuda_target, device_code_info, export
 from .graph import call_kernel, mlp_module
 from .kernels import SMALL_M, bsr_matmul, csr_matmul, nm_matmul, sparse_conv1x1
-from .runtime import KernelRunner, ModelRunner, gpu_available, run_kernel, run_model
+from .device import KernelRunner, ModelRunner, gpu_available, run_kernel, run_model
 
 __all__ = [
     "DEFAULT_ARCH",

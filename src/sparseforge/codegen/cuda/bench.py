@@ -64,7 +64,7 @@ def run(shapes=SHAPES, batches=BATCHES, patterns=PATTERNS, *, repeat: int = 30, 
 
     from .build import build
     from .graph import mlp_module
-    from .runtime import KernelRunner, ModelRunner, cuda_device, device_arch, time_gpu
+    from .device import KernelRunner, ModelRunner, cuda_device, device_arch, time_gpu
 
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = cuda_device()
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         import torch
     except ImportError:
         return _no_gpu("PyTorch is not installed (pip install torch with CUDA support)")
-    from .runtime import gpu_available
+    from .device import gpu_available
 
     if not gpu_available() or not torch.cuda.is_available():
         return _no_gpu("no CUDA GPU available (needs an NVIDIA GPU, its driver and a CUDA build of PyTorch)")

@@ -12,7 +12,8 @@ annotations (:mod:`._contract`).
 
 from __future__ import annotations
 
-from ..target import CompileTarget
+from .. import _tvm
+from ..cpu_target import CompileTarget
 from ._contract import is_hand_scheduled
 from .conv2d import Conv2dNCHWc
 from .dense import Dense
@@ -34,7 +35,7 @@ __all__ = [
 
 
 def default_rules(target: CompileTarget) -> list:
-    """Ordered schedule rules for ``target`` (a :class:`~sparseforge.codegen.target.CompileTarget`)."""
+    """Ordered schedule rules for ``target`` (a :class:`~sparseforge.codegen.cpu_target.CompileTarget`)."""
     lanes = target.vector_lanes
     return [
         Dense(),
@@ -52,8 +53,6 @@ def explain(mod, target: CompileTarget) -> dict[str, str]:
     ``""`` means no rule did (the function would be compiled unscheduled). Use it on the module
     before ``ApplyDefaultSchedule`` (``pipeline.optimize(..., schedule=False)``).
     """
-    from .. import _tvm
-
     tvm_target = target.tvm_target()
     rules = default_rules(target)
     picked = {}

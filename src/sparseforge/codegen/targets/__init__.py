@@ -1,30 +1,24 @@
-"""Target registry: one module per target, each exporting ``BACKEND`` (a :class:`~.base.Backend`).
+"""Target registry: one module per device family, each exporting ``TARGET`` (a :class:`~.base.Target`).
 
-Adding a target is one module here plus one line in ``_MODULES``.
+Adding a target is one module here plus one line in ``_FAMILIES``.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from sparseforge.errors import TargetError
 
-from .base import Backend
+from . import arm, cuda, wasm, x86
+from .base import Target
 
-_MODULES = {
-    "x86": "sparseforge.codegen.targets.x86",
-    "arm": "sparseforge.codegen.targets.arm",
-    "wasm": "sparseforge.codegen.targets.wasm",
-    "cuda": "sparseforge.codegen.targets.cuda",
-}
-KNOWN = tuple(_MODULES)
+_FAMILIES: dict[str, Target] = {t.name: t for t in (x86.TARGET, arm.TARGET, wasm.TARGET, cuda.TARGET)}
+KNOWN = tuple(_FAMILIES)
 
 
-def get_backend(name: str) -> Backend:
-    """The backend of target ``name``; a clear error listing the known targets otherwise."""
-    if name not in _MODULES:
+def get_target(name: str) -> Target:
+    """The target family ``name``; a clear error listing the known families otherwise."""
+    if name not in _FAMILIES:
         raise TargetError(f"unknown target '{name}'", hint=f"known targets: {', '.join(KNOWN)}")
-    return importlib.import_module(_MODULES[name]).BACKEND
+    return _FAMILIES[name]
 
 
-__all__ = ["KNOWN", "Backend", "get_backend"]
+__all__ = ["KNOWN", "Target", "get_target"]

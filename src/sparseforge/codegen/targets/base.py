@@ -1,45 +1,38 @@
-"""What every target backend provides (CPU defaults; CUDA overrides most of it)."""
+"""What every target family provides (CPU defaults; CUDA overrides most of it).
+
+A :class:`Target` is one device family (x86, arm, wasm, cuda): how to describe a concrete device of it, the
+schedule rules for dense code, the kernel rules for ``ai.sparseforge`` ops (first match wins, dense fallback
+last), the dense-vs-sparse cost model, the build, the artifact writer, and which runner (``runtime.runners``)
+executes its artifacts. Adding a target is one module in this package plus one line in its registry.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from sparseforge.errors import TargetError
 
-
-@dataclasses.dataclass
-class VerifyReport:
-    """Result of running an artifact where its code really runs (or of checking what could be checked)."""
-
-    target: str
-    ran: bool
-    how: str
-    comparisons: dict[str, Any] = dataclasses.field(default_factory=dict)  # runner name -> Comparison
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.comparisons.values()) and (self.ran or not self.comparisons)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "ran": self.ran, "how": self.how, "ok": self.ok, "notes": self.notes,
-                "comparisons": {k: v.to_dict() for k, v in self.comparisons.items()}}
+from .. import build as relax_build
+from .. import kernels
+from ..cost.rules import RuleCostModel
+from ..cpu_target import CompileTarget, make_target
+from ..schedules import default_rules
 
 
-class Backend:
-    """A compile target family. Subclasses set ``name`` and override what differs."""
+class Target:
+    """A compile target family. Subclasses set ``name``/``runner`` and override what differs."""
 
     name = "?"
-    #: Whether artifacts run on this machine directly (x86 host builds).
+    #: Key of the runner in :mod:`sparseforge.runtime.runners` that executes this family's artifacts.
+    runner = "?"
+    #: Whether artifacts run on this machine directly (x86 host builds): decisions can be measured here.
     runs_on_host = False
 
     # ---------------------------------------------------------------- description
-    def describe(self, *, threads: int | None = None, cpu: str | None = None, arch: str | None = None):
-        """The target description (a CompileTarget for CPUs)."""
-        from sparseforge.codegen.target import make_target
-
+    def describe(self, *, threads: int | None = None, cpu: str | None = None, arch: str | None = None
+                 ) -> CompileTarget:
+        """The description of one device of this family (a :class:`CompileTarget` for CPUs)."""
         if arch is not None:
             raise TargetError(f"--arch does not apply to target '{self.name}'", hint="--arch is for cuda")
         try:
@@ -47,39 +40,45 @@ class Backend:
         except ValueError as exc:
             raise TargetError(str(exc)) from None
 
-    def kernel_target(self, target):
-        """What the sparse-kernel builders need (vector lanes, threads, TVM target dict)."""
-        from sparseforge.codegen import kernels as K
-
-        config = dict(target.tvm_target().export())
+    def kernel_target(self, description: CompileTarget) -> kernels.KernelTarget:
+        """The view of ``description`` the sparse-kernel builders take (vector lanes, threads, TVM target dict)."""
+        config = dict(description.tvm_target().export())
         tvm_dict = {k: v for k, v in config.items() if k in ("kind", "mtriple", "mcpu", "mattr")}
-        return K.make_target(tvm_dict, threads=target.threads, lanes=target.vector_lanes)
+        return kernels.make_target(tvm_dict, threads=description.threads, lanes=description.vector_lanes)
 
-    def kernel_builders(self, target):
-        """The module providing csr_matmul / bsr_matmul / nm_matmul / sparse_conv1x1 for this target."""
-        from sparseforge.codegen import kernels
+    def schedule_rules(self, description: CompileTarget) -> list:
+        """dlight-style schedule rules for dense code, in order (first match wins, fallback last)."""
+        return default_rules(description)
 
+    def kernel_builders(self, description: CompileTarget):
+        """The module providing the sparse kernel builders for this family (CPU: shared TIR generators)."""
         return kernels
 
-    def cost_model(self, target, kernel_target, *, calibrate: bool = True):
-        """The dense-vs-sparse cost model (measured on the host; rules where no device is at hand)."""
-        from sparseforge.codegen.cost_rules import RuleCostModel
-
+    def cost_model(self, description: CompileTarget, kernel_target: Any, *, measure: bool = True):
+        """The dense-vs-sparse cost model: published crossover densities unless the family measures."""
         return RuleCostModel.for_target(self.name)
 
     # ---------------------------------------------------------------- building
-    def build(self, mod, target, *, tune: int = 0):
-        from sparseforge.codegen import pipeline
-
+    def build(self, mod, description: CompileTarget, *, tune: int = 0):
         if tune:
-            return pipeline.tune_and_build(mod, target, trials=tune)
-        return pipeline.build(mod, target)
+            return relax_build.tune_and_build(mod, description, trials=tune)
+        return relax_build.build(mod, description)
 
-    def write_artifact(self, tmpdir: Path, executable, *, target, optimized, manifest: dict,
+    def write_artifact(self, tmpdir: Path, executable, *, description, optimized, manifest: dict,
                        example_inputs: list) -> dict[str, Any]:
-        """Write the target's files into ``tmpdir``; returns extra manifest fields."""
+        """Write the family's files into ``tmpdir``; returns extra manifest fields."""
         raise NotImplementedError
 
-    # ---------------------------------------------------------------- running
-    def verify(self, outdir: Path, original, *, rtol: float = 1e-4) -> VerifyReport:
-        raise NotImplementedError
+    def facts(self, description) -> dict[str, Any]:
+        """What the manifest records about the device (JSON-ready)."""
+        facts: dict[str, Any] = {"name": self.name}
+        for key in ("mcpu", "threads", "vector_lanes", "arch"):
+            if hasattr(description, key):
+                facts[key] = getattr(description, key)
+        if hasattr(description, "features"):
+            facts["features"] = sorted(f for f in description.features if f.startswith(_SIMD_PREFIXES))
+        facts["tvm_target"] = dict(description.tvm_target().export())
+        return facts
+
+
+_SIMD_PREFIXES = ("sse", "avx", "fma", "f16c", "neon", "asimd", "simd")

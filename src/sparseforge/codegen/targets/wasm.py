@@ -1,64 +1,45 @@
 """WebAssembly (wasm32 + SIMD128): a self-contained model.wasm (no TVM runtime) and an ES-module loader.
 
 Kernels are compiled for wasm32; the kernel sequence and memory plan come from tracing a host build with the same
-vector width (:func:`~sparseforge.codegen.target.host_shadow_of`). Verified in wasmtime and in Node.js.
+vector width (:func:`~sparseforge.codegen.cpu_target.host_shadow_of`). The ``wasm`` runner runs it in wasmtime
+and Node.js.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
-from .base import Backend, VerifyReport
+from .. import _tvm, aot, wasm
+from .. import build as relax_build
+from ..cpu_target import host_shadow_of
+from .base import Target
 
 
-class WasmBackend(Backend):
+@dataclasses.dataclass(frozen=True)
+class WasmBuild:
+    """The two builds a WebAssembly artifact needs: the wasm32 kernels and the host build traced for the plan."""
+
+    device_module: Any
+    host: Any
+
+
+class WasmTarget(Target):
     name = "wasm"
+    runner = "wasm"
 
-    def build(self, mod, target, *, tune: int = 0):
-        """Device (wasm32) and host-shadow builds of the same module: ``(device_llvm_module, host_executable)``."""
-        from sparseforge.codegen import _tvm, aot, pipeline
-        from sparseforge.codegen.target import host_shadow_of
-
-        device = _tvm.relax.build(pipeline.optimize(mod, target), target.tvm_target(), system_lib=False)
-        host = pipeline.build(mod, host_shadow_of(target))
+    def build(self, mod, description, *, tune: int = 0):
+        device = _tvm.relax.build(relax_build.optimize(mod, description), description.tvm_target(),
+                                  system_lib=False)
+        host = relax_build.build(mod, host_shadow_of(description))
         return WasmBuild(aot.host_llvm_module(device), host)
 
     def write_artifact(self, tmpdir: Path, executable, *, manifest, example_inputs, **_):
-        from sparseforge.codegen import wasm
-
         facts = wasm.write_artifact(tmpdir, host_executable=executable.host,
                                     device_llvm_module=executable.device_module, example_inputs=example_inputs,
                                     manifest=manifest)
         return {"library": "model.wasm", "loader": "model.mjs", "wasm": facts}
 
-    def verify(self, outdir: Path, original, *, rtol: float = 1e-4) -> VerifyReport:
-        import json
 
-        from sparseforge.runtime import wasm_runner
-        from sparseforge.runtime.verify import Comparison, output_error, random_inputs, session
-
-        manifest = json.loads((outdir / "manifest.json").read_text())
-        reference = session(original)
-        feeds = random_inputs(reference, 0)
-        expected = dict(zip([o["name"] for o in manifest["outputs"]], reference.run(None, feeds)))
-        inputs = {s["name"]: feeds[s["name"]] for s in manifest["inputs"]}
-        report = VerifyReport("wasm", True, "whole model: model.wasm in wasmtime and through model.mjs in Node.js")
-        got = wasm_runner.run_wasmtime(outdir, inputs)
-        report.comparisons["wasmtime"] = Comparison([output_error(n, expected[n], got[n]) for n in got], rtol)
-        if wasm_runner.node_available():
-            got, _ = wasm_runner.run_node(outdir, inputs)
-            report.comparisons["node"] = Comparison([output_error(n, expected[n], got[n]) for n in got], rtol)
-        else:
-            report.notes.append("Node.js not found: only wasmtime ran the module")
-        return report
-
-
-class WasmBuild:
-    """The two builds a WebAssembly artifact needs."""
-
-    def __init__(self, device_module, host):
-        self.device_module = device_module
-        self.host = host
-
-
-BACKEND = WasmBackend()
+TARGET = WasmTarget()

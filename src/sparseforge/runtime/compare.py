@@ -1,4 +1,4 @@
-"""Numerical verification with ONNX Runtime as the reference.
+"""Numerical comparisons with ONNX Runtime as the reference.
 
 :func:`compare` runs two models on the same seeded random inputs and reports the largest absolute error and the
 error relative to the reference output's magnitude (``max|y - y_ref| / max(max|y_ref|, tiny)``), per output.
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 
 from sparseforge.errors import UnsupportedModelError
 
@@ -59,8 +60,6 @@ _NP_TYPES = {
 
 def session(model: ir.Model | onnx.ModelProto, threads: int = 1):
     """An ONNX Runtime CPU session for ``model`` (in memory; large models go through a temporary file)."""
-    import onnxruntime as ort
-
     proto = ir.to_proto(model) if isinstance(model, ir.Model) else model
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

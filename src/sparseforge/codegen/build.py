@@ -1,4 +1,4 @@
-"""Compile a Relax module for a CPU target with sparseforge's schedules, and run the result.
+"""Build a Relax module for a CPU target with sparseforge's schedules (``tvm.compile``).
 
 Pipeline (:func:`relax_passes`): protect hand-scheduled kernels -> fold constants -> graph
 clean-ups -> lower matmuls to the packed dense kernel and convolutions to NCHWc kernels -> fast
@@ -9,39 +9,30 @@ Prim_funcs whose attrs contain ``"tirx.is_scheduled": True`` (hand-written kerne
 ``relax.call_tir``) are never fused or rescheduled: they are marked ``op_pattern = kOpaque`` for
 fusion, restored unchanged afterwards, and dlight skips scheduled functions.
 
-Threads (TVM 0.27 behaviour, measured): the runtime thread pool is sized once, when first used,
-from ``TVM_NUM_THREADS`` (else ``OMP_NUM_THREADS``, else *half* the logical CPUs on x86, i.e. 1
-on a 2-vCPU VM). The target's ``num-cores`` does not change it (MetaSchedule reads it for
-tuning). ``runtime.config_threadpool`` can then shrink or regrow the pool up to that initial
-size. This module therefore sets ``TVM_NUM_THREADS`` to the CPU count at import (unless the user
-set it) and :func:`set_num_threads` resizes the pool. Import it before running any TVM kernel.
-After a parallel kernel the workers spin for a while (``TVM_THREAD_POOL_SPIN_COUNT``), as ORT's
-and OpenMP's do: on a 2-core machine, leave a pause before timing another runtime.
+Threads: see :mod:`sparseforge.codegen.vm` (the runtime pool is sized from ``TVM_NUM_THREADS``, which that
+module sets before TVM starts; the target's ``num-cores`` only informs MetaSchedule).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import time
-from collections import defaultdict
-from dataclasses import dataclass
 
-os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+import onnx
+import onnx_ir
+from onnxscript import optimizer
 
-import numpy as np  # noqa: E402
-
-from . import _tvm  # noqa: E402
-from .schedules import default_rules  # noqa: E402
-from .schedules._contract import is_hand_scheduled  # noqa: E402
-from .schedules.relax_conv import ConvertConvToNCHWc  # noqa: E402
-from .schedules.relax_fast_math import FastMath  # noqa: E402
-from .schedules.relax_pack_dense import PackDenseWeights  # noqa: E402
-from .schedules.relax_simplify import SimplifyGraph  # noqa: E402
-from .target import CompileTarget, detect_x86  # noqa: E402
+from . import _tvm, vm  # noqa: F401  (vm sets TVM_NUM_THREADS before TVM's pool starts)
+from .cpu_target import CompileTarget, detect_x86
+from .schedules import default_rules, explain
+from .schedules._contract import is_hand_scheduled
+from .schedules.relax_conv import ConvertConvToNCHWc
+from .schedules.relax_fast_math import FastMath
+from .schedules.relax_pack_dense import PackDenseWeights
+from .schedules.relax_simplify import SimplifyGraph
+from .schedules.tuning import InProcessBuilder, InProcessRunner
 
 __all__ = [
-    "CompiledModel",
-    "KernelTime",
     "ProtectScheduledKernels",
     "apply_schedules",
     "build",
@@ -50,8 +41,6 @@ __all__ = [
     "import_onnx",
     "optimize",
     "relax_passes",
-    "run",
-    "set_num_threads",
     "tune",
     "tune_and_build",
 ]
@@ -105,14 +94,9 @@ def import_onnx(model, optimize_onnx: bool = True):
     ``optimize_onnx`` first runs ``onnxscript.optimizer.optimize`` (constant folding, BatchNorm
     into Conv, dead code), which the TVM importer benefits from.
     """
-    import onnx
-    import onnx_ir
-
     if isinstance(model, (str, os.PathLike)):
         model = onnx.load(os.fspath(model))
     if optimize_onnx:
-        from onnxscript import optimizer
-
         ir_model = model if isinstance(model, onnx_ir.Model) else onnx_ir.from_proto(model)
         optimizer.optimize(ir_model)
         model = ir_model
@@ -190,8 +174,6 @@ def tune(mod, target: CompileTarget | None = None, trials: int = 64, database_di
     in a process costs ~20 s extra (MetaSchedule parses TVM's tensor-intrinsic library). Records accumulate across
     calls; pass the same ``database_dir`` to :func:`build`. Returns the tuned function names.
     """
-    from .schedules import explain
-
     target = target or detect_x86()
     fused = optimize(mod, target, schedule=False)
     picked = explain(fused, target)
@@ -204,8 +186,6 @@ def tune(mod, target: CompileTarget | None = None, trials: int = 64, database_di
              if t.task_name in names]
     # psutil, cloudpickle and xgboost are not dependencies: thread counts are given explicitly,
     # candidates are built and timed in this process, and the cost model falls back to random.
-    from .schedules.tuning import InProcessBuilder, InProcessRunner
-
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, os.fspath(database_dir), num_threads=os.cpu_count() or 1)
     ms.tune_tasks(
@@ -230,91 +210,5 @@ def tune_and_build(mod, target: CompileTarget | None = None, trials: int = 64, d
     return build(mod, target, database_dir=database_dir if os.path.isdir(database_dir) else None)
 
 
-def set_num_threads(n: int) -> int:
-    """Resize TVM's CPU thread pool to ``n`` workers (at most ``TVM_NUM_THREADS``); returns the new size."""
-    if int(tvm.runtime.num_threads()) != int(n):
-        tvm.get_global_func("runtime.config_threadpool")(1, int(n))  # mode 1: "big" cores
-    return int(tvm.runtime.num_threads())
-
-
-class CompiledModel:
-    """A loaded executable: call it with NumPy arrays, get NumPy arrays back.
-
-    ``threads`` (``None`` = leave the pool as is) is applied before every call, since the TVM
-    thread pool is process-wide.
-    """
-
-    def __init__(self, executable, threads: int | None = None, func: str = "main"):
-        self.device = _tvm.cpu_device()
-        self.vm = relax.VirtualMachine(executable, self.device)
-        self.func = func
-        self.threads = threads
-
-    def to_device(self, arrays) -> list:
-        return [_tvm.to_tvm_tensor(np.ascontiguousarray(a), self.device) for a in arrays]
-
-    def run_tensors(self, tensors):
-        """Run on already-converted TVM tensors; returns the raw VM result."""
-        if self.threads is not None:
-            set_num_threads(self.threads)
-        return self.vm[self.func](*tensors)
-
-    def __call__(self, *arrays) -> list[np.ndarray]:
-        return _to_numpy(self.run_tensors(self.to_device(arrays)))
-
-    def profile(self, *arrays, repeats: int = 3) -> dict[str, KernelTime]:
-        """Time per kernel (prim_func or VM builtin name), summed over its calls in one inference.
-
-        Median over ``repeats`` inferences. Uses a VM instrument (TVM 0.27's ``VirtualMachine``
-        has no ``profile=True``), so each call also pays a Python callback (~1-2 us).
-        """
-        tensors = self.to_device(arrays)
-        runs = []
-        for _ in range(repeats):
-            totals: dict[str, float] = defaultdict(float)
-            calls: dict[str, int] = defaultdict(int)
-            starts: dict[str, float] = {}
-
-            def instrument(func, name, before_run, ret_value, *args):
-                if before_run:
-                    starts[name] = time.perf_counter()
-                else:
-                    totals[name] += time.perf_counter() - starts.pop(name, time.perf_counter())
-                    calls[name] += 1
-
-            self.vm.set_instrument(instrument)
-            try:
-                self.run_tensors(tensors)
-            finally:
-                self.vm.set_instrument(None)
-            runs.append((totals, calls))
-        names = set().union(*(t for t, _ in runs))
-        return {
-            n: KernelTime(float(np.median([t.get(n, 0.0) for t, _ in runs])), runs[0][1].get(n, 0))
-            for n in names
-        }
-
-
-@dataclass(frozen=True)
-class KernelTime:
-    """Seconds one inference spends in a kernel (all its calls) and how many calls that was."""
-
-    seconds: float
-    calls: int
-
-
-def run(executable, inputs, threads: int | None = None) -> list[np.ndarray]:
-    """Run ``main`` of a compiled module once on NumPy ``inputs`` with ``threads`` workers."""
-    return CompiledModel(executable, threads)(*inputs)
-
-
 def _has_module(name: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(name) is not None
-
-
-def _to_numpy(result) -> list[np.ndarray]:
-    if hasattr(result, "numpy"):
-        return [result.numpy()]
-    return [r for item in result for r in _to_numpy(item)]

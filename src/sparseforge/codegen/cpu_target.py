@@ -19,6 +19,8 @@ import os
 import platform
 from dataclasses import dataclass, field, replace
 
+from . import _tvm
+
 __all__ = ["ARM_CPUS", "KNOWN_TARGETS", "CompileTarget", "arm_target", "detect_x86", "host_shadow_of", "make_target",
            "wasm_target"]
 
@@ -146,8 +148,6 @@ class CompileTarget:
 
     def tvm_target(self):
         """The TVM ``Target`` (LLVM, JSON-dict form) for this description."""
-        from . import _tvm
-
         config: dict = {"kind": "llvm", "num-cores": self.threads}
         if self.kind != "wasm" and self.mcpu != "generic":
             config["mcpu"] = self.mcpu
@@ -163,8 +163,6 @@ def detect_x86(threads: int | None = None) -> CompileTarget:
     machine = platform.machine().lower()
     if machine not in ("x86_64", "amd64", "i686", "i386"):
         raise RuntimeError(f"detect_x86() called on a {machine!r} host")
-    from . import _tvm
-
     host = dict(_tvm.Target.from_device(_tvm.cpu_device()).export())
     flags = _cpuinfo_flags()
     mcpu = str(host.get("mcpu") or "x86-64-v3")

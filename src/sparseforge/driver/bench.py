@@ -9,11 +9,27 @@ Ratios are given against the fastest *dense peer* (ONNX Runtime, PyTorch).
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnx_ir as ir
+
+from sparseforge import artifact
+from sparseforge.codegen.vm import VMRunner
+from sparseforge.errors import TargetError
+from sparseforge.ir.frontend import load, require_static_shapes, torch_source
+from sparseforge.passes import pipelines
+from sparseforge.passes.infra import Pipeline
+from sparseforge.runtime.compare import random_inputs, session
+from sparseforge.runtime.remote import connect, time_remote
+
+from .compile import compile_model
 
 DENSE_PEERS = ("onnxruntime", "pytorch")
 
@@ -67,14 +83,12 @@ def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repe
 
 
 def ort_engine(proto, feeds: dict[str, np.ndarray], threads: int) -> Callable[[], Any]:
-    from sparseforge.runtime.verify import session
-
     sess = session(proto, threads=threads)
     return lambda: sess.run(None, feeds)
 
 
 def torch_engine(module, args: tuple, threads: int) -> Callable[[], Any]:
-    import torch
+    import torch  # optional dependency: only for PyTorch sources
 
     torch.set_num_threads(threads)
     module = module.eval()
@@ -88,21 +102,12 @@ def torch_engine(module, args: tuple, threads: int) -> Callable[[], Any]:
 
 def artifact_engine(executable, feeds: dict[str, np.ndarray], input_names: list[str], threads: int
                     ) -> Callable[[], Any]:
-    from sparseforge.codegen import _tvm
-    from sparseforge.codegen.pipeline import set_num_threads
-
-    dev = _tvm.cpu_device()
-    vm = _tvm.relax.VirtualMachine(executable, dev)
-    args = [_tvm.to_tvm_tensor(np.ascontiguousarray(feeds[n]), dev) for n in input_names]
-    fn = vm["main"]
-    set_num_threads(threads)  # the pool is process-wide; resizing it per call would be measured too
-    return lambda: fn(*args)
+    # the pool is process-wide: sized once here, since resizing it per call would be measured too
+    return VMRunner(executable, threads=threads).bound([feeds[n] for n in input_names])
 
 
 def pin_threads(threads: int) -> list[int] | None:
     """Pin this process (and the threads it starts) to ``threads`` CPUs; returns them (None if unsupported)."""
-    import os
-
     if not hasattr(os, "sched_getaffinity"):
         return None
     available = sorted(os.sched_getaffinity(0))
@@ -115,13 +120,6 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
                 example_inputs: Any = None, input_shapes=None, sparse: bool = True, seed: int = 0,
                 cost_model=None) -> dict[str, Any]:
     """Latency of ONNX Runtime, PyTorch eager (PyTorch sources), sparseforge dense and sparse, side by side."""
-    import onnx
-    import onnx_ir as ir
-
-    from sparseforge.codegen.compile import compile_model
-    from sparseforge.ir.frontend import load, require_static_shapes, torch_source
-    from sparseforge.runtime.verify import random_inputs, session
-
     model = load(source, example_inputs, input_shapes=input_shapes)
     require_static_shapes(model)
     original = ir.to_proto(model)
@@ -134,15 +132,12 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     if sparse:
         compiled["sparseforge-sparse"] = compile_model(fresh(), None, target=target, threads=threads,
                                                        cost_model=cost_model)
-    from sparseforge.passes import pipelines
-    from sparseforge.passes.infra import Pipeline
-
     peer = fresh()  # ONNX Runtime gets the canonicalized model (constants and BatchNorm folded): its best case
     Pipeline(pipelines.canonicalize())(peer)
     engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(ir.to_proto(peer), feeds, threads)}
     torch_model = torch_source(source, example_inputs)
     if torch_model is not None:
-        import torch
+        import torch  # optional dependency: only for PyTorch sources
 
         module, _ = torch_model
         args = tuple(torch.from_numpy(feeds[n].copy()) for n in input_names)
@@ -158,19 +153,28 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
             "compile_seconds": {k: round(v.seconds, 2) for k, v in compiled.items()}}
 
 
+def bench(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
+          rpc: str | None = None, rpc_key: str | None = None, cpu: str | None = None, input_shapes=None,
+          sparse: bool = True, example_inputs: Any = None) -> dict[str, Any]:
+    """``sparseforge bench``: on this machine (process pinned to ``threads`` CPUs) or on a device over RPC."""
+    if rpc:
+        return bench_remote(source, rpc, key=rpc_key, target=target, threads=threads, cpu=cpu, repeat=repeat,
+                            rounds=rounds, input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs)
+    if target != "x86":
+        raise TargetError(f"target '{target}' does not run on this machine",
+                          hint="measure on a device with --rpc HOST:PORT (a TVM RPC server on it)")
+    pinned = pin_threads(threads)
+    result = bench_model(source, target=target, threads=threads, rounds=rounds, repeat=repeat,
+                         input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs)
+    result["pinned_cpus"] = pinned
+    return result
+
+
 def bench_remote(source: Any, address: str, *, key: str | None = None, target: str = "arm", threads: int = 1,
                  cpu: str | None = None, repeat: int = 10, rounds: int = 5, example_inputs: Any = None,
                  input_shapes=None, sparse: bool = True) -> dict[str, Any]:
     """sparseforge dense (and sparse) builds for ``target``, timed on the device behind ``address``."""
-    import tempfile
-    from pathlib import Path
-
-    from sparseforge.codegen.compile import compile_model, example_arrays
-    from sparseforge.runtime.remote import connect, time_remote
-
     if target not in ("x86", "arm"):
-        from sparseforge.errors import TargetError
-
         raise TargetError(f"--rpc measures TVM runtime libraries (x86, arm), not target '{target}'",
                           hint="wasm artifacts are benchmarked with benchmarks/wasm_suite.py")
     session = connect(address, key)
@@ -181,7 +185,7 @@ def bench_remote(source: Any, address: str, *, key: str | None = None, target: s
             out = Path(tmp) / engine
             compiled = compile_model(source, out, target=target, threads=threads, cpu=cpu, dense=dense,
                                      example_inputs=example_inputs, input_shapes=input_shapes)
-            timing = time_remote(session, out / "model.so", example_arrays(compiled.manifest), number=repeat,
+            timing = time_remote(session, out / artifact.LIBRARY, artifact.example_arrays(compiled.manifest), number=repeat,
                                  repeat=rounds)
             results.append(EngineResult(engine, timing.median_ms, timing.runs_ms, note=f"remote {timing.device}"))
     dense_ms = results[0].median_ms

@@ -2,7 +2,7 @@
 
 ``gpu_available()`` is False without a working driver/GPU (and always once the stub driver was loaded for code
 generation in this process). Kernels run with ``func(X, *constants, Y)`` on ``tvm.cuda(0)``; Relax executables
-(or exported ``.so`` paths) run in ``relax.VirtualMachine``. Timings: median of repeats, each repeat a batch of
+(or exported ``.so`` paths) run in the one VM runner (:class:`~sparseforge.codegen.vm.VMRunner`). Timings: median of repeats, each repeat a batch of
 calls between two device synchronisations.
 """
 
@@ -14,7 +14,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .._tvm import tvm
+from ..vm import VMRunner, to_numpy
 from . import _driver
+from .build import build
 
 
 def gpu_available() -> bool:
@@ -31,7 +34,7 @@ def gpu_available() -> bool:
 
 def require_gpu() -> None:
     if not gpu_available():
-        raise RuntimeError("no CUDA GPU available: sparseforge.codegen.cuda.runtime needs an NVIDIA GPU, its "
+        raise RuntimeError("no CUDA GPU available: sparseforge.codegen.cuda.device needs an NVIDIA GPU, its "
                            "driver (libcuda.so.1) and TVM's CUDA runtime")
 
 
@@ -39,8 +42,6 @@ def cuda_device(index: int = 0):
     """``tvm.cuda(index)`` after making sure TVM's CUDA runtime is loaded (RuntimeError without a GPU)."""
     require_gpu()
     _driver.ensure_cuda_runtime()
-    from .._tvm import tvm
-
     dev = tvm.cuda(index)
     if not dev.exist:
         raise RuntimeError(f"TVM sees no CUDA device {index}")
@@ -53,8 +54,6 @@ def device_arch(index: int = 0) -> str:
 
 
 def to_device(array: np.ndarray, dev):
-    from .._tvm import tvm
-
     return tvm.runtime.tensor(np.ascontiguousarray(array), dev)
 
 
@@ -83,45 +82,31 @@ class KernelRunner:
 
 def run_kernel(kernel, x: np.ndarray, *, lib=None, arch: str | None = None) -> np.ndarray:
     """Compile ``kernel`` for this GPU (unless ``lib`` is given) and run it on ``x``."""
-    from .build import build
-
     lib = lib or build(kernel, arch or device_arch())
     return KernelRunner(lib, kernel)(x)
 
 
 def load(path: str):
     """Load an exported library (``export``) for running."""
-    from .._tvm import tvm
-
     _driver.ensure_cuda_runtime()
     return tvm.runtime.load_module(path)
 
 
-class ModelRunner:
-    """A Relax executable (or exported library path) in a VirtualMachine on the GPU."""
+class ModelRunner(VMRunner):
+    """A Relax executable (or exported library path) in the VM on the GPU; waits for the device after a call."""
 
     def __init__(self, executable, func: str = "main", dev=None):
-        from .._tvm import relax
-
-        self.dev = dev or cuda_device()
-        if isinstance(executable, str):
-            executable = load(executable)
-        self.vm = relax.VirtualMachine(executable, self.dev)
-        self.func = self.vm[func]
+        dev = dev or cuda_device()
+        super().__init__(load(executable) if isinstance(executable, str) else executable, dev, func=func)
+        self.dev = dev
 
     def device_inputs(self, inputs: Sequence[np.ndarray]) -> list:
-        return [to_device(np.asarray(a), self.dev) for a in inputs]
+        return self.to_device(inputs)
 
     def __call__(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        out = self.func(*self.device_inputs(inputs))
+        out = self.run_tensors(self.to_device(inputs))
         self.dev.sync()
-        return _to_numpy(out)
-
-
-def _to_numpy(result) -> list[np.ndarray]:
-    if hasattr(result, "numpy"):
-        return [result.numpy()]
-    return [r for item in result for r in _to_numpy(item)]
+        return to_numpy(out)
 
 
 def run_model(executable, *inputs: np.ndarray, func: str = "main") -> list[np.ndarray]:

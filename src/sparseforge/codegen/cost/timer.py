@@ -1,0 +1,140 @@
+"""Times dense and sparse kernels on this machine for the calibration table (:mod:`.measured`).
+
+Dense and sparse are timed the same way: as one-op Relax modules through the real build (:func:`..build.build`)
+and the VM, median of repeated calls; sparse weights are random with the requested structure and density.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import _tvm
+from .. import kernels as K
+from ..build import build
+from ..schedules.relax_conv import _imap
+from ..vm import VMRunner
+
+relax = _tvm.relax
+
+
+def random_weight(n: int, k: int, density: float, *, block: tuple[int, int] | None = None,
+                  nm: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:
+    """A random ``[n, k]`` float32 weight with the given structure and (element or block) density."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    if nm is not None:
+        keep_n, m = nm
+        groups = -(-k // m)
+        scores = rng.random((n, groups, m))
+        mask = np.zeros((n, groups, m), bool)
+        np.put_along_axis(mask, np.argsort(scores, axis=2)[:, :, :keep_n], True, axis=2)
+        return w * mask.reshape(n, groups * m)[:, :k]
+    if block is not None:
+        br, bc = block
+        nb, kb = -(-n // br), -(-k // bc)
+        mask = rng.random((nb, kb)) < density
+        mask[np.arange(nb), rng.integers(0, kb, nb)] |= density > 0  # no empty block rows at all densities
+        return w * np.repeat(np.repeat(mask, br, 0), bc, 1)[:n, :k]
+    return w * (rng.random((n, k)) < density)
+
+
+class KernelTimer:
+    """Measures dense and sparse kernels for one target, both as one-op models through the same pipeline and VM.
+
+    Dense layers are timed exactly as a compiled model runs them; sparse kernels as ``call_tir`` in the same kind
+    of module (so both carry the same per-call VM cost). 1x1 convolutions use the NCHW{lanes}c layout the model
+    runs in: the sparse kernel is timed on blocked input, and the layout transforms at the borders of the dense
+    one-op module (which a real network does not pay per layer) are measured separately and subtracted.
+    """
+
+    def __init__(self, compile_target, kernel_target, repeat: int = 20):
+        self.compile_target = compile_target
+        self.kernel_target = kernel_target
+        self.repeat = repeat
+
+    def _time_module(self, build_body, x_np) -> float:
+        bb = relax.BlockBuilder()
+        x = relax.Var("x", relax.TensorType(tuple(x_np.shape), "float32"))
+        with bb.function("main", [x]):
+            with bb.dataflow():
+                out = bb.emit_output(build_body(bb, x))
+            bb.emit_func_output(out)
+        runner = VMRunner(build(bb.get(), self.compile_target), threads=self.kernel_target.threads)
+        return _median_seconds(runner.bound([x_np]), self.repeat)
+
+    @staticmethod
+    def _image(m: int) -> tuple[int, int]:
+        side = int(round(np.sqrt(max(m, 1))))
+        return (side, m // side) if side * (m // side) == m else (1, m)
+
+    def dense(self, kind: str, m: int, n: int, k: int) -> float:
+        rng = np.random.default_rng(0)
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        if kind == "conv1x1":
+            return self._dense_conv_nchwc(w, m)
+        x_np = rng.standard_normal((m, k)).astype(np.float32)
+        return self._time_module(lambda bb, x: bb.emit(relax.op.linear(x, relax.const(w))), x_np)
+
+    def _dense_conv_nchwc(self, w: np.ndarray, m: int) -> float:
+        """The dense 1x1 conv as it runs inside a network: blocked (NCHW{lanes}c) input and output.
+
+        The module is ``blocked -> NCHW -> conv2d -> blocked``; the NCHWc pass runs the conv blocked and cancels
+        both transforms against its own, so only the conv kernel (and the VM call) is timed.
+        """
+        lanes = self.compile_target.vector_lanes
+        n, k = w.shape
+        h, wd = self._image(m)
+
+        def body(bb, xb):
+            x = bb.emit(relax.op.layout_transform(xb, _imap(lambda a, cb, hh, ww, c: (a, cb * lanes + c, hh, ww), 5)))
+            if -(-k // lanes) * lanes != k:
+                x = bb.emit(relax.op.strided_slice(x, [1], [0], [k]))
+            y = bb.emit(relax.op.nn.conv2d(x, relax.const(w.reshape(n, k, 1, 1))))
+            return bb.emit(relax.op.layout_transform(
+                y, _imap(lambda a, c, hh, ww: (a, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
+
+        x_np = np.random.default_rng(0).standard_normal((1, -(-k // lanes), h, wd, lanes)).astype(np.float32)
+        return self._time_module(body, x_np)
+
+    def sparse(self, variant: str, kind: str, m: int, n: int, k: int, density: float) -> float:
+        block = nm = None
+        if variant.startswith("bsr"):
+            block = tuple(int(v) for v in variant[3:].split("x"))
+        elif variant.startswith("nm"):
+            nm = tuple(int(v) for v in variant[2:].split(":"))
+        w = random_weight(n, k, density, block=block, nm=nm, seed=1)
+        lanes = self.kernel_target.lanes
+        if kind == "conv1x1":
+            h, wd = self._image(m)
+            kernel = K.sparse_conv1x1_nchwc(w, 1, h, wd, lanes=lanes, block=None if nm else block,
+                                            target=self.kernel_target)
+        elif variant == "csr":
+            kernel = K.csr_matmul(w, m, target=self.kernel_target)
+        elif block is not None:
+            kernel = K.bsr_matmul(w, m, block=block, target=self.kernel_target)
+        else:
+            kernel = K.nm_matmul(w, m, n=nm[0], group=nm[1], target=self.kernel_target)
+
+        def body(bb, x):
+            gv = bb.add_func(kernel.func, kernel.name)
+            consts = [relax.const(c) for c in kernel.constants]
+            return bb.emit(relax.call_tir(gv, [x, *consts], relax.TensorType(kernel.out_shape, "float32")))
+
+        x_np = np.random.default_rng(2).standard_normal(kernel.in_shape).astype(np.float32)
+        return self._time_module(body, x_np)
+
+
+def _median_seconds(fn, repeat: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    deadline = time.perf_counter() + 5.0
+    for i in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+        if i >= 4 and time.perf_counter() > deadline:
+            break
+    return float(np.median(times))

@@ -1,0 +1,43 @@
+"""``sparseforge calibrate``: measure the kernel timings the dense/sparse decisions of a model need, and cache them.
+
+``compile`` measures missing timings on demand; this runs the same decisions ahead of time (or, with ``fresh``,
+forgets the cached timings of the model's layer shapes first). Only targets whose code runs here can be measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparseforge.codegen.cost.measured import CalibrationTable, cost_model_for
+from sparseforge.errors import TargetError
+from sparseforge.ir.frontend import load, require_static_shapes
+from sparseforge.passes import pipelines
+from sparseforge.passes.decide import candidate
+from sparseforge.passes.infra import Pipeline
+
+from .compile import resolve_target
+
+
+def calibrate_model(source: Any, *, target: str = "x86", threads: int | None = None, fresh: bool = False,
+                    input_shapes=None) -> tuple[CalibrationTable, list[dict[str, Any]]]:
+    """Measure every timing the decisions for ``source`` need; returns (table, decisions)."""
+    resolved = resolve_target(target, threads)
+    if not resolved.family.runs_on_host:
+        raise TargetError(f"cannot calibrate target '{target}' on this machine (its code does not run here)",
+                          hint="decisions for it use published crossover densities; measure on a device with "
+                               "`sparseforge bench --rpc`")
+    model = load(source, input_shapes=input_shapes)
+    require_static_shapes(model)
+    cost_model = cost_model_for(resolved.description, resolved.kernel_target)
+    Pipeline(pipelines.before_decisions())(model)
+    if fresh:
+        for node in model.graph:
+            cand = candidate(node)
+            if cand is None:
+                continue
+            n, k = cand.view.shape
+            suffix = f"|{cand.kind}|{cand.m}|{n}|{k}"
+            for key in [key for key in cost_model.table.entries if key.endswith(suffix)]:
+                del cost_model.table.entries[key]
+    result = Pipeline(pipelines.decisions(cost_model))(model)
+    return cost_model.table, result.report("DecideFormat").details["decisions"]

@@ -1,0 +1,131 @@
+"""``sparseforge compile``: model -> optimized ONNX -> Relax -> scheduled kernels -> an artifact folder.
+
+The flow: load (any frontend) -> the compile pipeline (:func:`sparseforge.passes.pipelines.compile`: canonicalize,
+analyse, shrink dead channels, decide dense/sparse per layer with the target's cost model, rewrite to
+``ai.sparseforge`` ops) -> import to Relax with the target's kernel rules -> the target's build -> the artifact
+(:mod:`sparseforge.artifact`), written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+
+from sparseforge import artifact
+from sparseforge._version import __version__
+from sparseforge.codegen import importer
+from sparseforge.codegen.targets import Target, get_target
+from sparseforge.errors import TargetError
+from sparseforge.ir.frontend import load, require_static_shapes
+from sparseforge.ir.save import save_model
+from sparseforge.passes import pipelines
+from sparseforge.passes.infra import PassReport, Pipeline
+
+
+@dataclasses.dataclass
+class CompileResult:
+    outdir: Path | None
+    manifest: dict[str, Any]
+    reports: list[PassReport]
+    executable: Any
+    original: onnx.ModelProto
+    optimized: onnx.ModelProto
+    seconds: float
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        return self.manifest["decisions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedTarget:
+    """A target family, the description of one device of it, and the view its kernel builders take."""
+
+    family: Target
+    description: Any
+    kernel_target: Any
+
+
+def resolve_target(name: str, threads: int | None = None, *, cpu: str | None = None, arch: str | None = None
+                   ) -> ResolvedTarget:
+    """The target ``name`` described for ``threads``/``cpu``/``arch``; clear errors for unknown names/options."""
+    family = get_target(name)
+    if threads is not None and threads < 1:
+        raise TargetError(f"--threads must be at least 1, got {threads}")
+    description = family.describe(threads=threads or os.cpu_count() or 1, cpu=cpu, arch=arch)
+    return ResolvedTarget(family, description, family.kernel_target(description))
+
+
+def source_label(source: Any) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+
+def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str = "x86", threads: int | None = None,
+                  dense: bool = False, tune: int = 0, example_inputs: Any = None,
+                  input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
+                  cost_model=None, cpu: str | None = None, arch: str | None = None) -> CompileResult:
+    """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only)."""
+    start = time.perf_counter()
+    out = artifact.check_outdir(outdir) if outdir is not None else None
+    resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
+    family, description = resolved.family, resolved.description
+    model = load(source, example_inputs, input_shapes=input_shapes)
+    require_static_shapes(model, source_label(source))
+    original = ir.to_proto(model)
+    if cost_model is None and not dense:
+        cost_model = family.cost_model(description, resolved.kernel_target, measure=calibrate)
+    reports = Pipeline(pipelines.compile(cost_model, dense=dense))(model).reports
+    optimized = ir.to_proto(model)
+    mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
+                                      builders=family.kernel_builders(description))
+    executable = family.build(mod, description, tune=tune)
+    decide = next(r for r in reports if r.pass_name == "DecideFormat")
+    inputs, outputs = artifact.io_specs(optimized)
+    manifest = {
+        "format": artifact.FORMAT,
+        "version": artifact.VERSION,
+        "sparseforge": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source": source_label(source),
+        "target": _json_ready(family.facts(description)),
+        "mode": "dense" if dense else "sparse",
+        "library": artifact.LIBRARY,
+        "onnx": artifact.ONNX_FILE,
+        "inputs": inputs,
+        "outputs": outputs,
+        "passes": [r.pass_name for r in reports],
+        "decisions": decide.details.get("decisions", []),
+        "kernels": [dataclasses.asdict(r) for r in records],
+    }
+    if out is not None:
+        def fill(tmp: Path) -> None:
+            manifest.update(family.write_artifact(tmp, executable, description=description, optimized=optimized,
+                                                  manifest=manifest,
+                                                  example_inputs=artifact.example_arrays(manifest)))
+            save_model(optimized, tmp / artifact.ONNX_FILE)
+            manifest["compile_seconds"] = round(time.perf_counter() - start, 2)
+            artifact.write_manifest(tmp, manifest)
+
+        artifact.write_atomically(out, fill)
+    manifest.setdefault("compile_seconds", round(time.perf_counter() - start, 2))
+    return CompileResult(out, manifest, reports, executable, original, optimized, time.perf_counter() - start)
+
+
+def _json_ready(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
