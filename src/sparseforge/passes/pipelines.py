@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass
 from sparseforge.passes.canonicalize import canonicalize_passes
+from sparseforge.passes.decide import DecideFormatPass
 from sparseforge.passes.infra import ReportingPass
-from sparseforge.passes.prune import PruneConfig, PrunePass
-from sparseforge.passes.shrink_channels import ShrinkChannelsPass
+from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass
+from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
+from sparseforge.passes.rewrites.sparsify import SparsifyPass
 
 
 def canonicalize() -> list[ReportingPass]:
@@ -27,3 +29,18 @@ def export() -> list[ReportingPass]:
 def prune(config: PruneConfig) -> list[ReportingPass]:
     """Canonicalize and prune (approximate)."""
     return [*canonicalize(), PrunePass(config)]
+
+
+def before_decisions() -> list[ReportingPass]:
+    """What runs before the per-layer kernel decisions: canonicalize and remove dead channels exactly."""
+    return [*canonicalize(), ShrinkChannelsPass()]
+
+
+def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
+    """Per-layer dense/sparse decisions from ``cost_model`` (the model is not changed)."""
+    return [DecideFormatPass(cost_model, dense_only=dense)]
+
+
+def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa: A001 - the command's name
+    """The ``compile`` command's passes: :func:`before_decisions`, the decisions, the sparse rewrites."""
+    return [*before_decisions(), *decisions(cost_model, dense=dense), SparsifyPass()]

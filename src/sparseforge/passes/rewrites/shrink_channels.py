@@ -1,8 +1,9 @@
 """ShrinkChannels (exact): physically remove channels that carry no information.
 
-A channel component (see :mod:`sparseforge.passes.channel_graph`) is removed when every weight op that reduces
-over it either has all-zero weights for it, or sees it as a known constant that can be folded into its bias
-(no zero padding between the constant and the weights). This covers:
+A channel component (see :mod:`sparseforge.passes.channels`) is removed when every weight op that reduces over it
+either has all-zero weights for it, or sees it as a known constant that can be folded into its bias (no zero
+padding between the constant and the weights; the decision is :func:`~sparseforge.passes.channels.plan.plan_removal`).
+This covers:
 
 * dead output channels/neurons whose constant output is zero (e.g. zero bias, act(0) = 0);
 * dead channels with a nonzero constant act(b): folded into the bias of Linear / unpadded-conv consumers;
@@ -25,51 +26,9 @@ import onnx_ir as ir
 
 from sparseforge.ir.weights import WeightView, constant_array
 from sparseforge.passes.canonicalize import new_initializer
-from sparseforge.passes.channel_graph import ChannelGraph
+from sparseforge.passes.channels.graph import ChannelGraph
+from sparseforge.passes.channels.plan import RemovalPlan, plan_removal
 from sparseforge.passes.infra import PassReport, ReportingPass
-
-
-@dataclasses.dataclass
-class RemovalPlan:
-    removed: set[int]
-    blocked: dict[int, list[str]]
-
-
-def plan_removal(graph: ChannelGraph) -> RemovalPlan:
-    """Decide which channel components to remove; others get the reasons they are kept."""
-    blocked: dict[int, list[str]] = defaultdict(list)
-    for root, reasons in graph.pin_reasons().items():
-        blocked[root].extend(reasons)
-    matrices: dict[int, np.ndarray] = {}
-    for sink in graph.sinks:
-        t = graph.tensors.get(sink.tensor)
-        if t is None:
-            continue
-        root = graph.component(t.slots[sink.channel])
-        mat = matrices.setdefault(id(sink.view.node), sink.view.matrix())
-        if not (mat[:, sink.columns] != 0).any():
-            continue  # dead columns: the sink ignores this channel
-        value = graph.consts[sink.tensor][sink.channel]
-        if np.isnan(value):
-            lost = graph.const_lost.get(sink.tensor)
-            where = f" (constant until {lost})" if lost else ""
-            blocked[root].append(f"'{sink.view.name}' uses it and it is not constant{where}")
-        elif value != 0 and not sink.foldable:
-            blocked[root].append(f"its constant value {value:g} cannot be folded into '{sink.view.name}' "
-                                 "(zero padding sees 0 at the borders)")
-    roots = {graph.component(s) for t in graph.tensors.values() for s in t.slots}
-    removed = {r for r in roots if r not in blocked}
-    # never empty a tensor: keep the component of its first channel
-    changed = True
-    while changed:
-        changed = False
-        for t in graph.tensors.values():
-            comps = [graph.component(s) for s in t.slots]
-            if comps and all(c in removed for c in comps):
-                removed.discard(comps[0])
-                blocked[comps[0]].append(f"removing it would leave '{t.value.name}' without channels")
-                changed = True
-    return RemovalPlan(removed, dict(blocked))
 
 
 @dataclasses.dataclass
@@ -105,8 +64,9 @@ class ShrinkChannelsPass(ReportingPass):
     # ------------------------------------------------------------------ application
 
     def _apply(self, model: ir.Model, graph: ChannelGraph, plan: RemovalPlan, report: PassReport) -> int:
-        keep = {v: np.array([graph.component(s) not in plan.removed for s in t.slots], dtype=bool)
-                for v, t in graph.tensors.items()}
+        slots = graph.slots
+        keep = {v: np.array([slots.component(s) not in plan.removed for s in t.slots], dtype=bool)
+                for v, t in slots.tensors.items()}
         if all(k.all() for k in keep.values()):
             return 0
         edits: dict[int, _WeightEdit] = {}
@@ -114,10 +74,10 @@ class ShrinkChannelsPass(ReportingPass):
         def edit(view: WeightView) -> _WeightEdit:
             return edits.setdefault(id(view.node), _WeightEdit(view))
 
-        for view, y in graph.sources:
+        for view, y in slots.sources:
             if not keep[y].all():
                 edit(view).row_keep = keep[y]
-        for sink in graph.sinks:
+        for sink in slots.sinks:
             mask = keep[sink.tensor]
             if mask[sink.channel]:
                 continue
@@ -131,12 +91,12 @@ class ShrinkChannelsPass(ReportingPass):
             if cols.any() and value != 0:
                 delta = cols.sum(axis=1) * value
                 e.bias_delta = delta if e.bias_delta is None else e.bias_delta + delta
-        for view, y in graph.depthwise:
+        for view, y in slots.depthwise:
             if not keep[y].all():
                 edit(view).row_keep = keep[y]
         for e in edits.values():
             report.counts["output-channels-removed"] += self._apply_weight_edit(model, graph, e, report)
-        for param in graph.params:
+        for param in slots.params:
             mask = keep[param.tensor]
             if mask.all():
                 continue
@@ -144,7 +104,7 @@ class ShrinkChannelsPass(ReportingPass):
             sliced = np.compress(mask, array, axis=param.axis)
             param.node.replace_input_with(param.index, new_initializer(
                 model, f"{param.node.inputs[param.index].name}_shrunk", sliced))
-        for flat in graph.flattens:
+        for flat in slots.flattens:
             mask = keep[flat.tensor]
             if mask.all() or flat.node.op_type != "Reshape":
                 continue
@@ -157,9 +117,9 @@ class ShrinkChannelsPass(ReportingPass):
             if mask.all() or value.shape is None:
                 continue
             dims = list(value.shape)
-            dims[graph.tensors[value].axis] = int(mask.sum())
+            dims[slots.tensors[value].axis] = int(mask.sum())
             value.shape = ir.Shape(dims)
-        for flat in graph.flattens:
+        for flat in slots.flattens:
             mask = keep[flat.tensor]
             out = flat.node.outputs[0]
             if not mask.all() and out.shape is not None:
@@ -253,21 +213,22 @@ class ShrinkChannelsPass(ReportingPass):
     # ------------------------------------------------------------------ reporting
 
     def _report_kept(self, graph: ChannelGraph, plan: RemovalPlan, report: PassReport) -> None:
-        for view, y in graph.sources:
-            t = graph.tensors.get(y)
+        slots = graph.slots
+        for view, y in slots.sources:
+            t = slots.tensors.get(y)
             if t is None:
                 continue
             dead = np.flatnonzero(~(view.matrix() != 0).any(axis=1))
-            kept = [int(c) for c in dead if graph.component(t.slots[c]) not in plan.removed]
+            kept = [int(c) for c in dead if slots.component(t.slots[c]) not in plan.removed]
             if kept:
-                reason = plan.blocked.get(graph.component(t.slots[kept[0]]), ["unknown"])[0]
+                reason = plan.blocked.get(slots.component(t.slots[kept[0]]), ["unknown"])[0]
                 report.note("kept.dead-output", f"{len(kept)} dead output channel(s) kept: {reason}", view.name)
         kept_inputs: dict[str, list[str]] = defaultdict(list)
-        for sink in graph.sinks:
-            t = graph.tensors.get(sink.tensor)
+        for sink in slots.sinks:
+            t = slots.tensors.get(sink.tensor)
             if t is None or (sink.view.matrix()[:, sink.columns] != 0).any():
                 continue
-            root = graph.component(t.slots[sink.channel])
+            root = slots.component(t.slots[sink.channel])
             if root not in plan.removed:
                 kept_inputs[sink.view.name].append(plan.blocked.get(root, ["unknown"])[0])
         for name, reasons in kept_inputs.items():

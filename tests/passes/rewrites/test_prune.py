@@ -9,8 +9,8 @@ from onnx import helper
 
 from sparseforge.errors import SparseforgeError
 from sparseforge.ir.weights import weight_views
-from sparseforge.passes.prune import PruneConfig, PrunePass, nm_mask
-from sparseforge.passes.structure_analysis import analyse_view
+from sparseforge.passes.analysis.analyse import analyse_view
+from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass, nm_mask
 
 
 def two_layer():

@@ -9,7 +9,7 @@ from helpers import assert_equivalent, init, make_model, randn, to_ir, vinfo
 from onnx import helper
 
 from sparseforge.ir.weights import constant_array
-from sparseforge.passes.shrink_channels import ShrinkChannelsPass
+from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
 
 
 def shrink(proto):

@@ -1,0 +1,228 @@
+"""Pruning (approximate): zero weights to create structure the exact passes and kernels can use.
+
+Methods, all in the ``(output, reduction)`` view of :mod:`sparseforge.ir.weights`:
+
+* ``magnitude``: unstructured; zero the smallest ``|w|``;
+* ``nm``: N:M along the reduction axis; in every group of M consecutive weights keep the N largest;
+* ``block``: ``rows x cols`` blocks; zero the blocks with the smallest L2 norm;
+* ``channel``: output channels; zero the rows with the smallest L2 norm (the bias is kept, so the channel
+  outputs the constant act(b), which ShrinkChannels folds into the consumers exactly).
+
+``scope="layer"`` prunes each weight to the target sparsity; ``scope="global"`` uses one threshold over all
+selected weights. Pruning changes the model's outputs: the report gives each layer's relative weight error
+``||W - W'||_F / ||W||_F`` and layers whose error would exceed ``max_weight_error`` are left unpruned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+from sparseforge.errors import SparseforgeError
+from sparseforge.ir.weights import WeightView, weight_views
+from sparseforge.passes.canonicalize import new_initializer
+from sparseforge.passes.infra import PassReport, ReportingPass
+
+METHODS = ("magnitude", "nm", "block", "channel")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    method: str
+    sparsity: float | None = None
+    nm: tuple[int, int] = (2, 4)
+    block: tuple[int, int] = (4, 1)
+    scope: str = "layer"
+    skip: tuple[str, ...] = ()
+    max_weight_error: float | None = None
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise SparseforgeError(f"unknown pruning method '{self.method}'", hint=f"use one of {', '.join(METHODS)}")
+        if self.method != "nm":
+            if self.sparsity is None:
+                raise SparseforgeError(f"--sparsity is required for --method {self.method}",
+                                       hint="e.g. --sparsity 0.9 zeroes 90% of the weights")
+            if not 0.0 <= self.sparsity < 1.0:
+                raise SparseforgeError(f"--sparsity must be in [0, 1), got {self.sparsity}")
+        n, m = self.nm
+        if not (0 < n < m):
+            raise SparseforgeError(f"bad N:M pattern {n}:{m}", hint="N must be between 1 and M-1, e.g. 2:4")
+        if self.block[0] < 1 or self.block[1] < 1:
+            raise SparseforgeError(f"bad block shape {self.block[0]}x{self.block[1]}")
+        if self.scope not in ("layer", "global"):
+            raise SparseforgeError(f"unknown scope '{self.scope}'", hint="use layer or global")
+        if self.method == "nm" and self.scope == "global":
+            raise SparseforgeError("N:M pruning is per group; --global does not apply to it")
+
+
+def parse_pair(text: str, sep: str, what: str) -> tuple[int, int]:
+    """``"2:4"`` -> ``(2, 4)``; ``"4x1"`` -> ``(4, 1)``."""
+    parts = text.lower().split(sep)
+    try:
+        a, b = (int(p) for p in parts)
+    except ValueError:
+        raise SparseforgeError(f"bad {what} '{text}'", hint=f"write it as A{sep}B, e.g. " +
+                               ("2:4" if sep == ":" else "4x1")) from None
+    return a, b
+
+
+# ------------------------------------------------------------------------------------------ masks
+
+
+def magnitude_scores(w: np.ndarray) -> np.ndarray:
+    return np.abs(w.astype(np.float64))
+
+
+def nm_mask(w: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Keep-mask keeping the ``n`` largest ``|w|`` of every ``m`` consecutive reduction elements."""
+    rows, cols = w.shape
+    groups = -(-cols // m)
+    scores = np.zeros((rows, groups * m))
+    scores[:, :cols] = np.abs(w.astype(np.float64)) + 1.0  # padding never wins over a real weight
+    grouped = scores.reshape(rows, groups, m)
+    order = np.argsort(-grouped, axis=2, kind="stable")
+    keep = np.zeros_like(grouped, dtype=bool)
+    np.put_along_axis(keep, order[:, :, :n], True, axis=2)
+    return keep.reshape(rows, groups * m)[:, :cols]
+
+
+def block_scores(w: np.ndarray, br: int, bc: int) -> np.ndarray:
+    """L2 norm of every ``br x bc`` block (edges zero-padded), shape ``[ceil(R/br), ceil(C/bc)]``."""
+    rows, cols = w.shape
+    rb, cb = -(-rows // br), -(-cols // bc)
+    padded = np.zeros((rb * br, cb * bc))
+    padded[:rows, :cols] = w.astype(np.float64) ** 2
+    return np.sqrt(padded.reshape(rb, br, cb, bc).sum(axis=(1, 3)))
+
+
+def expand_blocks(block_keep: np.ndarray, br: int, bc: int, shape: tuple[int, int]) -> np.ndarray:
+    return np.repeat(np.repeat(block_keep, br, axis=0), bc, axis=1)[: shape[0], : shape[1]]
+
+
+def row_scores(w: np.ndarray) -> np.ndarray:
+    return np.sqrt((w.astype(np.float64) ** 2).sum(axis=1))
+
+
+def keep_largest(scores: np.ndarray, sparsity: float) -> np.ndarray:
+    """Keep-mask zeroing the ``round(sparsity * size)`` smallest scores (stable, exact count)."""
+    flat = scores.reshape(-1)
+    n_zero = int(round(sparsity * flat.size))
+    keep = np.ones(flat.size, dtype=bool)
+    if n_zero:
+        keep[np.argsort(flat, kind="stable")[:n_zero]] = False
+    return keep.reshape(scores.shape)
+
+
+# ------------------------------------------------------------------------------------------ the pass
+
+
+class PrunePass(ReportingPass):
+    """Zero weights by the configured method; approximate, with the weight error reported per layer."""
+
+    name = "Prune"
+
+    def __init__(self, config: PruneConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+
+    def _selected(self, model: ir.Model, report: PassReport) -> list[WeightView]:
+        views: list[WeightView] = []
+        seen: set[int] = set()
+        for view in weight_views(model.graph):
+            if any(fnmatch.fnmatchcase(view.name, p) or fnmatch.fnmatchcase(view.weight.name or "", p)
+                   for p in self.config.skip):
+                report.note("skip.pattern", "matches a --skip pattern", view.name)
+                continue
+            if id(view.weight) in seen:
+                continue  # a shared weight is pruned once
+            seen.add(id(view.weight))
+            if not np.issubdtype(view.stored().dtype, np.floating):
+                report.note("skip.dtype", f"weight dtype {view.stored().dtype} is not floating point", view.name)
+                continue
+            views.append(view)
+        return views
+
+    def _scores(self, mat: np.ndarray) -> np.ndarray:
+        c = self.config
+        if c.method == "magnitude":
+            return magnitude_scores(mat)
+        if c.method == "block":
+            return block_scores(mat, *c.block)
+        return row_scores(mat)
+
+    def _mask_from_keep(self, keep: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        c = self.config
+        if c.method == "block":
+            return expand_blocks(keep, *c.block, shape)
+        if c.method == "channel":
+            return np.repeat(keep[:, None], shape[1], axis=1)
+        return keep
+
+    def run(self, model: ir.Model, report: PassReport) -> None:
+        c = self.config
+        views = self._selected(model, report)
+        masks: dict[int, np.ndarray] = {}
+        if c.method == "nm":
+            for view in views:
+                masks[id(view.node)] = nm_mask(view.matrix(), *c.nm)
+        elif c.scope == "layer":
+            for view in views:
+                mat = view.matrix()
+                masks[id(view.node)] = self._mask_from_keep(keep_largest(self._scores(mat), c.sparsity), mat.shape)
+        else:
+            scores = [self._scores(v.matrix()) for v in views]
+            if scores:
+                keep_all = keep_largest(np.concatenate([s.reshape(-1) for s in scores]), c.sparsity)
+                offset = 0
+                for view, s in zip(views, scores):
+                    keep = keep_all[offset: offset + s.size].reshape(s.shape)
+                    offset += s.size
+                    masks[id(view.node)] = self._mask_from_keep(keep, view.shape)
+        layers = []
+        total_sq, total_err_sq = 0.0, 0.0
+        for view in views:
+            mat = view.matrix()
+            pruned = np.where(masks[id(view.node)], mat, np.zeros((), dtype=mat.dtype))
+            norm = float(np.sqrt(np.sum(mat.astype(np.float64) ** 2)))
+            err = float(np.sqrt(np.sum((mat.astype(np.float64) - pruned) ** 2)))
+            rel = err / norm if norm else 0.0
+            entry = {"node": view.name, "weight": view.weight.name, "shape": list(mat.shape),
+                     "sparsity_before": 1.0 - np.count_nonzero(mat) / mat.size,
+                     "sparsity_after": 1.0 - np.count_nonzero(pruned) / mat.size,
+                     "relative_weight_error": rel, "pruned": True}
+            if c.max_weight_error is not None and rel > c.max_weight_error:
+                entry.update(pruned=False, sparsity_after=entry["sparsity_before"], relative_weight_error=0.0)
+                report.note("skip.error-budget", f"pruning would change the weight by {rel:.3g} (relative), above "
+                            f"the budget {c.max_weight_error:g}", view.name)
+                layers.append(entry)
+                total_sq += norm ** 2
+                continue
+            total_sq += norm ** 2
+            total_err_sq += err ** 2
+            layers.append(entry)
+            if np.array_equal(pruned, mat):
+                continue
+            new = new_initializer(model, f"{view.weight.name}_pruned", view.to_stored(pruned))
+            for user, index in list(view.weight.uses()):
+                user.replace_input_with(index, new)
+            self.stamp(view.node, f"pruned ({c.method}): weight error {rel:.3g}")
+            report.changed("pruned", f"sparsity {entry['sparsity_before']:.2f} -> {entry['sparsity_after']:.2f}, "
+                           f"relative weight error {rel:.3g}", view.name)
+        ir.passes.common.RemoveUnusedNodesPass()(model)
+        report.details["layers"] = layers
+        report.details["relative_weight_error"] = float(np.sqrt(total_err_sq / total_sq)) if total_sq else 0.0
+        report.details["method"] = c.method
+        report.warn("approximate", "pruning changes the model's outputs; check its accuracy on your own data")
+
+
+def prune_config_from_options(method: str, sparsity: float | None, nm: str, block: str, global_scope: bool,
+                              skip: Sequence[str], max_weight_error: float | None) -> PruneConfig:
+    return PruneConfig(method=method, sparsity=sparsity, nm=parse_pair(nm, ":", "N:M pattern"),
+                       block=parse_pair(block, "x", "block shape"), scope="global" if global_scope else "layer",
+                       skip=tuple(skip), max_weight_error=max_weight_error)
