@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from sparseforge.errors import UnsupportedOpError
-from sparseforge.ir import keys, ops
+from sparseforge.ir import forms, keys, ops
 
 from . import _tvm
 from . import kernels as K
+from .kernels import activations
+from .kernels import rules as R
+from .schedules.relax_conv import _imap
 
 relax = _tvm.relax
 onnx_frontend = _tvm.onnx_frontend
@@ -77,11 +79,11 @@ def _match_activation(users, out, inits, consumers, graph_outputs):
     if len(users) == 1:
         user = users[0]
         op = user.op_type
-        if op in ("Relu", "Sigmoid", "Tanh"):
-            return op.lower(), [user]
         if op == "Gelu":
             approx = next((a.s.decode() for a in user.attribute if a.name == "approximate"), "none")
             return ("gelu", [user]) if approx == "none" else (None, [])
+        if op in activations.BY_ONNX_OP:
+            return activations.BY_ONNX_OP[op], [user]
         if op == "Clip" and len(user.input) >= 3:
             lo, hi = _scalar(user.input[1], inits), _scalar(user.input[2], inits)
             if lo == 0.0 and hi == 6.0:
@@ -102,10 +104,12 @@ def _match_activation(users, out, inits, consumers, graph_outputs):
 class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
     """TVM's ONNX importer plus ``ai.sparseforge`` ops lowered to specialized TIR kernels."""
 
-    def __init__(self, shape_dict, dtype_dict, *, kernel_target, builders=None, **kwargs):
+    def __init__(self, shape_dict, dtype_dict, *, kernel_target, rules=None, builders=None, **kwargs):
         super().__init__(shape_dict, dtype_dict, **kwargs)
         self.kernel_target = kernel_target
-        self.builders = builders or K
+        if rules is None:
+            rules = R.CPU_RULES if builders is None or builders is K else R.rules_from_builders(builders)
+        self.rules = tuple(rules)
         self.records: list[KernelRecord] = []
         self._fused: dict[str, str] = {}
         self._absorbed: dict[str, str] = {}
@@ -167,29 +171,24 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         x = inputs[0]
         values, indices, dims, bias = (self._constant(inputs[i], w, node_name)
                                        for i, w in ((1, "values"), (2, "indices"), (3, "dims"), (4, "bias")))
-        weight = ops.decode(values, indices, dims, fmt)
-        n_out, k = weight.shape
-        bias_arg = bias if np.any(bias) else None
+        operand = forms.wrap(fmt, values, indices, dims)
+        n_out, k = operand.shape
         activation = self._fused.get(node_name, "none")
-        name = self._kernel_name(node_name)
         x_shape = [int(d) for d in x.ty.shape]
-        common = dict(bias=bias_arg, activation=activation, target=self.kernel_target, name=name)
         if kind == "matmul":
             m = int(np.prod(x_shape[:-1])) if len(x_shape) > 1 else 1
-            x2 = x if len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, (m, k)))
-            kernel = _matmul_builder(self.builders, fmt, attrs)(weight, m, **common)
-            out_shape = tuple(x_shape[:-1]) + (n_out,)
+            op_shape, out_shape = (m, k), tuple(x_shape[:-1]) + (n_out,)
         else:
-            b, _, h, w = x_shape
-            block = tuple(attrs["block"]) if fmt == "bsr" else None
-            if fmt == "nm":  # N:M has no dedicated conv kernel: the CSR conv kernel reads the same nonzeros
-                block = None
-            lanes = getattr(self.kernel_target, "lanes", None)
-            if lanes and hasattr(self.builders, "sparse_conv1x1_nchwc"):
-                return self._conv1x1_nchwc(x, node_name, op_name, fmt, weight, block, lanes, common)
-            kernel = self.builders.sparse_conv1x1(weight, b, h, w, block=block, **common)
-            x2 = x
-            out_shape = (b, n_out, h, w)
+            op_shape, out_shape = tuple(x_shape), (x_shape[0], n_out, x_shape[2], x_shape[3])
+        op = R.SparseOp(fmt, kind, operand, op_shape, bias if np.any(bias) else None, activation,
+                        self._kernel_name(node_name))
+        rule = R.select(self.rules, op, self.kernel_target)
+        if getattr(rule, "layout", None) == "NCHWc":
+            return self._conv1x1_nchwc(x, op, rule, node_name, op_name)
+        kernel = rule.build(op, self.kernel_target)
+        if kernel is None:
+            return self._dense(x, op, node_name, op_name)
+        x2 = x if kind == "conv1x1" or len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, op_shape))
         gv = self.bb.add_func(kernel.func, kernel.name)
         consts = [relax.const(c) for c in kernel.constants]
         y = self.bb.emit(relax.call_tir(gv, [x2, *consts], relax.TensorType(kernel.out_shape, "float32")))
@@ -198,48 +197,54 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, activation, dict(kernel.info)))
         return y
 
+    def _dense(self, x, op, node_name, op_name):
+        """The dense fallback: the decoded weight through TVM's own MatMul / Conv lowering, bias and activation
+        applied as Relax ops."""
+        w = forms.get(op.form).decode(op.operand).astype(np.float32)
+        if op.kind == "matmul":
+            y = self.bb.emit(relax.op.matmul(x, relax.const(np.ascontiguousarray(w.T))))
+        else:
+            y = self.bb.emit(relax.op.nn.conv2d(x, relax.const(w.reshape(w.shape + (1, 1)))))
+        if op.bias is not None:
+            shape = (-1,) if op.kind == "matmul" else (-1, 1, 1)
+            y = self.bb.emit(relax.op.add(y, relax.const(op.bias.reshape(shape))))
+        y = self.bb.emit(activations.get(op.activation).relax(relax.op, y)) if op.activation != "none" else y
+        self.records.append(KernelRecord(node_name, op_name, "dense", op.form, op.activation,
+                                         dict(format="dense", variant="dense-fallback")))
+        return y
 
-    def _conv1x1_nchwc(self, x, node_name, op_name, fmt, weight, block, lanes, common):
+    def _conv1x1_nchwc(self, x, op, rule, node_name, op_name):
         """A sparse 1x1 conv in the CPU pipeline's NCHW{lanes}c layout, between explicit layout transforms.
 
         The NCHWc pass (``schedules/relax_conv.py``) cancels these transforms against its own, so neighbouring
         dense convolutions, depthwise convolutions and elementwise ops stay blocked across the sparse layer.
         """
-        from .schedules.relax_conv import _imap
-
-        b, _, h, w = (int(d) for d in x.ty.shape)
-        n_out = weight.shape[0]
+        lanes = R.target_lanes(self.kernel_target)
+        n_out = op.operand.shape[0]
         xb = self.bb.emit(relax.op.layout_transform(
             x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
-        kernel = self.builders.sparse_conv1x1_nchwc(weight, b, h, w, lanes=lanes, block=block, **common)
+        kernel = rule.build(op, self.kernel_target)
         gv = self.bb.add_func(kernel.func, kernel.name)
         consts = [relax.const(c) for c in kernel.constants]
         yb = self.bb.emit(relax.call_tir(gv, [xb, *consts], relax.TensorType(kernel.out_shape, "float32")))
         y = self.bb.emit(relax.op.layout_transform(yb, _imap(lambda n, cb, hh, ww, c: (n, cb * lanes + c, hh, ww), 5)))
         if kernel.out_shape[1] * lanes != n_out:
             y = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n_out]))
-        self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, common["activation"],
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
                                          dict(kernel.info, layout=f"NCHW{lanes}c")))
         return y
 
 
-def _matmul_builder(builders, fmt: str, attrs: dict) -> Callable:
-    if fmt == "csr":
-        return builders.csr_matmul
-    if fmt == "bsr":
-        block = tuple(int(v) for v in attrs["block"])
-        return lambda w, m, **kw: builders.bsr_matmul(w, m, block=block, **kw)
-    n, group = (int(v) for v in attrs["nm"])
-    return lambda w, m, **kw: builders.nm_matmul(w, m, n=n, group=group, **kw)
-
-
-def from_onnx(proto: onnx.ModelProto, *, kernel_target, builders=None) -> tuple[object, list[KernelRecord]]:
+def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=None
+              ) -> tuple[object, list[KernelRecord]]:
     """Relax ``IRModule`` of ``proto`` (weights as constants) and the sparse kernels it calls.
 
-    ``builders``: the module providing the sparse kernel builders (default: the CPU kernels).
+    ``rules``: the target's ordered kernel rules (default :data:`~.kernels.rules.CPU_RULES`; CUDA:
+    :data:`~.cuda.rules.CUDA_RULES`). ``builders`` (deprecated): a module of kernel builders, turned into rules
+    with :func:`~.kernels.rules.rules_from_builders`.
     """
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 18)
-    importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, builders=builders,
+    importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, rules=rules, builders=builders,
                                    keep_params_in_input=False, sanitize=True)
     mod = importer.from_onnx(proto.graph, opset)
     return mod, importer.records

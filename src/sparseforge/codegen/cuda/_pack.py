@@ -10,7 +10,9 @@ Formats (values float32; column indices uint16 when they fit, else int32; pointe
   N:M needs no re-ordering (a fixed number of entries per row and panel).
 
 A pattern object describes the walk with TVMScript expression callbacks; W is padded logically to whole blocks
-and groups (zeros), never physically beyond the stored blocks. Empty weights keep 1-element buffers.
+and groups (zeros), never physically beyond the stored blocks. Empty weights keep 1-element buffers. Every
+pattern is built from an encoded operand (:class:`~sparseforge.ir.forms.Encoded`) through the forms' packings
+(:mod:`sparseforge.ir.forms`), the same ones the CPU kernels use.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from typing import Callable
 
 import numpy as np
 
-from ..kernels.nm import nm_pack  # noqa: F401 - the same packing as the CPU kernels
+from sparseforge.ir import forms
+from sparseforge.ir.forms import Encoded, index_dtype, pointers
+from sparseforge.ir.forms.bsr import block_entries
+
+from ..kernels.nm import nm_operand
 
 
-def index_dtype(limit: int) -> str:
-    """Narrowest unsigned-or-int32 dtype for indices in [0, limit)."""
-    return "uint16" if limit <= 65536 else "int32"
+def _operand(weight, fmt: str, **params) -> Encoded:
+    """An encoded operand as is; a dense ``[N, K]`` matrix encoded in ``fmt`` (tests and tools pass dense)."""
+    if isinstance(weight, Encoded):
+        return weight
+    return forms.encode(np.asarray(weight, np.float32), fmt, **params)
 
 
 def _nonempty(vals: np.ndarray, idx: np.ndarray):
@@ -68,12 +76,13 @@ def _cast(expr: str) -> str:
 # ------------------------------------------------------------------------------------------------------- CSR
 
 
-def csr_rows(weight: np.ndarray) -> Pattern:
-    n, k = weight.shape
-    nz = weight != 0
-    rowptr = np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int32)
-    rows, cols = np.nonzero(nz)
-    vals, idx = _nonempty(weight[rows, cols].astype(np.float32), cols.astype(index_dtype(k)))
+def csr_rows(weight) -> Pattern:
+    """Row walk over the nonzeros of an encoded operand of any form (or a dense matrix)."""
+    enc = _operand(weight, "csr")
+    n, k = enc.shape
+    rows, cols, vals = forms.get(enc.fmt).entries(enc)
+    rowptr = pointers(rows, n)
+    vals, idx = _nonempty(vals, cols.astype(index_dtype(k)))
     return Pattern(
         r=1, c=1, nb=n, n=n, k=k,
         arrays=[("vals", vals.shape, "float32"), ("idx", idx.shape, str(idx.dtype)), ("rowptr", rowptr.shape, "int32")],
@@ -83,16 +92,18 @@ def csr_rows(weight: np.ndarray) -> Pattern:
         entries=float(rowptr[-1]) / max(n, 1), info=dict(format="csr", nnz=int(rowptr[-1])))
 
 
-def csr_panels(weight: np.ndarray, tk: int) -> Pattern:
-    n, k = weight.shape
+def csr_panels(weight, tk: int) -> Pattern:
+    """Panel walk (panels of ``tk`` columns) over the nonzeros of an encoded operand of any form (or dense)."""
+    enc = _operand(weight, "csr")
+    n, k = enc.shape
     panels = -(-k // tk)
-    rows, cols = np.nonzero(weight)
+    rows, cols, vals = forms.get(enc.fmt).entries(enc)
     p = cols // tk
     order = np.lexsort((cols, rows, p))
-    rows, cols, p = rows[order], cols[order], p[order]
+    rows, cols, p, vals = rows[order], cols[order], p[order], vals[order]
     counts = np.bincount(p * n + rows, minlength=panels * n)
     ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    vals, idx = _nonempty(weight[rows, cols].astype(np.float32), (cols - p * tk).astype("uint16"))
+    vals, idx = _nonempty(vals, (cols - p * tk).astype("uint16"))
     return Pattern(
         r=1, c=1, nb=n, n=n, k=k, tk=tk,
         arrays=[("vals", vals.shape, "float32"), ("idx", idx.shape, "uint16"), ("ptr", ptr.shape, "int32")],
@@ -106,22 +117,20 @@ def csr_panels(weight: np.ndarray, tk: int) -> Pattern:
 # ------------------------------------------------------------------------------------------------------- BSR
 
 
-def _blocks(weight: np.ndarray, r: int, c: int):
-    n, k = weight.shape
-    nb, kb = -(-n // r), -(-k // c)
-    wp = np.zeros((nb * r, kb * c), np.float32)
-    wp[:n, :k] = weight
-    blocks = wp.reshape(nb, r, kb, c).transpose(0, 2, 3, 1)  # [nb, kb, c, r]
-    mask = np.any(blocks != 0, axis=(2, 3))
-    return nb, kb, blocks, mask
+def _blocks(enc: Encoded, r: int, c: int):
+    """(nb, kb, data [nnzb, c, r] float32, brow, bcol): the r x c blocks, each block column-major."""
+    n, k = enc.shape
+    data, brow, bcol = block_entries(enc, r, c)
+    return -(-n // r), -(-k // c), np.ascontiguousarray(data.transpose(0, 2, 1)), brow, bcol
 
 
-def bsr_rows(weight: np.ndarray, r: int, c: int) -> Pattern:
-    n, k = weight.shape
-    nb, kb, blocks, mask = _blocks(weight, r, c)
-    bptr = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
-    ib, jb = np.nonzero(mask)
-    data, bidx = _nonempty(blocks[ib, jb].astype(np.float32), jb.astype(index_dtype(kb)))
+def bsr_rows(weight, r: int, c: int) -> Pattern:
+    """Block-row walk over the r x c blocks of an encoded operand of any form (or dense)."""
+    enc = _operand(weight, "bsr", block=(r, c))
+    n, k = enc.shape
+    nb, kb, data, ib, jb = _blocks(enc, r, c)
+    bptr = pointers(ib, nb)
+    data, bidx = _nonempty(data, jb.astype(index_dtype(kb)))
     return Pattern(
         r=r, c=c, nb=nb, n=n, k=k,
         arrays=[("data", data.shape, "float32"), ("bidx", bidx.shape, str(bidx.dtype)), ("bptr", bptr.shape, "int32")],
@@ -132,20 +141,21 @@ def bsr_rows(weight: np.ndarray, r: int, c: int) -> Pattern:
         info=dict(format="bsr", block=(r, c), nnzb=int(bptr[-1])))
 
 
-def bsr_panels(weight: np.ndarray, r: int, c: int, tk: int) -> Pattern:
+def bsr_panels(weight, r: int, c: int, tk: int) -> Pattern:
+    """Panel walk over the r x c blocks of an encoded operand of any form (or dense)."""
     if tk % c:
         raise ValueError(f"panel width {tk} must be a multiple of the block columns {c}")
-    n, k = weight.shape
-    nb, kb, blocks, mask = _blocks(weight, r, c)
+    enc = _operand(weight, "bsr", block=(r, c))
+    n, k = enc.shape
+    nb, kb, data, ib, jb = _blocks(enc, r, c)
     panels = -(-(kb * c) // tk)
     bpp = tk // c  # block columns per panel
-    ib, jb = np.nonzero(mask)
     p = jb // bpp
     order = np.lexsort((jb, ib, p))
-    ib, jb, p = ib[order], jb[order], p[order]
+    ib, jb, p, data = ib[order], jb[order], p[order], data[order]
     counts = np.bincount(p * nb + ib, minlength=panels * nb)
     ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    data, lb = _nonempty(blocks[ib, jb].astype(np.float32), (jb - p * bpp).astype("uint16"))
+    data, lb = _nonempty(data, (jb - p * bpp).astype("uint16"))
     return Pattern(
         r=r, c=c, nb=nb, n=n, k=k, tk=tk,
         arrays=[("data", data.shape, "float32"), ("bidx", lb.shape, "uint16"), ("ptr", ptr.shape, "int32")],
@@ -160,10 +170,13 @@ def bsr_panels(weight: np.ndarray, r: int, c: int, tk: int) -> Pattern:
 # ------------------------------------------------------------------------------------------------------- N:M
 
 
-def nm_rows(weight: np.ndarray, n: int, group: int, tk: int | None = None) -> Pattern:
-    """N:M walk; with ``tk`` (a multiple of ``group``) a panel pattern over the same arrays."""
-    rows, k = weight.shape
-    vals, pos = nm_pack(weight, n, group)
+def nm_rows(weight, n: int | None = None, group: int | None = None, tk: int | None = None) -> Pattern:
+    """N:M walk of an N:M operand (its own n:group) or of a dense matrix (``n``:``group``, validated); with ``tk``
+    (a multiple of the group) a panel pattern over the same arrays."""
+    enc = weight if isinstance(weight, Encoded) else nm_operand(np.asarray(weight, np.float32), n, group)
+    rows, k = enc.shape
+    n, group = enc.nm
+    vals, pos = forms.nm.groups(enc)
     J = vals.shape[1]  # entries per row
     g = J // n
     vflat, pflat = vals.reshape(-1), pos.reshape(-1)
@@ -172,7 +185,7 @@ def nm_rows(weight: np.ndarray, n: int, group: int, tk: int | None = None) -> Pa
     arrays = [("vals", vflat.shape, "float32"), ("pos", pflat.shape, "uint8")]
     col = lambda j, e, *_: f'{e} // {n} * {group} + T.Cast("int32", pos[{j}])'  # noqa: E731
     w = lambda j, rr, cc: f"vals[{j}]"  # noqa: E731
-    info = dict(format=f"nm{n}:{group}", nnz=int(np.count_nonzero(weight)), stored=int(vals.size))
+    info = dict(format=f"nm{n}:{group}", nnz=enc.nnz, stored=int(vals.size))
     if tk is None:
         return Pattern(r=1, c=1, nb=rows, n=rows, k=k, arrays=arrays, consts=(vflat, pflat),
                        start=lambda i: f"{i} * {J}", count=lambda i: str(J), col=col, w=w, entries=float(J),

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+from sparseforge.ir.forms import Encoded
 
-from ..kernels._common import (SparseKernel, as_conv1x1_matrix, check_common, conv1x1_reference,
-                               matmul_reference)
+from ..kernels._common import (SparseKernel, check_bias_activation, check_common, check_operand, conv1x1_reference,
+                               conv_operand, matmul_reference)
+from ..kernels.nm import nm_operand
 from . import _pack
 from ._emit import Src, parse
+from .build import arch_of
 from ._panel import emit_panel, panel_unit, plan_panel
 from ._rows import emit_rows
 
@@ -36,13 +38,11 @@ def _name(prefix: str, name: str | None) -> str:
 
 
 def _arch(target) -> str:
-    from .build import arch_of
-
     return arch_of(target)
 
 
 def _matmul(who, weight, m, bias, activation, target, name, variant, rows_pattern, panel_pattern, unit, opts):
-    weight, bias = check_common(weight, bias, activation, who)
+    """``weight``: the encoded operand (see :func:`..kernels._common.check_operand`)."""
     m = int(m)
     if m < 1:
         raise ValueError(f"{who}: m must be >= 1, got {m}")
@@ -71,20 +71,23 @@ def _matmul(who, weight, m, bias, activation, target, name, variant, rows_patter
 
 def csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None, variant: str | None = None,
                **opts) -> SparseKernel:
-    """Unstructured sparse matmul (CSR) for batch ``m``. opts: group/threads/rs (rows kernel), mr/rb/nw/tk/rs
-    (panel kernel); see :mod:`._rows` / :mod:`._panel`."""
-    w = np.asarray(weight, np.float32)
+    """Unstructured sparse matmul (CSR) for batch ``m``; ``weight`` an encoded operand of any form or dense [N, K].
+    opts: group/threads/rs (rows kernel), mr/rb/nw/tk/rs (panel kernel); see :mod:`._rows` / :mod:`._panel`."""
+    w, bias = check_operand(weight, bias, activation, "csr_matmul", "csr")
     return _matmul("csr_matmul", w, m, bias, activation, target, name, variant,
                    lambda: _pack.csr_rows(w), lambda tk: _pack.csr_panels(w, tk), panel_unit(), opts)
 
 
-def bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=None, name=None,
+def bsr_matmul(weight, m, *, block=None, bias=None, activation="none", target=None, name=None,
                variant: str | None = None, **opts) -> SparseKernel:
-    """Block-sparse matmul with ``block = (rows, cols)`` blocks of W (any N, K: W padded logically)."""
+    """Block-sparse matmul with ``block = (rows, cols)`` blocks of W (any N, K: W padded logically); ``weight`` an
+    encoded operand (a BSR one brings its block shape) or dense [N, K] (default block (4, 1))."""
+    if block is None:
+        block = weight.block if isinstance(weight, Encoded) and weight.block else (4, 1)
     r, c = int(block[0]), int(block[1])
     if r < 1 or c < 1:
         raise ValueError(f"bsr_matmul: bad block {block}")
-    w = np.asarray(weight, np.float32)
+    w, bias = check_operand(weight, bias, activation, "bsr_matmul", "bsr", block=(r, c))
     return _matmul("bsr_matmul", w, m, bias, activation, target, name, variant,
                    lambda: _pack.bsr_rows(w, r, c), lambda tk: _pack.bsr_panels(w, r, c, tk), panel_unit(c),
                    dict(opts, _r=r))
@@ -93,19 +96,26 @@ def bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=
 def nm_matmul(weight, m, *, n=2, group=4, bias=None, activation="none", target=None, name=None,
               variant: str | None = None, **opts) -> SparseKernel:
     """N:M sparse matmul: at most ``n`` nonzeros in every ``group`` consecutive weights along K (ValueError
-    otherwise). Constants ``(vals [N*G*n], pos [N*G*n] uint8[, bias])``, the same for both variants."""
-    w = np.asarray(weight, np.float32)
-    _pack.nm_pack(w, n, group)  # validate early
+    otherwise); ``weight`` an N:M encoded operand (its own n:group) or dense [N, K]. Constants
+    ``(vals [N*G*n], pos [N*G*n] uint8[, bias])``, the same for both variants."""
+    if isinstance(weight, Encoded):
+        if weight.fmt != "nm":
+            raise ValueError(f"nm_matmul: needs an N:M operand, got {weight.fmt}")
+        w, bias = weight, check_bias_activation(weight.shape[0], bias, activation, "nm_matmul")
+    else:
+        dense, bias = check_common(weight, bias, activation, "nm_matmul")
+        w = nm_operand(dense, n, group)  # validates early
+    group = w.nm[1]
     return _matmul("nm_matmul", w, m, bias, activation, target, name, variant,
-                   lambda: _pack.nm_rows(w, n, group), lambda tk: _pack.nm_rows(w, n, group, tk),
-                   panel_unit(1, group), opts)
+                   lambda: _pack.nm_rows(w), lambda tk: _pack.nm_rows(w, tk=tk), panel_unit(1, group), opts)
 
 
 def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None,
                    block: tuple[int, int] | None = None, **opts) -> SparseKernel:
-    """Sparse 1x1 convolution, NCHW, ``weight`` [Cout, Cin] (or [Cout, Cin, 1, 1]); CSR (``block=None``) or
-    BSR ``block=(r, c)``. Panel kernel over pixels (coalesced X reads and Y writes along h*w)."""
-    weight, bias = check_common(as_conv1x1_matrix(weight, "sparse_conv1x1"), bias, activation, "sparse_conv1x1")
+    """Sparse 1x1 convolution, NCHW, ``weight`` an encoded operand of any form or dense [Cout, Cin] (or
+    [Cout, Cin, 1, 1]); CSR (``block=None``) or BSR ``block=(r, c)``. Panel kernel over pixels (coalesced X reads
+    and Y writes along h*w)."""
+    weight, bias = conv_operand(weight, bias, activation, "sparse_conv1x1", block)
     cout, cin = weight.shape
     batch, height, width = int(batch), int(height), int(width)
     hw = height * width
@@ -124,7 +134,7 @@ def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none"
     reference = conv1x1_reference(weight, bias, activation, batch, height, width)
 
     info = dict(pat.info, format="csr" if block is None else f"bsr{r}x{c}", variant="panel", arch=arch,
-                device="cuda", schedule=sched, nnz=int(np.count_nonzero(weight)))
+                device="cuda", schedule=sched, nnz=weight.nnz)
     return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(batch, cout, height, width),
                         out_dtype="float32", in_shape=(batch, cin, height, width), info=info,
                         _reference=reference)

@@ -15,6 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sparseforge.ir import forms
+from sparseforge.ir.forms import Encoded
+
+from .activations import ACTIVATIONS, apply_activation_np, f32  # noqa: F401 - re-exported
+
 # --------------------------------------------------------------------------------------------------- target
 
 
@@ -109,9 +114,6 @@ def resolve_target(target: Any = None) -> KernelTarget:
 # --------------------------------------------------------------------------------------------------- kernel
 
 
-ACTIVATIONS = ("none", "relu", "relu6", "gelu", "sigmoid", "silu", "tanh")
-
-
 @dataclass(frozen=True)
 class SparseKernel:
     """A scheduled TIR kernel specialized to one constant weight.
@@ -135,33 +137,16 @@ class SparseKernel:
         return self._reference(np.asarray(x))
 
 
-def apply_activation_np(y: np.ndarray, activation: str) -> np.ndarray:
-    """Float64 reference of the fused activations."""
-    from scipy.special import erf, expit
-
-    if activation == "none":
-        return y
-    if activation == "relu":
-        return np.maximum(y, 0)
-    if activation == "relu6":
-        return np.clip(y, 0, 6)
-    if activation == "gelu":
-        return 0.5 * y * (1 + erf(y / np.sqrt(2.0)))
-    if activation == "sigmoid":
-        return expit(y)
-    if activation == "silu":
-        return y * expit(y)
-    if activation == "tanh":
-        return np.tanh(y)
-    raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-
-
-def matmul_reference(weight: np.ndarray, bias: np.ndarray | None, activation: str):
-    w = np.asarray(weight, np.float64)
+def matmul_reference(weight, bias: np.ndarray | None, activation: str):
+    """Float64 NumPy ``act(x @ W^T + bias)`` as float32; ``weight`` dense or :class:`Encoded` (decoded on first
+    call)."""
     b = None if bias is None else np.asarray(bias, np.float64)
+    w: list[np.ndarray] = []
 
     def ref(x):
-        y = np.asarray(x, np.float64) @ w.T
+        if not w:
+            w.append(np.asarray(dense_of(weight), np.float64))
+        y = np.asarray(x, np.float64) @ w[0].T
         if b is not None:
             y = y + b
         return apply_activation_np(y, activation).astype(np.float32)
@@ -169,37 +154,78 @@ def matmul_reference(weight: np.ndarray, bias: np.ndarray | None, activation: st
     return ref
 
 
-def conv1x1_reference(weight: np.ndarray, bias: np.ndarray | None, activation: str, batch: int, height: int,
-                      width: int):
-    """Float64 NumPy reference of a 1x1 NCHW convolution with fused bias + activation (returns float32)."""
-    w64 = np.asarray(weight, np.float64)
+def conv1x1_reference(weight, bias: np.ndarray | None, activation: str, batch: int, height: int,
+                      width: int, *, layout=None):
+    """Float64 NumPy reference of a 1x1 NCHW convolution with fused bias + activation (returns float32);
+    ``weight`` dense ``[Cout, Cin]`` or :class:`Encoded`. ``layout``: optional ``(to_nchw, from_nchw)`` converting
+    the kernel's input to NCHW and the NCHW result back (blocked layouts)."""
     b64 = None if bias is None else np.asarray(bias, np.float64)
-    cout, cin = w64.shape
+    w: list[np.ndarray] = []
 
     def reference(x):
-        y = np.einsum("oc,bcp->bop", w64, np.asarray(x, np.float64).reshape(batch, cin, height * width))
+        if not w:
+            w.append(np.asarray(dense_of(weight), np.float64))
+        cout, cin = w[0].shape
+        if layout is not None:
+            x = layout[0](x)
+        y = np.einsum("oc,bcp->bop", w[0], np.asarray(x, np.float64).reshape(batch, cin, height * width))
         if b64 is not None:
             y = y + b64[None, :, None]
-        return apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
+        y = apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
+        return y if layout is None else layout[1](y)
 
     return reference
+
+
+def check_bias_activation(rows: int, bias, activation, name) -> np.ndarray | None:
+    """Validate ``activation`` and a bias of ``rows`` entries; the bias as contiguous float32 (or None)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{name}: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+        if bias.shape[0] != rows:
+            raise ValueError(f"{name}: bias has {bias.shape[0]} entries, weight has {rows} rows")
+    return bias
 
 
 def check_common(weight, bias, activation, name) -> tuple[np.ndarray, np.ndarray | None]:
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     if weight.ndim != 2:
         raise ValueError(f"{name}: weight must be 2-D [out, in], got shape {weight.shape}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{name}: unknown activation {activation!r}; expected one of {ACTIVATIONS}")
-    if bias is not None:
-        bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
-        if bias.shape[0] != weight.shape[0]:
-            raise ValueError(f"{name}: bias has {bias.shape[0]} entries, weight has {weight.shape[0]} rows")
-    return weight, bias
+    return weight, check_bias_activation(weight.shape[0], bias, activation, name)
 
 
-def as_conv1x1_matrix(weight, name) -> np.ndarray:
-    """A 1x1 convolution weight as float32 ``[Cout, Cin]`` (``[Cout, Cin, 1, 1]`` accepted; other kernels refused)."""
+def check_operand(weight, bias, activation, name, fmt: str, *, block=None, nm=None
+                  ) -> tuple[Encoded, np.ndarray | None]:
+    """The weight as an encoded operand: an :class:`Encoded` (any form) is used as is, a dense ``[N, K]`` matrix
+    is encoded in form ``fmt`` (with ``block`` / ``nm``); bias as float32 ``[N]`` (validated)."""
+    if isinstance(weight, Encoded):
+        return weight, check_bias_activation(weight.shape[0], bias, activation, name)
+    weight, bias = check_common(weight, bias, activation, name)
+    return forms.get(fmt).encode(weight, block=block, nm=nm), bias
+
+
+def conv_operand(weight, bias, activation, name, block) -> tuple[Encoded, np.ndarray | None]:
+    """A 1x1 conv weight (dense ``[Cout, Cin(, 1, 1)]`` or encoded, any form) as an encoded operand: dense ones
+    encoded as CSR (``block=None``) or BSR ``block``."""
+    weight = as_conv1x1_matrix(weight, name)
+    if block is None:
+        return check_operand(weight, bias, activation, name, "csr")
+    return check_operand(weight, bias, activation, name, "bsr", block=(int(block[0]), int(block[1])))
+
+
+def dense_of(weight) -> np.ndarray:
+    """Dense ``[N, K]`` of an operand (for NumPy references only; kernels pack from the encoded operand)."""
+    if isinstance(weight, Encoded):
+        return forms.get(weight.fmt).decode(weight)
+    return weight
+
+
+def as_conv1x1_matrix(weight, name):
+    """A 1x1 convolution weight as float32 ``[Cout, Cin]`` (``[Cout, Cin, 1, 1]`` accepted; other kernels refused);
+    an encoded operand is returned as is."""
+    if isinstance(weight, Encoded):
+        return weight
     weight = np.asarray(weight, np.float32)
     if weight.ndim == 4:
         if weight.shape[2:] != (1, 1):
@@ -277,10 +303,6 @@ class Src:
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
-
-
-def f32(x: float) -> str:
-    return f"T.float32({float(np.float32(x))!r})"
 
 
 def func_header(src: Src, name: str, params: list[tuple[str, tuple[int, ...], str]]) -> None:

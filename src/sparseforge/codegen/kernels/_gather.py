@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ._act import emit_activation
 from ._common import Src, func_header, parallel_or_serial, vec_loops
+from .activations import emit_activation
 
 _GATHER = {
     16: ("float32x16", "llvm.x86.avx512.mask.gather.dps.512", "T.Broadcast(T.bool(True), 16)", "T.int32(4)"),

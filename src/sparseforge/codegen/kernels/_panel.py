@@ -21,8 +21,12 @@ from typing import Callable
 
 import numpy as np
 
-from ._act import emit_activation
+from sparseforge.ir import forms
+from sparseforge.ir.forms import Encoded
+from sparseforge.ir.forms.bsr import bsr_pack
+
 from ._common import KernelTarget, Src, balanced_chunks, func_header, index_dtype, parallel_or_serial, pow2_ceil
+from .activations import emit_activation
 
 FMA_CHAINS = 8  # independent accumulators needed to hide FMA latency (2 pipes x 4 cycles on Zen / Skylake)
 L1_BUDGET = 64 * 1024  # bytes of a D panel (a bit over L1: fewer partial-sum round trips per row)
@@ -99,12 +103,13 @@ def panel_major(mask_rows: np.ndarray, cols: np.ndarray, kc: int, nrows: int, pa
     return order, ptr
 
 
-def csr_panel_rows(weight: np.ndarray, plan: Plan):
-    """(PanelRows, constants): CSR entries in panel-major order, (vals, idx, ptr[panels * N + 1])."""
-    n, k = weight.shape
-    rows, cols = np.nonzero(weight)
+def csr_panel_rows(enc: Encoded, plan: Plan):
+    """(PanelRows, constants): the nonzeros of an encoded operand (any form) in panel-major order,
+    (vals, idx, ptr[panels * N + 1])."""
+    n, k = enc.shape
+    rows, cols, vals = forms.get(enc.fmt).entries(enc)
     order, ptr = panel_major(rows, cols, plan.kc, n, plan.panels)
-    vals = weight[rows[order], cols[order]].astype(np.float32)
+    vals = vals[order]
     idx = cols[order].astype(index_dtype(k))
     if not len(vals):
         vals, idx = np.zeros(1, np.float32), np.zeros(1, idx.dtype)
@@ -119,12 +124,11 @@ def csr_panel_rows(weight: np.ndarray, plan: Plan):
     return rows_obj, (vals, idx, ptr)
 
 
-def bsr_panel_rows(weight: np.ndarray, r: int, c: int, plan: Plan):
-    """(PanelRows, constants): BSR blocks in panel-major order, (data[nnzb, r, c], bidx, ptr[panels * NB + 1])."""
-    from .bsr import bsr_pack
-
-    n, k = weight.shape
-    data, bidx, bptr = bsr_pack(weight, r, c)
+def bsr_panel_rows(enc: Encoded, r: int, c: int, plan: Plan):
+    """(PanelRows, constants): the r x c blocks of an encoded operand (any form, any stored block shape) in
+    panel-major order, (data[nnzb, r, c], bidx, ptr[panels * NB + 1])."""
+    n, k = enc.shape
+    data, bidx, bptr = bsr_pack(enc, r, c)
     nb, kb = len(bptr) - 1, -(-k // c)
     brow = np.repeat(np.arange(nb), np.diff(bptr))
     bcol = bidx.astype(np.int64)[:len(brow)] * c

@@ -22,9 +22,12 @@ import contextlib
 
 import numpy as np
 
-from ._act import emit_activation
-from ._common import (KernelTarget, SparseKernel, Src, balanced_chunks, check_common, func_header, index_dtype,
+from sparseforge.ir import forms
+from sparseforge.ir.forms import Encoded
+
+from ._common import (KernelTarget, SparseKernel, Src, balanced_chunks, check_operand, func_header,
                       matmul_reference, parallel_or_serial, parse, resolve_target, unique_name, vec_loops)
+from .activations import emit_activation
 from ._panel import FMA_CHAINS, bsr_panel_rows, emit_panel_matmul, plan_panel
 
 MIN_PANEL_M = 4
@@ -32,21 +35,11 @@ STATIC_MAX_BLOCKS = 32  # measured on Zen 5: unrolled patterns lose to index arr
 PANEL_MAX_ROWS = 4
 
 
-def bsr_pack(weight: np.ndarray, r: int, c: int):
-    """(data [nnzb, r, c], bidx [nnzb], bptr [nb + 1]) of the zero-padded weight."""
-    n, k = weight.shape
-    nb, kb = -(-n // r), -(-k // c)
-    wp = np.zeros((nb * r, kb * c), np.float32)
-    wp[:n, :k] = weight
-    blocks = wp.reshape(nb, r, kb, c).transpose(0, 2, 1, 3)  # [nb, kb, r, c]
-    mask = np.any(blocks != 0, axis=(2, 3))
-    bptr = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
-    ib, jb = np.nonzero(mask)
-    data = blocks[ib, jb].astype(np.float32)
-    bidx = jb.astype(index_dtype(kb))
-    if not len(data):
-        data, bidx = np.zeros((1, r, c), np.float32), np.zeros(1, bidx.dtype)
-    return data, bidx, bptr
+def bsr_pack(weight, r: int, c: int):
+    """(data [nnzb, r, c], bidx [nnzb], bptr [nb + 1]) of the zero-padded weight (encoded operand of any form, or
+    dense); see :func:`sparseforge.ir.forms.bsr.bsr_pack`."""
+    enc = weight if isinstance(weight, Encoded) else forms.encode(np.asarray(weight, np.float32), "bsr", block=(r, c))
+    return forms.bsr.bsr_pack(enc, r, c)
 
 
 def _emit_small_m(name: str, *, m: int, k: int, n: int, r: int, c: int, tgt: KernelTarget, arrays, static,
@@ -195,30 +188,34 @@ def _emit_small_m(name: str, *, m: int, k: int, n: int, r: int, c: int, tgt: Ker
     return src, cptr
 
 
-def bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=None, name=None,
+def bsr_matmul(weight, m, *, block=None, bias=None, activation="none", target=None, name=None,
                static_max_blocks: int = STATIC_MAX_BLOCKS, min_panel_m: int = MIN_PANEL_M,
                variant: str | None = None, **panel_opts) -> SparseKernel:
-    """BSR matmul kernel specialized to ``weight`` [N, K] (pattern and values) for batch ``m``.
+    """BSR matmul kernel specialized to ``weight`` (pattern and values) for batch ``m``: an encoded operand
+    (:class:`~sparseforge.ir.forms.Encoded`, any form; a BSR one with its own block shape unless ``block`` is
+    given) or a dense ``[N, K]`` matrix.
 
     block: (rows, cols) of a block of W. static_max_blocks: bake the pattern into the code up to this many
     stored blocks (0: never). variant: "small" or "panel" to override the choice by ``min_panel_m``.
     """
-    weight, bias = check_common(weight, bias, activation, "bsr_matmul")
-    tgt = resolve_target(target)
+    if block is None:
+        block = weight.block if isinstance(weight, Encoded) and weight.block else (4, 1)
     r, c = (int(block[0]), int(block[1]))
     if r < 1 or c < 1:
         raise ValueError(f"bsr_matmul: bad block {block}")
+    weight, bias = check_operand(weight, bias, activation, "bsr_matmul", "bsr", block=(r, c))
+    tgt = resolve_target(target)
     n, k = weight.shape
     name = name or unique_name("bsr_matmul")
     variant = variant or ("panel" if m >= min_panel_m else "small")
-    data, bidx, bptr = bsr_pack(weight, r, c)
+    data, bidx, bptr = forms.bsr.bsr_pack(weight, r, c)
     nnzb = int(bptr[-1])
     static = None
     if nnzb <= static_max_blocks and variant == "small":
         static = [[(j, int(bidx[j]) * c) for j in range(bptr[i], bptr[i + 1])] for i in range(len(bptr) - 1)]
     extra = (bias,) if bias is not None else ()
     info = dict(format="bsr", block=(r, c), variant=variant, static=static is not None, nnzb=nnzb,
-                nnz=int(np.count_nonzero(weight)))
+                nnz=weight.nnz)
     if variant == "small":
         if r < c:
             packed = data  # [nnzb, r, c]

@@ -9,17 +9,15 @@ in K-panel-major order (see :mod:`._panel`). Constants ``(vals, idx, ptr[, cptr]
 
 from __future__ import annotations
 
-import numpy as np
-
-from ._common import (SparseKernel, apply_activation_np, as_conv1x1_matrix, check_common, parse, resolve_target,
-                      unique_name)
+from ._common import SparseKernel, conv1x1_reference, conv_operand, parse, resolve_target, unique_name
 from ._panel import bsr_panel_rows, csr_panel_rows, emit_panel_conv, plan_panel
 
 
 def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None,
                    block: tuple[int, int] | None = None, **panel_opts) -> SparseKernel:
-    """Sparse 1x1 convolution kernel specialized to ``weight`` [Cout, Cin] (a [Cout, Cin, 1, 1] array is accepted)."""
-    weight, bias = check_common(as_conv1x1_matrix(weight, "sparse_conv1x1"), bias, activation, "sparse_conv1x1")
+    """Sparse 1x1 convolution kernel specialized to ``weight``: an encoded operand of any form (CSR kernel over its
+    nonzeros, or BSR with ``block``) or a dense [Cout, Cin] matrix (a [Cout, Cin, 1, 1] array is accepted)."""
+    weight, bias = conv_operand(weight, bias, activation, "sparse_conv1x1", block)
     tgt = resolve_target(target)
     cout, cin = weight.shape
     hw = int(height) * int(width)
@@ -37,16 +35,9 @@ def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none"
     src, cptr = emit_panel_conv(name, batch=int(batch), spatial=(int(height), int(width)), rows=rows, plan=plan,
                                 tgt=tgt, bias=bias is not None, activation=activation)
     consts = packed + ((cptr,) if cptr is not None else ()) + ((bias,) if bias is not None else ())
-    w64 = weight.astype(np.float64)
-    b64 = None if bias is None else bias.astype(np.float64)
-
-    def reference(x):
-        y = np.einsum("oc,bcp->bop", w64, np.asarray(x, np.float64).reshape(batch, cin, hw))
-        if b64 is not None:
-            y = y + b64[None, :, None]
-        return apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
+    reference = conv1x1_reference(weight, bias, activation, int(batch), int(height), int(width))
 
     return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(batch, cout, height, width),
                         out_dtype="float32", in_shape=(batch, cin, height, width),
-                        info=dict(format=fmt, variant="panel", nnz=int(np.count_nonzero(weight)), plan=plan),
+                        info=dict(format=fmt, variant="panel", nnz=weight.nnz, plan=plan),
                         _reference=reference)

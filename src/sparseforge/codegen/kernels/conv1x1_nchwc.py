@@ -36,9 +36,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._act import emit_activation
-from ._common import (KernelTarget, SparseKernel, Src, apply_activation_np, as_conv1x1_matrix, check_common,
-                      func_header, parallel_or_serial, parse, resolve_target, unique_name)
+from ._common import (KernelTarget, SparseKernel, Src, conv1x1_reference, conv_operand, func_header,
+                      parallel_or_serial, parse, resolve_target, unique_name)
+from .activations import emit_activation
 from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, bsr_panel_rows, csr_panel_rows
 
 MAX_VECTORS = 8  # vectors of L positions per tile (T = 8 L), fewer for small images / many threads
@@ -292,14 +292,15 @@ def emit_conv_nchwc(name: str, *, batch: int, spatial: tuple[int, int], cin: int
 
 def sparse_conv1x1_nchwc(weight, batch, height, width, *, lanes: int | None = None, bias=None, activation="none",
                          target=None, name=None, block: tuple[int, int] | None = None, **opts) -> SparseKernel:
-    """Sparse 1x1 convolution on NCHW{L}c activations, specialized to ``weight`` [Cout, Cin] (or [Cout, Cin, 1, 1]).
+    """Sparse 1x1 convolution on NCHW{L}c activations, specialized to ``weight``: an encoded operand of any form
+    (CSR kernel over its nonzeros, or BSR with ``block``) or a dense [Cout, Cin] (or [Cout, Cin, 1, 1]) matrix.
 
     Called as ``func(X5, *constants, Y5)`` with ``X5[B, ceil(Cin/L), H, W, L]`` and ``Y5[B, ceil(Cout/L), H, W, L]``;
     ``lanes`` (L) defaults to the target's float32 vector lanes (the dense pipeline's block size). Input padding
     lanes are never read into real outputs; output padding lanes are written as 0. ``opts``: tuning knobs of
     :func:`plan_nchwc` (``max_vectors``, ``kc``, ``l1_bytes``, ``chains``).
     """
-    weight, bias = check_common(as_conv1x1_matrix(weight, "sparse_conv1x1_nchwc"), bias, activation, "sparse_conv1x1_nchwc")
+    weight, bias = conv_operand(weight, bias, activation, "sparse_conv1x1_nchwc", block)
     tgt = resolve_target(target)
     L = int(lanes or tgt.lanes)
     if L < 2 or L & (L - 1):
@@ -321,29 +322,25 @@ def sparse_conv1x1_nchwc(weight, batch, height, width, *, lanes: int | None = No
     if "chains" not in opts:
         # short rows: extra accumulator sets only add zeroing and a final sum (out-of-order execution overlaps
         # the rows anyway)
-        stored = int(rows.arrays[0][1][0]) if np.count_nonzero(weight) else 0
+        stored = int(rows.arrays[0][1][0]) if weight.nnz else 0
         per_row = stored / max(1, rows.nb * plan.panels)
         plan = replace(plan, chains=min(plan.chains, max(1, int(per_row // 3)) * r * plan.v))
     src = emit_conv_nchwc(name, batch=batch, spatial=(height, width), cin=cin, rows=rows, plan=plan, lanes=L,
                           tgt=tgt, bias=bias is not None, activation=activation)
     consts = tuple(packed) + ((bias,) if bias is not None else ())
     cbi, cbo = -(-cin // L), -(-cout // L)
-    w64 = weight.astype(np.float64)
-    b64 = None if bias is None else bias.astype(np.float64)
 
-    def reference(x5):
+    def to_nchw(x5):
         x5 = np.asarray(x5)
         if x5.shape != (batch, cbi, height, width, L):
             raise ValueError(f"expected input shape {(batch, cbi, height, width, L)}, got {x5.shape}")
-        x = from_nchwc(x5, cin).astype(np.float64).reshape(batch, cin, hw)
-        y = np.einsum("oc,bcp->bop", w64, x)
-        if b64 is not None:
-            y = y + b64[None, :, None]
-        y = apply_activation_np(y, activation).astype(np.float32).reshape(batch, cout, height, width)
-        return to_nchwc(y, L)
+        return from_nchwc(x5, cin)
+
+    reference = conv1x1_reference(weight, bias, activation, batch, height, width,
+                                  layout=(to_nchw, lambda y: to_nchwc(y, L)))
 
     return SparseKernel(name=name, func=parse(src), constants=consts, out_shape=(batch, cbo, height, width, L),
                         out_dtype="float32", in_shape=(batch, cbi, height, width, L),
                         info=dict(format=fmt, variant="nchwc", layout=f"NCHW{L}c", lanes=L,
-                                  nnz=int(np.count_nonzero(weight)), plan=plan),
+                                  nnz=weight.nnz, plan=plan),
                         _reference=reference)

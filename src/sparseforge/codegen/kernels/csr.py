@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (SparseKernel, balanced_chunks, check_common, index_dtype, matmul_reference, parse,
+from sparseforge.ir import forms
+from sparseforge.ir.forms import Encoded
+from sparseforge.ir.forms.csr import row_entries
+
+from ._common import (SparseKernel, balanced_chunks, check_operand, index_dtype, matmul_reference, parse,
                       resolve_target, unique_name)
 from ._gather import emit_gather_rows
 from ._panel import csr_panel_rows, emit_panel_matmul, plan_panel
@@ -24,21 +28,23 @@ from ._panel import csr_panel_rows, emit_panel_matmul, plan_panel
 MIN_PANEL_M = 3
 
 
-def csr_pack_padded(weight: np.ndarray, lanes: int):
-    """Row-padded CSR: (vals, idx, gptr) with every row padded to a multiple of ``lanes`` entries."""
-    n, k = weight.shape
+def csr_pack_padded(weight, lanes: int):
+    """Row-padded CSR: (vals, idx, gptr) with every row padded to a multiple of ``lanes`` entries (padding: value 0
+    at the row's last column). ``weight``: an encoded operand of any form, or a dense matrix."""
+    enc = weight if isinstance(weight, Encoded) else forms.encode(np.asarray(weight, np.float32), "csr")
+    n, k = enc.shape
     idt = index_dtype(k)
-    rows = [np.flatnonzero(weight[i]) for i in range(n)]
-    groups = np.array([(len(r) + lanes - 1) // lanes for r in rows], np.int64)
+    entry_vals, entry_cols, rowptr = row_entries(enc)
+    counts = np.diff(rowptr).astype(np.int64)
+    groups = (counts + lanes - 1) // lanes
     gptr = np.concatenate([[0], np.cumsum(groups)]).astype(np.int32)
     total = int(gptr[-1]) * lanes
     vals = np.zeros(max(total, lanes), np.float32)
     idx = np.zeros(max(total, lanes), idt)
-    for i, cols in enumerate(rows):
-        if not len(cols):
-            continue
+    for i in np.flatnonzero(counts):
+        cols = entry_cols[rowptr[i]:rowptr[i + 1]]
         s = int(gptr[i]) * lanes
-        vals[s:s + len(cols)] = weight[i, cols]
+        vals[s:s + len(cols)] = entry_vals[rowptr[i]:rowptr[i + 1]]
         idx[s:s + len(cols)] = cols
         idx[s + len(cols):int(gptr[i + 1]) * lanes] = cols[-1]  # a valid, already cached column
     return vals, idx, gptr
@@ -46,19 +52,20 @@ def csr_pack_padded(weight: np.ndarray, lanes: int):
 
 def csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None,
                min_panel_m: int = MIN_PANEL_M, variant: str | None = None, **panel_opts) -> SparseKernel:
-    """Unstructured sparse matmul kernel specialized to ``weight`` [N, K] for batch ``m``.
+    """Unstructured sparse matmul kernel specialized to ``weight`` for batch ``m``: an encoded operand of any form
+    (:class:`~sparseforge.ir.forms.Encoded`, its nonzeros are used) or a dense ``[N, K]`` matrix.
 
     variant: "gather" or "panel" to override the choice by ``min_panel_m``; ``panel_opts`` are passed to
     :func:`._panel.emit_panel_matmul` (tile sizes) for tuning.
     """
-    weight, bias = check_common(weight, bias, activation, "csr_matmul")
+    weight, bias = check_operand(weight, bias, activation, "csr_matmul", "csr")
     tgt = resolve_target(target)
     n, k = weight.shape
     name = name or unique_name("csr_matmul")
     variant = variant or ("panel" if m >= min_panel_m else "gather")
     L = tgt.lanes
     extra = (bias,) if bias is not None else ()
-    nnz = int(np.count_nonzero(weight))
+    nnz = weight.nnz
     if variant == "gather":
         vals, idx, gptr = csr_pack_padded(weight, L)
         blocks = n // L

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._act import emit_activation
 from ._common import (SparseKernel, Src, check_common, func_header, matmul_reference, parallel_or_serial, parse,
                       resolve_target, unique_name, vec_loops)
+from .activations import emit_activation
 from ._panel import FMA_CHAINS
 
 

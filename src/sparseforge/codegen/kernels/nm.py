@@ -16,38 +16,43 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import SparseKernel, check_common, matmul_reference, parse, resolve_target, unique_name
+from sparseforge.ir import forms
+from sparseforge.ir.forms import Encoded
+
+from ._common import (SparseKernel, _llvm_features, check_bias_activation, check_common, matmul_reference, parse,
+                      resolve_target, unique_name)
 from ._gather import emit_gather_rows
 from ._panel import PanelRows, emit_panel_matmul, plan_panel
 
 MIN_PANEL_M = 4
 
 
-def nm_pack(weight: np.ndarray, n: int, group: int):
-    """(vals [N, G*n] float32, pos [N, G*n] uint8); raises ValueError if some group has more than n nonzeros."""
+def nm_operand(weight: np.ndarray, n: int, group: int) -> Encoded:
+    """A dense ``[N, K]`` weight encoded n:group (ValueError naming the first group with more than n nonzeros)."""
     rows, k = weight.shape
     if not 1 <= n <= group <= 256:
         raise ValueError(f"nm_pack: need 1 <= n <= group <= 256, got {n}:{group}")
     g = -(-k // group)
     wp = np.zeros((rows, g * group), np.float32)
     wp[:, :k] = weight
-    blocks = wp.reshape(rows, g, group)
-    counts = (blocks != 0).sum(2)
+    counts = (wp.reshape(rows, g, group) != 0).sum(2)
     if counts.size and counts.max() > n:
         bad = np.argwhere(counts > n)[0]
         raise ValueError(f"weight is not {n}:{group} sparse: row {bad[0]}, group {bad[1]} has "
                          f"{counts[tuple(bad)]} nonzeros")
-    order = np.argsort(blocks == 0, axis=2, kind="stable")[:, :, :n]
-    vals = np.take_along_axis(blocks, order, axis=2)
-    pos = np.where(vals != 0, order, 0).astype(np.uint8)
-    return vals.reshape(rows, g * n), pos.reshape(rows, g * n)
+    return forms.encode(np.asarray(weight, np.float32), "nm", nm=(n, group))
+
+
+def nm_pack(weight, n: int, group: int):
+    """(vals [N, G*n] float32, pos [N, G*n] uint8) of a dense weight (validated, see :func:`nm_operand`) or of an
+    N:M encoded operand; see :func:`sparseforge.ir.forms.nm.groups`."""
+    enc = weight if isinstance(weight, Encoded) else nm_operand(weight, n, group)
+    return forms.nm.groups(enc)
 
 
 def _permute_ok(tgt, n: int, group: int) -> bool:
     """The in-register permute variant: AVX-512 with 16 lanes and n/group = 1/2 (a 32-column window of X, two
     registers, holds exactly the 16 entries of one vector)."""
-    from ._common import _llvm_features
-
     return tgt.lanes == 16 and 2 * n == group and 32 % group == 0 and _llvm_features(tgt.tvm_target)[0]
 
 
@@ -106,8 +111,16 @@ def _emit_permute(name, vals, pos, m, k, n, group, tgt, bias, activation):
 
 def nm_matmul(weight, m, *, n=2, group=4, bias=None, activation="none", target=None, name=None,
               min_panel_m: int = MIN_PANEL_M, variant: str | None = None, **panel_opts) -> SparseKernel:
-    """N:M sparse matmul kernel specialized to ``weight`` [N, K] (n nonzeros per ``group`` along K), batch ``m``."""
-    weight, bias = check_common(weight, bias, activation, "nm_matmul")
+    """N:M sparse matmul kernel specialized to ``weight`` (n nonzeros per ``group`` along K), batch ``m``: an N:M
+    encoded operand (:class:`~sparseforge.ir.forms.Encoded`, its own n:group) or a dense ``[N, K]`` matrix."""
+    if isinstance(weight, Encoded):
+        if weight.fmt != "nm":
+            raise ValueError(f"nm_matmul: needs an N:M operand, got {weight.fmt}")
+        n, group = weight.nm
+        bias = check_bias_activation(weight.shape[0], bias, activation, "nm_matmul")
+    else:
+        weight, bias = check_common(weight, bias, activation, "nm_matmul")
+        weight = nm_operand(weight, n, group)
     tgt = resolve_target(target)
     rows_n, k = weight.shape
     name = name or unique_name("nm_matmul")
@@ -115,11 +128,11 @@ def nm_matmul(weight, m, *, n=2, group=4, bias=None, activation="none", target=N
     variant = variant or ("panel" if m >= min_panel_m else "gather")
     if auto and variant == "gather" and _permute_ok(tgt, n, group):
         variant = "permute"
-    vals, pos = nm_pack(weight, n, group)
+    vals, pos = forms.nm.groups(weight)
     g = vals.shape[1] // n
     J = g * n
     extra = (bias,) if bias is not None else ()
-    info = dict(format=f"nm{n}:{group}", variant=variant, nnz=int(np.count_nonzero(weight)), stored=vals.size)
+    info = dict(format=f"nm{n}:{group}", variant=variant, nnz=weight.nnz, stored=vals.size)
     plan = None
     if variant == "permute":
         if not _permute_ok(tgt, n, group):

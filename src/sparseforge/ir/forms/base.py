@@ -99,6 +99,20 @@ class Form:
         raise NotImplementedError
 
 
+_REGISTERED: dict[str, Form] = {}
+
+
+def register(form: Form) -> Form:
+    """Record ``form`` under its name (each form module registers its instance)."""
+    _REGISTERED[form.name] = form
+    return form
+
+
+def form_of(enc: Encoded) -> Form:
+    """The form an encoded operand is stored in."""
+    return _REGISTERED[enc.fmt]
+
+
 def index_dtype(limit: int) -> str:
     """Narrowest index dtype for indices in ``[0, limit)``: uint16 up to 65536, else int32."""
     return "uint16" if limit <= 65536 else "int32"

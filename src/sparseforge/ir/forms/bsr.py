@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from .base import Encoded, Form, Option, index_dtype, pointers
+from .base import Encoded, Form, Option, form_of, index_dtype, pointers, register
 from .onnx_body import body_prefix
 
 NAME = "bsr"
@@ -121,25 +121,28 @@ class Bsr(Form):
         return np.repeat(np.repeat(mask, br, 0), bc, 1)[:n, :k]
 
 
-FORM = Bsr()
+FORM = register(Bsr())
 
 
 def block_entries(enc: Encoded, r: int, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``r x c`` blocks holding any nonzero of any encoded operand: ``(data [nnzb, r, c] float32, brow int64,
     bcol int64)`` sorted by (block row, block column); the same blocks as cutting the dense weight."""
-    if enc.fmt == NAME and tuple(enc.values.shape[1:]) == (r, c):
-        data = np.asarray(enc.values, np.float32)
-        flat = enc.indices.astype(np.int64)
-        keep = data.reshape(len(data), -1).any(axis=1)
-        order = np.argsort(flat[keep], kind="stable")
+    if enc.fmt == NAME and enc.values.shape[2] == c and enc.values.shape[1] % r == 0:
+        # the stored blocks, or each split into R / r blocks of r rows (values kept bit for bit, signed zeros too)
+        split = enc.values.shape[1] // r
         kb = int(enc.dims[3])
-        flat, data = flat[keep][order], data[keep][order]
-        return data, flat // kb, flat % kb
-    from . import get
-
+        flat = enc.indices.astype(np.int64)
+        data = np.asarray(enc.values, np.float32).reshape(-1, r, c)
+        brow = (flat // kb * split)[:, None] + np.arange(split)[None, :]
+        bcol = np.repeat(flat % kb, split)
+        brow = brow.reshape(-1)
+        keep = (data != 0).any(axis=(1, 2))
+        data, brow, bcol = data[keep], brow[keep], bcol[keep]
+        order = np.argsort(brow * kb + bcol, kind="stable")
+        return data[order], brow[order], bcol[order]
     k = enc.shape[1]
     kb = -(-k // c)
-    rows, cols, vals = get(enc.fmt).entries(enc)
+    rows, cols, vals = form_of(enc).entries(enc)
     key = rows // r * kb + cols // c
     uniq, slot = np.unique(key, return_inverse=True)
     data = np.zeros((len(uniq), r, c), np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from .base import Encoded, Form, Option, pointers
+from .base import Encoded, Form, Option, form_of, pointers, register
 from .onnx_body import body_prefix
 
 NAME = "csr"
@@ -60,10 +60,8 @@ class Csr(Form):
 
 def row_entries(enc: Encoded, form: Form | None = None):
     """CSR rows of any encoded operand: ``(vals [nnz] float32, cols [nnz] int64, rowptr [N+1] int32)``."""
-    from . import get
-
-    rows, cols, vals = (form or get(enc.fmt)).entries(enc)
+    rows, cols, vals = (form or form_of(enc)).entries(enc)
     return vals, cols, pointers(rows, enc.shape[0])
 
 
-FORM = Csr()
+FORM = register(Csr())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from .base import Encoded, Form, Option
+from .base import Encoded, Form, Option, register
 from .onnx_body import body_prefix
 
 NAME = "nm"
@@ -119,7 +119,7 @@ class Nm(Form):
         return mask.reshape(n, groups * m)[:, :k]
 
 
-FORM = Nm()
+FORM = register(Nm())
 
 
 def groups(enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
