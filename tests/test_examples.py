@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import sparseforge
-from sparseforge.passes.prune import PruneConfig
+from sparseforge.passes.rewrites.prune import PruneConfig
 
 
 @pytest.mark.torch

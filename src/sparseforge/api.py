@@ -27,8 +27,8 @@ from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
 from sparseforge.passes import pipelines
 from sparseforge.passes.infra import PassReport, Pipeline
-from sparseforge.passes.prune import PruneConfig, prune_config_from_options
-from sparseforge.passes.structure_analysis import WeightStructure
+from sparseforge.passes.rewrites.prune import PruneConfig, prune_config_from_options
+from sparseforge.passes.analysis import WeightStructure
 from sparseforge.runtime.artifact import load as load_artifact
 from sparseforge.runtime.artifact import load_inputs
 from sparseforge.runtime.compare import EXACT_RTOL, Comparison, compare

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparseforge.passes.prune import PruneConfig
+from sparseforge.passes.rewrites.prune import PruneConfig
 
 pytestmark = [pytest.mark.tvm, pytest.mark.cross]
 
