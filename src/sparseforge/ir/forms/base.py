@@ -94,6 +94,15 @@ class Form:
         """The option a calibration variant key names (``stored`` left at 0), or None if not this form's."""
         raise NotImplementedError
 
+    #: True when every option stores a fixed fraction (N:M): a cost table needs one point, not a density grid.
+    fixed_stored: bool = False
+
+    def stored_fraction(self, n: int, k: int, density: float, *, block: tuple[int, int] | None = None,
+                        nm: tuple[int, int] | None = None, nnz_blocks: int | None = None) -> float:
+        """Fraction of an ``[n, k]`` weight this form stores, from a cost model's ``predict`` arguments (element
+        density by default)."""
+        return density
+
     def random_mask(self, n: int, k: int, density: float, option: Option, rng: np.random.Generator) -> np.ndarray:
         """A random ``[n, k]`` keep-mask with this structure (calibration weights)."""
         raise NotImplementedError

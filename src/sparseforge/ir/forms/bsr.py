@@ -113,6 +113,13 @@ class Bsr(Form):
         block = tuple(int(v) for v in key[len(NAME):].split("x"))
         return Option(NAME, 0.0, label(block), key, block=block)
 
+    def stored_fraction(self, n, k, density, *, block=None, nm=None, nnz_blocks=None) -> float:
+        """Block density: ``nnz_blocks`` of all ``block`` blocks (estimated as ``density`` of them if unknown)."""
+        if block is None:
+            return density
+        blocks = -(-n // block[0]) * -(-k // block[1])
+        return (nnz_blocks if nnz_blocks is not None else density * blocks) / blocks
+
     def random_mask(self, n, k, density, option, rng) -> np.ndarray:
         br, bc = option.block
         nb, kb = -(-n // br), -(-k // bc)

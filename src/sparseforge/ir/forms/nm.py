@@ -110,6 +110,12 @@ class Nm(Form):
         n, m = (int(v) for v in key[len(NAME):].split(":"))
         return Option(NAME, n / m, label((n, m)), key, nm=(n, m))
 
+    fixed_stored = True
+
+    def stored_fraction(self, n, k, density, *, block=None, nm=None, nnz_blocks=None) -> float:
+        """n / m."""
+        return nm[0] / nm[1] if nm is not None else density
+
     def random_mask(self, n, k, density, option, rng) -> np.ndarray:
         keep_n, m = option.nm
         groups = -(-k // m)
