@@ -1,6 +1,8 @@
 """Sparse TIR kernels specialized to constant weights, plus a dense reference kernel.
 
-Builders (each returns a :class:`SparseKernel` for one constant weight and batch size)::
+Builders (each returns a :class:`SparseKernel` for one constant weight and batch size; ``weight`` is the form's
+encoded operand, :class:`sparseforge.ir.forms.Encoded`, packed through :mod:`sparseforge.ir.forms`, or a dense
+matrix that is encoded first)::
 
     bsr_matmul(weight, m, *, block=(4, 1), bias=None, activation="none", target=None, name=None)
     csr_matmul(weight, m, *, bias=None, activation="none", target=None, name=None)
@@ -17,7 +19,8 @@ PrimFunc (``tirx.is_scheduled``) called as ``func(X, *kernel.constants, Y)`` (de
 ``relax.call_tir``). ``target``: None (host), a :class:`KernelTarget`, a dict or an object with ``lanes``,
 ``threads`` and ``tvm_target`` (JSON-dict TVM target). :func:`measure` compiles for the host and returns the
 median seconds per call. Keyword arguments beyond the contract (variant, tile sizes, thresholds) are tuning
-knobs; see each module's docstring for layouts and heuristics.
+knobs; see each module's docstring for layouts and heuristics. Which builder lowers an ``ai.sparseforge`` node:
+:data:`CPU_RULES` (:mod:`.rules`, first match wins, dense fallback last). Activations: :mod:`.activations`.
 """
 
 from ._common import ACTIVATIONS, KernelTarget, SparseKernel, make_target, resolve_target
@@ -28,12 +31,15 @@ from .csr import csr_matmul
 from .dense import dense_matmul
 from .measure import Runner, build, measure, run
 from .nm import nm_matmul
+from .rules import CPU_RULES, SparseOp
 
 __all__ = [
     "ACTIVATIONS",
+    "CPU_RULES",
     "KernelTarget",
     "Runner",
     "SparseKernel",
+    "SparseOp",
     "bsr_matmul",
     "build",
     "csr_matmul",
