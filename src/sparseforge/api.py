@@ -26,9 +26,9 @@ from sparseforge.ir.frontend import load, parse_shape_overrides, require_static_
 from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
 from sparseforge.passes import pipelines
+from sparseforge.passes.analysis import WeightStructure
 from sparseforge.passes.infra import PassReport, Pipeline
 from sparseforge.passes.rewrites.prune import PruneConfig, prune_config_from_options
-from sparseforge.passes.analysis import WeightStructure
 from sparseforge.runtime.artifact import load as load_artifact
 from sparseforge.runtime.artifact import load_inputs
 from sparseforge.runtime.compare import EXACT_RTOL, Comparison, compare

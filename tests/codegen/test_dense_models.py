@@ -41,7 +41,7 @@ def _export(factory_name):
     ],
 )
 def test_model_matches_onnxruntime(factory, kernels, host_target):
-    from sparseforge.codegen import build as cg, vm
+    from sparseforge.codegen import build as cg
 
     proto, inputs = _export(factory)
     mod = cg.import_onnx(proto)

@@ -95,7 +95,7 @@ def dense_result(host_target):
 
 
 def test_dense_weights_packed_at_compile_time(host_target):
-    from sparseforge.codegen import build as cg, vm
+    from sparseforge.codegen import build as cg
 
     mod, _, _ = _dense_case()
     fused = cg.optimize(mod, host_target, schedule=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 import pytest
-from helpers import vinfo
 
 from sparseforge.ir import keys, ops
 from sparseforge.runtime.compare import session

@@ -352,7 +352,7 @@ def emit_c(p: Plan, *, weights_file: str | None, prefix: str = "sf") -> str:
             else:
                 lines.append(f"  a[{ai}].type_index = kTVMFFIFloat; a[{ai}].zero_padding = 0; "
                              f"a[{ai}].v_float64 = {float(a.value)!r};")
-        lines.append(f"  ret.type_index = kTVMFFINone;")
+        lines.append("  ret.type_index = kTVMFFINone;")
         lines.append(f"  if (__tvm_ffi_{name}(NULL, a, {len(args)}, &ret) != 0) {{")
         lines.append(f"    if (!sf_error_message[0]) snprintf(sf_error_message, sizeof(sf_error_message), "
                      f"\"kernel {name} failed\");")

@@ -85,7 +85,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     reports = Pipeline(pipelines.compile(cost_model, dense=dense))(model).reports
     optimized = ir.to_proto(model)
     mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
-                                      builders=family.kernel_builders(description))
+                                      rules=family.kernel_rules(description))
     executable = family.build(mod, description, tune=tune)
     decide = next(r for r in reports if r.pass_name == "DecideFormat")
     inputs, outputs = artifact.io_specs(optimized)

@@ -22,6 +22,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from sparseforge.ir import forms
+
 from .timer import KernelTimer
 
 logger = logging.getLogger(__name__)
@@ -35,14 +37,6 @@ UNSUPPORTED: list[list[float]] = [[-1.0, -1.0]]
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SPARSEFORGE_CACHE", Path.home() / ".cache" / "sparseforge"))
-
-
-def variant_key(kernel: str, block: tuple[int, int] | None = None, nm: tuple[int, int] | None = None) -> str:
-    if kernel == "bsr":
-        return f"bsr{block[0]}x{block[1]}"
-    if kernel == "nm":
-        return f"nm{nm[0]}:{nm[1]}"
-    return kernel
 
 
 @dataclasses.dataclass
@@ -146,17 +140,12 @@ class MeasuredCostModel:
         if kernel == "dense":
             points = self._points("dense", kind, m, n, k, (1.0,))
             return None if not points else points[0][1]
-        variant = variant_key(kernel, block, nm)
-        if kernel == "bsr":
-            blocks = -(-n // block[0]) * -(-k // block[1])
-            effective = (nnz_blocks if nnz_blocks is not None else density * blocks) / blocks
-            if effective > 2.5 * density + 0.02:
-                return None  # blocks mostly hold zeros here: BSR would do wasted work
-        elif kernel == "nm":
-            effective = nm[0] / nm[1]
-        else:
-            effective = density
-        grid = (effective,) if kernel == "nm" else DENSITY_GRID
+        variant = forms.variant_key(kernel, block, nm)
+        form = forms.get(kernel)
+        effective = form.stored_fraction(n, k, density, block=block, nm=nm, nnz_blocks=nnz_blocks)
+        if kernel == "bsr" and effective > 2.5 * density + 0.02:
+            return None  # blocks mostly hold zeros here: BSR would do wasted work
+        grid = (effective,) if form.fixed_stored else DENSITY_GRID
         points = self._points(variant, kind, m, n, k, grid)
         return None if not points else interpolate(points, effective)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from sparseforge.ir import forms
+
 #: (kernel, kind) -> crossover density, or a list of (largest M, crossover) steps.
 _CROSSOVERS: dict[str, dict[tuple[str, str], float | list[tuple[int, float]]]] = {
     "arm": {("csr", "matmul"): 0.3, ("bsr", "matmul"): 0.4, ("csr", "conv1x1"): 0.33, ("bsr", "conv1x1"): 0.4},
@@ -57,8 +59,5 @@ class RuleCostModel:
         crossover = self.crossover(kernel, kind, m)
         if crossover is None:
             return None
-        stored = density
-        if kernel == "bsr" and block is not None:
-            blocks = -(-n // block[0]) * -(-k // block[1])
-            stored = (nnz_blocks if nnz_blocks is not None else density * blocks) / blocks
+        stored = forms.get(kernel).stored_fraction(n, k, density, block=block, nm=nm, nnz_blocks=nnz_blocks)
         return dense * stored / crossover

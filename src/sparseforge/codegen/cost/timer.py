@@ -11,33 +11,12 @@ import time
 import numpy as np
 
 from .. import _tvm
-from .. import kernels as K
 from ..build import build
+from ..kernels import rules as kernel_rules
 from ..schedules.relax_conv import _imap
 from ..vm import VMRunner
 
 relax = _tvm.relax
-
-
-def random_weight(n: int, k: int, density: float, *, block: tuple[int, int] | None = None,
-                  nm: tuple[int, int] | None = None, seed: int = 0) -> np.ndarray:
-    """A random ``[n, k]`` float32 weight with the given structure and (element or block) density."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    if nm is not None:
-        keep_n, m = nm
-        groups = -(-k // m)
-        scores = rng.random((n, groups, m))
-        mask = np.zeros((n, groups, m), bool)
-        np.put_along_axis(mask, np.argsort(scores, axis=2)[:, :, :keep_n], True, axis=2)
-        return w * mask.reshape(n, groups * m)[:, :k]
-    if block is not None:
-        br, bc = block
-        nb, kb = -(-n // br), -(-k // bc)
-        mask = rng.random((nb, kb)) < density
-        mask[np.arange(nb), rng.integers(0, kb, nb)] |= density > 0  # no empty block rows at all densities
-        return w * np.repeat(np.repeat(mask, br, 0), bc, 1)[:n, :k]
-    return w * (rng.random((n, k)) < density)
 
 
 class KernelTimer:
@@ -99,23 +78,10 @@ class KernelTimer:
         return self._time_module(body, x_np)
 
     def sparse(self, variant: str, kind: str, m: int, n: int, k: int, density: float) -> float:
-        block = nm = None
-        if variant.startswith("bsr"):
-            block = tuple(int(v) for v in variant[3:].split("x"))
-        elif variant.startswith("nm"):
-            nm = tuple(int(v) for v in variant[2:].split(":"))
-        w = random_weight(n, k, density, block=block, nm=nm, seed=1)
-        lanes = self.kernel_target.lanes
-        if kind == "conv1x1":
-            h, wd = self._image(m)
-            kernel = K.sparse_conv1x1_nchwc(w, 1, h, wd, lanes=lanes, block=None if nm else block,
-                                            target=self.kernel_target)
-        elif variant == "csr":
-            kernel = K.csr_matmul(w, m, target=self.kernel_target)
-        elif block is not None:
-            kernel = K.bsr_matmul(w, m, block=block, target=self.kernel_target)
-        else:
-            kernel = K.nm_matmul(w, m, n=nm[0], group=nm[1], target=self.kernel_target)
+        """Seconds of the kernel the CPU kernel rules pick for a random weight of ``variant`` at ``density``."""
+        x_shape = (1, k, *self._image(m)) if kind == "conv1x1" else (m, k)
+        op = kernel_rules.calibration_op(variant, kind, x_shape, n, density, seed=1)
+        kernel = kernel_rules.build(op, self.kernel_target, kernel_rules.CPU_RULES)
 
         def body(bb, x):
             gv = bb.add_func(kernel.func, kernel.name)

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 
+from .._tvm import tvm
+
 STUB_SYMBOLS = ("cuInit", "cuDriverGetVersion", "cuDeviceGet", "cuDeviceGetCount", "cuDeviceGetName",
                 "cuDeviceGetAttribute", "cuFuncSetAttribute", "cuFuncGetAttribute", "cuLaunchKernel",
                 "cuLaunchKernelEx", "cuModuleGetFunction", "cuModuleGetGlobal", "cuModuleLoadData",
@@ -119,8 +121,6 @@ def real_driver_loadable() -> bool:
 
 def ensure_cuda_runtime() -> str:
     """Load TVM's CUDA runtime library (real driver or stub). Returns "real" or "stub"; raises CudaToolError."""
-    from .._tvm import tvm
-
     if _state["driver"] is None and tvm.runtime.enabled("cuda"):
         _state["driver"] = "real"  # loaded at import tvm: a real driver is present
     if _state["driver"] is not None and tvm.runtime.enabled("cuda"):
@@ -204,8 +204,6 @@ def nvcc_compile(code: str, arch: str, *, fmt: str = "fatbin", fast_math: bool =
 @contextlib.contextmanager
 def nvcc_callback(arch: str, *, fast_math: bool = False):
     """Within the block, TVM compiles CUDA device code with :func:`nvcc_compile` for ``arch``."""
-    from .._tvm import tvm
-
     name = "tvm_callback_cuda_compile"
     old = tvm.get_global_func(name, allow_missing=True)
 

@@ -23,6 +23,12 @@ import time
 
 import numpy as np
 
+from ..kernels.testing import block_sparse, unstructured
+from .build import build
+from .device import KernelRunner, ModelRunner, cuda_device, device_arch, gpu_available, time_gpu
+from .graph import mlp_module
+from .kernels import bsr_matmul, csr_matmul
+
 SHAPES = ((4096, 4096), (3072, 768), (768, 3072))
 BATCHES = (1, 8, 128)
 PATTERNS = ("unstructured", "block4x1", "block16x16", "dense")
@@ -30,8 +36,6 @@ DENSITY = 0.1
 
 
 def make_weight(rng, pattern: str, n: int, k: int, density: float = DENSITY) -> np.ndarray:
-    from ..kernels.testing import block_sparse, unstructured
-
     if pattern == "dense":
         return (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
     if pattern == "unstructured":
@@ -45,8 +49,6 @@ def make_weight(rng, pattern: str, n: int, k: int, density: float = DENSITY) -> 
 
 
 def _kernel(pattern: str, w: np.ndarray, m: int, name: str):
-    from .kernels import bsr_matmul, csr_matmul
-
     if pattern == "unstructured":
         return csr_matmul(w, m, name=name)
     r, c = map(int, pattern[5:].split("x"))
@@ -61,10 +63,6 @@ def _no_gpu(msg: str) -> int:
 def run(shapes=SHAPES, batches=BATCHES, patterns=PATTERNS, *, repeat: int = 30, seed: int = 0,
         log=lambda s: None) -> dict:
     import torch
-
-    from .build import build
-    from .graph import mlp_module
-    from .device import KernelRunner, ModelRunner, cuda_device, device_arch, time_gpu
 
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = cuda_device()
@@ -144,8 +142,6 @@ def main(argv=None) -> int:
         import torch
     except ImportError:
         return _no_gpu("PyTorch is not installed (pip install torch with CUDA support)")
-    from .device import gpu_available
-
     if not gpu_available() or not torch.cuda.is_available():
         return _no_gpu("no CUDA GPU available (needs an NVIDIA GPU, its driver and a CUDA build of PyTorch)")
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",") if s]

@@ -13,6 +13,9 @@ import re
 import tempfile
 from typing import Any
 
+from .._tvm import IRModule, Target, relax, tirx, tvm
+from .._tvm import dlight as dl
+from ..kernels._common import SparseKernel
 from . import _fatbin
 from ._driver import CudaToolError, ensure_cuda_runtime, nvcc_callback
 
@@ -52,16 +55,11 @@ def arch_of(target: Any = None) -> str:
 
 def cuda_target(arch: str = DEFAULT_ARCH):
     """TVM target ``{"kind": "cuda", "arch": arch}`` with an LLVM host."""
-    from .._tvm import Target
-
     arch = check_arch(arch) if arch is None or isinstance(arch, str) else arch_of(arch)
     return Target({"kind": "cuda", "arch": arch}, host={"kind": "llvm"})
 
 
 def _as_module(mod):
-    from .._tvm import IRModule, tirx
-    from ..kernels._common import SparseKernel
-
     if isinstance(mod, SparseKernel):
         mod = [mod]
     if isinstance(mod, (list, tuple)):
@@ -73,16 +71,11 @@ def _as_module(mod):
 
 
 def _has_relax(mod) -> bool:
-    from .._tvm import relax
-
     return any(isinstance(f, relax.Function) for f in mod.functions.values())
 
 
 def schedule(mod, arch: str = DEFAULT_ARCH):
     """Zero pipeline + dlight GPU rules under the target (Relax modules); TIR-only modules are returned as is."""
-    from .._tvm import dlight as dl
-    from .._tvm import relax
-
     mod = _as_module(mod)
     if not _has_relax(mod):
         return mod
@@ -99,8 +92,6 @@ def build(mod, arch: str = DEFAULT_ARCH, *, fast_math: bool = False, require_bin
 
     require_binary: raise CudaToolError if TVM's CUDA runtime cannot be loaded (no C compiler for the stub);
     with False the executable then holds CUDA source only (see :func:`device_code_info`)."""
-    from .._tvm import tvm
-
     arch = check_arch(arch)
     try:
         ensure_cuda_runtime()

@@ -3,11 +3,11 @@ kernel's constants bound as ``relax.const`` (uploaded to the GPU by the VM), out
 
 from __future__ import annotations
 
+from .._tvm import IRModule, relax
+
 
 def call_kernel(bb, kernel, x):
     """Emit ``kernel`` (a SparseKernel) applied to the Relax expression ``x`` in block builder ``bb``."""
-    from .._tvm import relax
-
     gv = bb.add_func(kernel.func, kernel.name)
     args = [x] + [relax.const(c) for c in kernel.constants]
     return bb.emit(relax.call_tir(gv, args, relax.TensorType(kernel.out_shape, kernel.out_dtype)))
@@ -18,8 +18,6 @@ def mlp_module(layers, m: int, k: int, *, func: str = "main"):
 
     ``layers``: SparseKernels, or ``("dense", W [N, K], bias or None, activation)`` tuples compiled by dlight
     (``relax.op.linear`` + activation)."""
-    from .._tvm import IRModule, relax
-
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((m, k), "float32"))
     acts = {"none": None, "relu": relax.op.nn.relu, "gelu": relax.op.nn.gelu, "sigmoid": relax.op.sigmoid,

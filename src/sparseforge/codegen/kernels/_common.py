@@ -18,6 +18,7 @@ import numpy as np
 from sparseforge.ir import forms
 from sparseforge.ir.forms import Encoded
 
+from .._tvm import T, Target, tvm
 from .activations import ACTIVATIONS, apply_activation_np, f32  # noqa: F401 - re-exported
 
 # --------------------------------------------------------------------------------------------------- target
@@ -44,14 +45,10 @@ class KernelTarget:
     cache_bytes: int = 1 << 20
 
     def tvm(self):
-        from .._tvm import Target
-
         return Target(dict(self.tvm_target))
 
 
 def _llvm_features(tvm_target: dict) -> tuple[bool, bool]:
-    from .._tvm import Target, tvm
-
     if tvm_target.get("kind") != "llvm":
         return False, False
     tgt = Target(dict(tvm_target))
@@ -64,8 +61,6 @@ def _llvm_features(tvm_target: dict) -> tuple[bool, bool]:
 
 def host_tvm_target() -> dict:
     """The detected host CPU as a TVM target dict (``Target.from_device(cpu)``)."""
-    from .._tvm import Target, tvm
-
     cfg = dict(Target.from_device(tvm.cpu()).export())
     return {k: v for k, v in cfg.items() if k in ("kind", "mtriple", "mcpu", "mattr", "mabi")}
 
@@ -314,8 +309,6 @@ def func_header(src: Src, name: str, params: list[tuple[str, tuple[int, ...], st
 
 
 def parse(src: Src):
-    from .._tvm import T, tvm
-
     try:
         return tvm.script.from_source(src.text(), extra_vars={"T": T})
     except Exception as exc:  # keep the generated text for debugging

@@ -8,6 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .._tvm import IRModule, cpu_device, to_tvm_tensor, tvm
 from ._common import SparseKernel, resolve_target
 
 
@@ -21,8 +22,6 @@ def ensure_thread_pool(threads: int) -> None:
 
 def build(kernels: SparseKernel | Iterable[SparseKernel], target=None):
     """Compile one or more kernels into one host module (``tvm.compile``); index it by ``kernel.name``."""
-    from .._tvm import IRModule, tvm
-
     kernels = [kernels] if isinstance(kernels, SparseKernel) else list(kernels)
     tgt = resolve_target(target)
     ensure_thread_pool(tgt.threads)
@@ -34,8 +33,6 @@ class Runner:
     """Device tensors for one kernel: ``runner(x) -> y`` (NumPy in, NumPy out), ``runner.call()`` re-runs."""
 
     def __init__(self, lib, kernel: SparseKernel, x: np.ndarray | None = None):
-        from .._tvm import cpu_device, to_tvm_tensor
-
         dev = cpu_device()
         self.func = lib[kernel.name]
         x = np.zeros(kernel.in_shape, np.float32) if x is None else x

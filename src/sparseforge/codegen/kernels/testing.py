@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import SparseKernel
+from .measure import Runner, build
 
 
 def unstructured(rng, n: int, k: int, density: float, *, empty_rows=(), dense_rows=()) -> np.ndarray:
@@ -51,8 +52,6 @@ def check_kernels(kernels: list[SparseKernel], target=None, *, tol: float = 1e-5
     """Compile all kernels into one module, run each on random input, return [(name, error)] above ``tol``.
 
     Error is ``max |y - ref| / max(1, max |ref|)`` (rtol/atol ``tol`` scaled to the output magnitude)."""
-    from .measure import Runner, build
-
     lib = lib or build(kernels, target)
     rng = np.random.default_rng(seed)
     bad = []

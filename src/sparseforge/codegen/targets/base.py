@@ -17,6 +17,7 @@ from .. import build as relax_build
 from .. import kernels
 from ..cost.rules import RuleCostModel
 from ..cpu_target import CompileTarget, make_target
+from ..kernels.rules import CPU_RULES
 from ..schedules import default_rules
 
 
@@ -41,7 +42,7 @@ class Target:
             raise TargetError(str(exc)) from None
 
     def kernel_target(self, description: CompileTarget) -> kernels.KernelTarget:
-        """The view of ``description`` the sparse-kernel builders take (vector lanes, threads, TVM target dict)."""
+        """The view of ``description`` the kernel rules take (vector lanes, threads, TVM target dict)."""
         config = dict(description.tvm_target().export())
         tvm_dict = {k: v for k, v in config.items() if k in ("kind", "mtriple", "mcpu", "mattr")}
         return kernels.make_target(tvm_dict, threads=description.threads, lanes=description.vector_lanes)
@@ -50,9 +51,10 @@ class Target:
         """dlight-style schedule rules for dense code, in order (first match wins, fallback last)."""
         return default_rules(description)
 
-    def kernel_builders(self, description: CompileTarget):
-        """The module providing the sparse kernel builders for this family (CPU: shared TIR generators)."""
-        return kernels
+    def kernel_rules(self, description: CompileTarget) -> list:
+        """Kernel rules for ``ai.sparseforge`` ops, in order (first match wins, dense fallback last); the CPU
+        families share the TIR generators' rules."""
+        return CPU_RULES
 
     def cost_model(self, description: CompileTarget, kernel_target: Any, *, measure: bool = True):
         """The dense-vs-sparse cost model: published crossover densities unless the family measures."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from sparseforge.errors import TargetError
 
 from .. import cuda
+from ..cuda.rules import CUDA_RULES
 from .base import Target
 
 
@@ -45,8 +46,8 @@ class CudaFamily(Target):
     def schedule_rules(self, description):
         return []  # dense layers: TVM's dlight GPU rules, applied inside cuda.build
 
-    def kernel_builders(self, description):
-        return cuda
+    def kernel_rules(self, description):
+        return CUDA_RULES
 
     def build(self, mod, description, *, tune: int = 0):
         if tune:
