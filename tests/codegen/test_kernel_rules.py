@@ -17,6 +17,7 @@ from sparseforge.codegen import kernels as K  # noqa: E402
 from sparseforge.codegen.cuda.rules import CUDA_RULES  # noqa: E402
 from sparseforge.codegen.kernels import rules as R  # noqa: E402
 from sparseforge.ir import forms  # noqa: E402
+from sparseforge.passes.analysis.analyse import StructureAnalysisPass  # noqa: E402
 from sparseforge.passes.decide import DecideFormatPass  # noqa: E402
 from sparseforge.passes.infra import Pipeline  # noqa: E402
 from sparseforge.passes.rewrites.sparsify import SparsifyPass  # noqa: E402
@@ -110,7 +111,7 @@ def _model():
 
 def _sparse_proto(form):
     model = to_ir(_model())
-    Pipeline([DecideFormatPass(_Cost(form)), SparsifyPass()])(model)
+    Pipeline([StructureAnalysisPass(with_rank=False), DecideFormatPass(_Cost(form)), SparsifyPass()])(model)
     return ir.to_proto(model)
 
 

@@ -8,8 +8,9 @@ from helpers import assert_equivalent, init, make_model, randn, to_ir, vinfo
 from onnx import helper
 
 from sparseforge.ir import keys
-from sparseforge.passes.infra import Pipeline
+from sparseforge.passes.analysis.analyse import StructureAnalysisPass
 from sparseforge.passes.decide import META_DECISION, DecideFormatPass, why_not
+from sparseforge.passes.infra import Pipeline, PipelineOrderError
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
 
 
@@ -57,7 +58,8 @@ def mixed_model():
 def test_sparsify_every_candidate_exactly(fmt) -> None:
     proto = mixed_model()
     model = to_ir(proto)
-    result = Pipeline([DecideFormatPass(TableCostModel({fmt: 1.0})), SparsifyPass()])(model)
+    result = Pipeline([StructureAnalysisPass(with_rank=False), DecideFormatPass(TableCostModel({fmt: 1.0})),
+                       SparsifyPass()])(model)
     ops_used = sorted(n.op_type for n in model.graph if n.domain == keys.DOMAIN)
     prefix = fmt.capitalize()
     assert ops_used == sorted([f"{prefix}MatMul"] * 3 + [f"{prefix}Conv1x1"])
@@ -87,7 +89,8 @@ def test_nm_only_when_fully_compliant() -> None:
     nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", transB=1)]
     proto = make_model(nodes, [vinfo("x", [2, 16])], [vinfo("y", [2, 8])], [init("w", w)])
     model = to_ir(proto)
-    Pipeline([DecideFormatPass(TableCostModel({"nm": 0.1, "csr": 5.0, "bsr": 5.0})), SparsifyPass()])(model)
+    Pipeline([StructureAnalysisPass(with_rank=False),
+              DecideFormatPass(TableCostModel({"nm": 0.1, "csr": 5.0, "bsr": 5.0})), SparsifyPass()])(model)
     (node,) = list(model.graph)
     assert node.op_type == "NmMatMul" and node.meta[META_DECISION].nm in ((2, 4), (4, 8))
     assert_equivalent(proto, model)
@@ -109,3 +112,16 @@ def test_why_not_reasons() -> None:
     assert reasons["mm"] is None and reasons["conv1x1"] is None
     assert reasons["relu"] == "no constant weight"
     assert "kernel" in reasons["conv3x3"]
+
+
+def test_decisions_read_the_analysis_facts() -> None:
+    """DecideFormat needs the facts StructureAnalysis provides: a pipeline without it is refused when built, and
+    the decision follows the stored facts (here a fact saying "fully 2:4" on a weight that is not)."""
+    with pytest.raises(PipelineOrderError, match="DecideFormat requires density, nm, blocks"):
+        Pipeline([DecideFormatPass(TableCostModel({"nm": 0.1}))])
+    model = to_ir(make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [vinfo("x", [4, 16])],
+                             [vinfo("y", [4, 16])], [init("w", np.ones((16, 16), np.float32))]))
+    node = next(n for n in model.graph if n.op_type == "MatMul")
+    node.meta["sparseforge.facts"] = {"density": 1.0, "blocks": {}, "nm": {"2:4": 1.0}}
+    DecideFormatPass(TableCostModel({"nm": 0.1, "csr": 5.0, "bsr": 5.0}))(model)
+    assert node.meta[META_DECISION].fmt == "nm"

@@ -24,7 +24,11 @@ from sparseforge.ir.forms import MAX_STORED_FRACTION  # noqa: F401 - re-exported
 from sparseforge.ir.forms.bsr import BLOCK_SHAPES as BSR_BLOCKS  # noqa: F401 - re-exported
 from sparseforge.ir.forms.nm import PATTERNS as NM_PATTERNS  # noqa: F401 - re-exported
 from sparseforge.ir.weights import WeightView, view_of
+from sparseforge.passes.analysis.analyse import facts_for, facts_of
 from sparseforge.passes.infra import PassReport, ReportingPass
+
+#: The analysis facts the decisions read (``StructureAnalysis`` provides them; see :meth:`DecideFormatPass.facts`).
+FACTS_READ = ("density", "nm", "blocks")
 
 META_DECISION = "sparseforge.decision"
 PROV_DECISION = "pkg.sparseforge.decision"
@@ -128,15 +132,27 @@ def _candidate(node: ir.Node) -> Candidate:
 
 
 class DecideFormatPass(ReportingPass):
-    """Choose dense / CSR / BSR / N:M per layer from the cost model; record choice and reason."""
+    """Choose dense / CSR / BSR / N:M per layer from the cost model; record choice and reason.
+
+    Reads the analysis facts (:data:`FACTS_READ`) that ``StructureAnalysis`` stored on each node; in a pipeline
+    it must come after that pass (``prerequisites``). Called on its own, it asks the facts registry for them."""
 
     name = "DecideFormat"
+    prerequisites = FACTS_READ
 
     def __init__(self, cost_model: CostModel | None, *, dense_only: bool = False, min_speedup: float = 1.1):
         super().__init__()
         self.cost_model = cost_model
         self.dense_only = dense_only
         self.min_speedup = min_speedup
+
+    @staticmethod
+    def facts(node: ir.Node, view: WeightView, matrix: np.ndarray) -> dict:
+        """The facts the decision reads: those stored by ``StructureAnalysis``, else computed by the registry."""
+        stored = facts_of(node)
+        if all(name in stored for name in FACTS_READ):
+            return stored
+        return facts_for(view, FACTS_READ, matrix)
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         ir.passes.common.ShapeInferencePass()(model)  # M (rows of the dense operand) comes from static shapes
@@ -158,7 +174,8 @@ class DecideFormatPass(ReportingPass):
         view = view_of(node)
         matrix = view.matrix()
         n, k = matrix.shape
-        density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
+        facts = self.facts(node, view, matrix)
+        density = float(facts["density"]) if matrix.size else 1.0
         if reason is not None:
             return Decision(name, "dense", f"dense: {reason}", shape=(n, k), density=density)
         cand = _candidate(node)
@@ -171,7 +188,7 @@ class DecideFormatPass(ReportingPass):
         if dense_s is None:
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
         best: tuple[float, forms.Option] | None = None
-        for option in forms.options(matrix):
+        for option in forms.options(matrix, facts):
             t = self.cost_model.predict(option.form, cand.m, n, k, density=density, **option.predict_kwargs(),
                                         kind=cand.kind)
             if t is not None and (best is None or t < best[0]):

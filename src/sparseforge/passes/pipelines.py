@@ -37,8 +37,9 @@ def before_decisions() -> list[ReportingPass]:
 
 
 def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
-    """Per-layer dense/sparse decisions from ``cost_model`` (the model is not changed)."""
-    return [DecideFormatPass(cost_model, dense_only=dense)]
+    """Per-layer dense/sparse decisions from ``cost_model``, read from the analysis facts (no rank: the decisions
+    do not use it); the model is not changed."""
+    return [StructureAnalysisPass(with_rank=False), DecideFormatPass(cost_model, dense_only=dense)]
 
 
 def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa: A001 - the command's name

@@ -7,6 +7,9 @@ the target-independent packings kernels read. :data:`FORMS` lists the forms in t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from . import bsr, csr
@@ -47,15 +50,15 @@ def decode(values: np.ndarray, indices: np.ndarray, dims: np.ndarray, fmt: str) 
     return form.decode(form.wrap(values, indices, dims))
 
 
-def all_options(matrix: np.ndarray) -> list[Option]:
-    """Every option of every form for ``matrix``, in decision order."""
-    return [option for form in FORMS.values() for option in form.options(matrix)]
+def all_options(matrix: np.ndarray, facts: Mapping[str, Any] | None = None) -> list[Option]:
+    """Every option of every form for ``matrix``, in decision order (``facts``: see :meth:`Form.options`)."""
+    return [option for form in FORMS.values() for option in form.options(matrix, facts)]
 
 
-def options(matrix: np.ndarray) -> list[Option]:
+def options(matrix: np.ndarray, facts: Mapping[str, Any] | None = None) -> list[Option]:
     """The options worth considering: every N:M listed is fully complied with; formats that would store
     :data:`MAX_STORED_FRACTION` or more of the weight are left out."""
-    return [option for option in all_options(matrix) if option.stored < MAX_STORED_FRACTION]
+    return [option for option in all_options(matrix, facts) if option.stored < MAX_STORED_FRACTION]
 
 
 def option_for(variant_key: str) -> Option:

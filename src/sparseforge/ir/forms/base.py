@@ -8,6 +8,8 @@ computed from the encoded operand, never from a re-densified matrix.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -86,8 +88,12 @@ class Form:
         ``[N, K]`` weight; mirrors :meth:`decode`."""
         raise NotImplementedError
 
-    def options(self, matrix: np.ndarray) -> list[Option]:
-        """Every parameterization this form can store ``matrix`` in (before the stored-fraction cut)."""
+    def options(self, matrix: np.ndarray, facts: Mapping[str, Any] | None = None) -> list[Option]:
+        """Every parameterization this form can store ``matrix`` in (before the stored-fraction cut).
+
+        ``facts``: the analysis facts of the weight (``{fact name: value}``, see ``passes/analysis``) when they were
+        computed; a form reads the fact it needs from there (``density``, ``blocks``, ``nm``) instead of measuring
+        the matrix again, and measures the matrix only when the fact is absent."""
         raise NotImplementedError
 
     def option(self, variant_key: str) -> Option | None:

@@ -98,13 +98,21 @@ class Bsr(Form):
         dense = b.op("Reshape", b.op("Transpose", grid, perm=[0, 2, 1, 3]), b.op("Concat", rows, cols, axis=0))
         return b.op("Slice", dense, b.const(np.array([0, 0], np.int64)), nk)
 
-    def options(self, matrix: np.ndarray) -> list[Option]:
+    def options(self, matrix: np.ndarray, facts=None) -> list[Option]:
+        """One option per block shape; stored fraction = block density (from the ``blocks`` fact's zero-block
+        fraction when given)."""
+        zero = (facts or {}).get("blocks") or {}
+        rows, cols = matrix.shape
         options = []
         for block in BLOCK_SHAPES:
-            blocks = nonzero_blocks(matrix, *block)
-            nnzb = int(np.count_nonzero(blocks))
-            options.append(Option(NAME, nnzb / blocks.size, label(block), variant_key(block), block=block,
-                                  nnz_blocks=nnzb))
+            total = -(-rows // block[0]) * -(-cols // block[1])
+            key = f"{block[0]}x{block[1]}"
+            if key in zero and total:
+                nnzb = int(round((1.0 - float(zero[key])) * total))
+            else:
+                nnzb = int(np.count_nonzero(nonzero_blocks(matrix, *block)))
+            options.append(Option(NAME, nnzb / total if total else 0.0, label(block), variant_key(block),
+                                  block=block, nnz_blocks=nnzb))
         return options
 
     def option(self, key: str) -> Option | None:

@@ -47,8 +47,12 @@ class Csr(Form):
                     values)
         return b.op("Reshape", flat, nk)
 
-    def options(self, matrix: np.ndarray) -> list[Option]:
-        density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
+    def options(self, matrix: np.ndarray, facts=None) -> list[Option]:
+        """One option; stored fraction = element density (the ``density`` fact)."""
+        if facts and "density" in facts and matrix.size:
+            density = float(facts["density"])
+        else:
+            density = float(np.count_nonzero(matrix)) / matrix.size if matrix.size else 1.0
         return [Option(NAME, density, NAME, NAME)]
 
     def option(self, variant_key: str) -> Option | None:

@@ -28,13 +28,23 @@ def variant_key(nm: tuple[int, int]) -> str:
     return f"nm{nm[0]}:{nm[1]}"
 
 
+def compliance(matrix: np.ndarray, n: int, m: int) -> float:
+    """Fraction of groups of ``m`` consecutive reduction elements (per output row; K zero-padded) holding at most
+    ``n`` nonzeros (1.0 for an empty matrix)."""
+    rows, cols = matrix.shape
+    if rows == 0 or cols == 0:
+        return 1.0
+    groups = -(-cols // m)
+    nz = matrix != 0
+    if groups * m != cols:
+        nz = np.pad(nz, ((0, 0), (0, groups * m - cols)))
+    counts = nz.reshape(rows, groups, m).sum(axis=2)
+    return float(np.count_nonzero(counts <= n)) / counts.size
+
+
 def complies(matrix: np.ndarray, n: int, m: int) -> bool:
     """At most ``n`` nonzeros in every group of ``m`` along the reduction axis (K zero-padded)."""
-    rows, cols = matrix.shape
-    groups = -(-cols // m)
-    nz = np.zeros((rows, groups * m), bool)
-    nz[:, :cols] = matrix != 0
-    return bool(nz.reshape(rows, groups, m).sum(axis=2).max(initial=0) <= n)
+    return compliance(matrix, n, m) >= 1.0
 
 
 class Nm(Form):
@@ -99,10 +109,15 @@ class Nm(Form):
         dense = b.op("ScatterElements", zeros, cols, values, axis=1)
         return b.op("Slice", dense, b.const(np.array([0, 0], np.int64)), nk)
 
-    def options(self, matrix: np.ndarray) -> list[Option]:
-        """Only the patterns ``matrix`` fully complies with."""
-        return [Option(NAME, n / m, label((n, m)), variant_key((n, m)), nm=(n, m))
-                for n, m in PATTERNS if complies(matrix, n, m)]
+    def options(self, matrix: np.ndarray, facts=None) -> list[Option]:
+        """Only the patterns ``matrix`` fully complies with (the ``nm`` fact's compliance == 1 when given)."""
+        compliance = (facts or {}).get("nm") or {}
+
+        def full(n: int, m: int) -> bool:
+            key = f"{n}:{m}"
+            return float(compliance[key]) >= 1.0 if key in compliance else complies(matrix, n, m)
+
+        return [Option(NAME, n / m, label((n, m)), variant_key((n, m)), nm=(n, m)) for n, m in PATTERNS if full(n, m)]
 
     def option(self, key: str) -> Option | None:
         if not key.startswith(NAME):

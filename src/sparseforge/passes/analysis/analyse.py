@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from sparseforge.ir import keys
 from sparseforge.ir.weights import WeightView, weight_views
-from sparseforge.passes.analysis import FACTS, AnalysisOptions, WeightStructure
+from sparseforge.passes.analysis import FACTS, AnalysisOptions, WeightStructure, get
 from sparseforge.passes.analysis.channels import DeadChannels
 from sparseforge.passes.analysis.rank import RankInfo
 from sparseforge.passes.infra import PassReport, ReportingPass
@@ -40,6 +40,13 @@ def analyse(view: WeightView, options: AnalysisOptions) -> tuple[dict[str, Any],
         **fields,
     )
     return facts, structure
+
+
+def facts_for(view: WeightView, names: tuple[str, ...], matrix=None) -> dict[str, Any]:
+    """The registered facts ``names`` of one weight (cheap facts only: rank needs :class:`AnalysisOptions`)."""
+    mat = view.matrix() if matrix is None else matrix
+    options = AnalysisOptions(with_rank=False)
+    return {name: get(name).compute(view, mat, options) for name in names}
 
 
 def analyse_view(view: WeightView, *, with_rank: bool = True, max_svd_dim: int = 2048) -> WeightStructure:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseforge.ir.forms.bsr import BLOCK_SHAPES
+from sparseforge.ir.forms.bsr import BLOCK_SHAPES, nonzero_blocks  # noqa: F401 - nonzero_blocks re-exported
 from sparseforge.ir.weights import WeightView
 from sparseforge.passes.analysis.fact import AnalysisOptions, Fact
 
@@ -22,16 +22,6 @@ _DISPLAY_RANK = {shape: i for i, shape in enumerate(((1, 4), (4, 1), (4, 4), (8,
 #: The analysed block shapes in JSON/table order.
 ORDERED_SHAPES: tuple[tuple[int, int], ...] = tuple(
     sorted(BLOCK_SHAPES, key=lambda s: _DISPLAY_RANK.get(s, len(_DISPLAY_RANK))))
-
-
-def nonzero_blocks(matrix: np.ndarray, br: int, bc: int) -> np.ndarray:
-    """Boolean ``[ceil(rows/br), ceil(cols/bc)]`` map of blocks holding any nonzero (edges zero-padded)."""
-    rows, cols = matrix.shape
-    rb, cb = -(-rows // br), -(-cols // bc)
-    nz = matrix != 0
-    if rb * br != rows or cb * bc != cols:
-        nz = np.pad(nz, ((0, rb * br - rows), (0, cb * bc - cols)))
-    return nz.reshape(rb, br, cb, bc).any(axis=(1, 3))
 
 
 def zero_block_fraction(matrix: np.ndarray, br: int, bc: int) -> float:

@@ -12,24 +12,12 @@ from typing import Any
 import numpy as np
 
 from sparseforge.ir.forms.nm import PATTERNS
+from sparseforge.ir.forms.nm import compliance as nm_compliance
 from sparseforge.ir.weights import WeightView
 from sparseforge.passes.analysis.fact import AnalysisOptions, Fact
 
 #: The analysed patterns in JSON/table order.
 ORDERED_PATTERNS: tuple[tuple[int, int], ...] = tuple(sorted(PATTERNS))
-
-
-def nm_compliance(matrix: np.ndarray, n: int, m: int) -> float:
-    """Fraction of groups of ``m`` consecutive elements along axis 1 with at most ``n`` nonzeros."""
-    rows, cols = matrix.shape
-    if rows == 0 or cols == 0:
-        return 1.0
-    groups = -(-cols // m)
-    nz = matrix != 0
-    if groups * m != cols:
-        nz = np.pad(nz, ((0, 0), (0, groups * m - cols)))
-    counts = nz.reshape(rows, groups, m).sum(axis=2)
-    return float(np.count_nonzero(counts <= n)) / counts.size
 
 
 def _ratio(key: str) -> float:

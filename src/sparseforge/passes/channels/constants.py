@@ -18,8 +18,16 @@ import onnx.reference
 import onnx_ir as ir
 
 from sparseforge.ir.weights import WeightView, constant_array
-from sparseforge.passes.channels.shapes import attr_str, conv_unpadded, dim, ints, np_dtype, onnx_dtype, rank, \
-    reduce_axes
+from sparseforge.passes.channels.shapes import (
+    attr_str,
+    conv_unpadded,
+    dim,
+    ints,
+    np_dtype,
+    onnx_dtype,
+    rank,
+    reduce_axes,
+)
 
 logger = logging.getLogger(__name__)
 

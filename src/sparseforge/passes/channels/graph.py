@@ -13,8 +13,16 @@ import onnx_ir as ir
 from sparseforge.ir.weights import view_of
 from sparseforge.passes.channels.constants import ChannelConstants
 from sparseforge.passes.channels.context import BuildContext
-from sparseforge.passes.channels.flow import BINARY_OPS, CHANNELWISE_OPS, UNARY_OPS, visit_batchnorm, \
-    visit_channelwise, visit_concat, visit_elementwise, visit_flatten
+from sparseforge.passes.channels.flow import (
+    BINARY_OPS,
+    CHANNELWISE_OPS,
+    UNARY_OPS,
+    visit_batchnorm,
+    visit_channelwise,
+    visit_concat,
+    visit_elementwise,
+    visit_flatten,
+)
 from sparseforge.passes.channels.slots import SlotGraph, Unsupported
 from sparseforge.passes.channels.weight_ops import visit_weight_op
 

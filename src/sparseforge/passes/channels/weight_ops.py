@@ -8,8 +8,8 @@ import onnx_ir as ir
 
 from sparseforge.ir.weights import WeightView, constant_array
 from sparseforge.passes.channels.constants import ChannelConstants
-from sparseforge.passes.channels.shapes import conv_unpadded, dim, rank
 from sparseforge.passes.channels.context import BuildContext
+from sparseforge.passes.channels.shapes import conv_unpadded, dim, rank
 from sparseforge.passes.channels.slots import ParamUse, SinkUse, Unsupported
 
 

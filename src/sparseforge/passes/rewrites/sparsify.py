@@ -22,6 +22,7 @@ class SparsifyPass(ReportingPass):
     """Replace layers decided sparse (``node.meta[META_DECISION]``) by ``ai.sparseforge`` ops."""
 
     name = "Sparsify"
+    prerequisites = ("DecideFormat",)
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
