@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 import onnxscript.optimizer
 from onnxscript import rewriter
+from onnxscript.rewriter import pattern
 from onnxscript.rewriter.rules.common import fuse_batchnorm_into_conv_rule, fuse_batchnorm_into_gemm_rule
 
 from sparseforge.errors import UnsupportedModelError
@@ -42,7 +45,7 @@ class OptimizePass(ReportingPass):
         for _ in range(self.iterations):
             folded = onnxscript.optimizer.fold_constants(
                 model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT).modified
-            rewritten = keep_layer_names(model, lambda m: rewriter.rewrite(m))
+            rewritten = keep_layer_names(model, lambda m: rewriter.rewrite(m, default_rules()))
             ir.passes.common.RemoveUnusedNodesPass()(model)
             if not folded and not rewritten:
                 break
@@ -56,6 +59,141 @@ class OptimizePass(ReportingPass):
         if before != after:
             report.changed("folded", f"{sum(before.values()) - sum(after.values())} node(s) folded or removed; "
                            f"{sum(before.values())} -> {sum(after.values())} nodes")
+
+
+class LocalMultiOutputMatcher(pattern.SimplePatternMatcher):
+    """onnxscript's matcher, with the candidates of multi-output patterns taken from the node's neighbours.
+
+    For a pattern with several output nodes (``SlicesSplit``: two Slices of one tensor) onnxscript's
+    ``SimplePatternMatcher`` indexes the *whole graph* by op type for every node it is asked about, so one
+    rewrite sweep costs O(nodes^2) (the issue "Scale with the graph": 66 of 70 s at 8,000 nodes). When every
+    other output node shares an input variable with the first one, only the consumers of that input can
+    match; this matcher tries exactly those, in graph order, through the same ``_multi_match``, so it finds the
+    same first match. Other patterns go to the upstream implementation unchanged.
+    """
+
+    def __init__(self, graph_pattern) -> None:
+        super().__init__(graph_pattern)
+        self._shared: list[tuple[int, int, tuple | None]] | None = None
+        if not graph_pattern.has_single_output_node:
+            first, *others = graph_pattern.output_nodes
+            shared = []
+            for other in others:
+                links = [(i, j) for i, v in enumerate(first.inputs) for j, w in enumerate(other.inputs)
+                         if v is not None and v is w]
+                if not links or other.op_identifier() is None:
+                    break
+                shared.append((*links[0], other.op_identifier()))
+            else:
+                self._shared = shared
+        self._positions: dict[ir.Node, int] = {}
+        self._positions_of: object = None
+
+    def reset(self) -> None:
+        """Forget the graph order cached for the previous sweep."""
+        self._positions, self._positions_of = {}, None
+
+    def _in_graph_order(self, graph_or_function, nodes: list[ir.Node]) -> list[ir.Node]:
+        if len(nodes) < 2:
+            return nodes
+        if self._positions_of is not graph_or_function or any(n not in self._positions for n in nodes):
+            self._positions = {n: i for i, n in enumerate(graph_or_function)}
+            self._positions_of = graph_or_function
+        return sorted(nodes, key=self._positions.__getitem__)
+
+    def match(self, model, graph_or_function, node, *, verbose=0, remove_nodes=True, tracer=None):
+        if self._shared is None:
+            return super().match(model, graph_or_function, node, verbose=verbose, remove_nodes=remove_nodes,
+                                 tracer=tracer)
+        self._tracer = tracer
+        self._graph = graph_or_function if isinstance(graph_or_function, ir.Graph) else graph_or_function.graph
+        candidates: list[list[ir.Node]] = [[node]]
+        for i, j, op_id in self._shared:
+            value = node.inputs[i] if i < len(node.inputs) else None
+            users = [] if value is None else list(dict.fromkeys(
+                user for user, index in value.uses() if index == j and user.op_identifier() == op_id))
+            candidates.append(self._in_graph_order(graph_or_function, users))
+        match = None
+        for combination in itertools.product(*candidates):
+            self._init_match(verbose)
+            match = self._multi_match(combination, check_removable=remove_nodes)
+            if match:
+                return match
+        return match if match is not None else pattern.MatchResult().fail("No match found.")
+
+
+class RootOpRule(pattern.RewriteRule):
+    """A rewrite rule that declines, in one dictionary lookup, nodes whose op type its pattern cannot match.
+
+    ``RewriteRuleSet`` tries every rule on every node; onnxscript's matcher rejects an op-type mismatch only
+    after setting up a match (a few microseconds), which for ~45 default rules is most of a sweep's time. The
+    op-type test is the matcher's own first test (``NodePattern.matches``), so the rule matches exactly the
+    same nodes.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._root_op = self._target_pattern.output_nodes[0].op
+        self._accepts: dict[str, bool] = {}
+
+    def try_rewrite(self, model, graph_or_function, node, *, verbose=None, tracer=None):
+        accepted = self._accepts.get(node.op_type)
+        if accepted is None:
+            accepted = self._accepts[node.op_type] = bool(self._root_op.matches(node.op_type))
+        if not accepted and tracer is None:
+            return None
+        delta = super().try_rewrite(model, graph_or_function, node, verbose=verbose, tracer=tracer)
+        if delta is not None and tracer is None and self.remove_nodes and self.name and not delta.new_initializers:
+            _dedupe_rule_names(self.name, delta.match.nodes)
+        return delta
+
+
+def _dedupe_rule_names(rule_name: str, matched: Sequence[ir.Node]) -> None:
+    """Make the rewriter's merged rule-name tag name each rule once.
+
+    The rewriter tags a replacement node with ``"<rule>, <tags of the matched nodes>"``, so a rule applied
+    along a chain (Relu(Relu(...)) fused 100,000 times) builds a string as long as the chain, one copy per
+    step: quadratic time and a megabyte of metadata. The matched nodes are about to be removed; their tags
+    are rewritten so that the merge yields each rule name once, in first-seen order (identical whenever no
+    rule repeats along a chain of rewrites).
+    """
+    names: dict[str, None] = {rule_name: None}
+    tagged = [n for n in matched if n.metadata_props.get(rewriter.RULE_NAME_TAG)]
+    if not tagged:
+        return
+    for n in tagged:
+        names.update(dict.fromkeys(n.metadata_props[rewriter.RULE_NAME_TAG].split(", ")))
+    rest = ", ".join(list(names)[1:])
+    for i, n in enumerate(tagged):
+        n.metadata_props[rewriter.RULE_NAME_TAG] = rest if i == 0 else ""
+
+
+def scalable(rule: pattern.RewriteRule) -> pattern.RewriteRule:
+    """``rule`` as a :class:`RootOpRule`, multi-output patterns matched by :class:`LocalMultiOutputMatcher`."""
+    graph_pattern = rule._target_pattern
+    matcher = rule._matcher
+    pre = upstream_pre = rule.graph_pre_visitor
+    if not graph_pattern.has_single_output_node:
+        local = matcher = LocalMultiOutputMatcher(graph_pattern)
+
+        def pre(upstream_pre=upstream_pre) -> None:
+            local.reset()
+            if upstream_pre is not None:
+                upstream_pre()
+    return RootOpRule(graph_pattern, rule._replacement_pattern, rule._condition_function, matcher,
+                      name=rule.name, remove_nodes=rule.remove_nodes, graph_pre_visitor=pre,
+                      graph_post_visitor=rule.graph_post_visitor, as_function=rule.as_function)
+
+
+_DEFAULT_RULES: pattern.RewriteRuleSet | None = None
+
+
+def default_rules() -> pattern.RewriteRuleSet:
+    """onnxscript's default rewrite rules, in their order, multi-output patterns matched locally."""
+    global _DEFAULT_RULES
+    if _DEFAULT_RULES is None:
+        _DEFAULT_RULES = pattern.RewriteRuleSet([scalable(r) for r in rewriter._DEFAULT_REWRITE_RULES])
+    return _DEFAULT_RULES
 
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
@@ -124,7 +262,7 @@ class FoldBatchNormPass(ReportingPass):
             if node.op_type == "BatchNormalization" and node.inputs[0] is not None:
                 src = node.inputs[0].producer()
                 sources[node.name] = src.name if src is not None else "?"
-        rules = rewriter.RewriteRuleSet([fuse_batchnorm_into_conv_rule, fuse_batchnorm_into_gemm_rule])
+        rules = rewriter.RewriteRuleSet([scalable(fuse_batchnorm_into_conv_rule), scalable(fuse_batchnorm_into_gemm_rule)])
         keep_layer_names(model, rules.apply_to_model)
         remaining = {n.name for n in model.graph if n.op_type == "BatchNormalization"}
         for bn, src in sources.items():
