@@ -25,6 +25,7 @@ from sparseforge.errors import MissingDependencyError, VerificationError
 from sparseforge.ir.frontend import load, parse_shape_overrides, require_static_shapes
 from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
+from sparseforge.ir.validate import output_check
 from sparseforge.passes import pipelines
 from sparseforge.passes.analysis import WeightStructure
 from sparseforge.passes.infra import PassReport, Pipeline
@@ -44,8 +45,9 @@ def _file_size(source: Any) -> int | None:
     return None
 
 
-def _load(source: Any, example_inputs: Any, input_shapes: Mapping[str, Sequence[int]] | None) -> ir.Model:
-    model = load(source, example_inputs, input_shapes=input_shapes)
+def _load(source: Any, example_inputs: Any, input_shapes: Mapping[str, Sequence[int]] | None,
+          allow_invalid_input: bool = False) -> ir.Model:
+    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model, _source_label(source))
     return model
 
@@ -81,9 +83,10 @@ class InspectResult:
 
 
 def inspect(source: Any, example_inputs: Any = None, *, with_rank: bool = True, max_svd_dim: int = 2048,
-            input_shapes: Mapping[str, Sequence[int]] | None = None) -> InspectResult:
+            input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
+            ) -> InspectResult:
     """Canonicalize and analyse every weight of ``source``."""
-    model = _load(source, example_inputs, input_shapes)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
     result = Pipeline(pipelines.analysis(with_rank=with_rank, max_svd_dim=max_svd_dim))(model)
     analysis = result.report("StructureAnalysis")
     layers = [WeightStructure(**_structure_fields(d)) for d in analysis.details["layers"]]
@@ -119,7 +122,7 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
     os.close(fd)
     try:
-        size = save_model(model, tmp, sparse_storage=sparse_storage)
+        size = save_model(model, tmp, sparse_storage=sparse_storage, check=output_check(original, pipelines.export))
         comparison = None
         if verify:
             comparison = compare(original, onnx.load(tmp), rtol=rtol)
@@ -137,10 +140,11 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
 
 def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *, verify: bool = False,
            sparse_storage: bool = False, rtol: float = EXACT_RTOL,
-           input_shapes: Mapping[str, Sequence[int]] | None = None) -> ExportResult:
+           input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
+           ) -> ExportResult:
     """Canonicalize, shrink dead channels and write an optimized ONNX file that ONNX Runtime runs."""
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
-    model = _load(source, example_inputs, input_shapes)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
     result = Pipeline(pipelines.export())(model)
@@ -170,16 +174,17 @@ class PruneResult:
 
 
 def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_inputs: Any = None, *,
-          input_shapes: Mapping[str, Sequence[int]] | None = None) -> PruneResult:
+          input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
+          ) -> PruneResult:
     """Prune (approximate) and write the model; reports weight error and output deviation on random inputs."""
     config.validate()
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
-    model = _load(source, example_inputs, input_shapes)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
     result = Pipeline(pipelines.prune(config))(model)
-    size = save_model(model, out)
-    deviation = compare(original, model, rtol=float("inf"))
+    deviation = compare(original, model, rtol=float("inf"))  # before writing: a failure writes nothing
+    size = save_model(model, out, check=output_check(original, lambda: pipelines.prune(config)))
     return PruneResult(out, before, model_stats(model, size), result.reports, deviation)
 
 
@@ -215,14 +220,16 @@ def _driver(name: str):
 def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any = None, *, target: str = "x86",
             threads: int | None = None, dense: bool = False, tune: int = 0, calibrate: bool = True,
             cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float = 1e-4,
-            input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None):
+            input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
+            allow_invalid_input: bool = False):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
     With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original
     model; the report is in ``result.manifest["verify"]``."""
     result = _driver("compile").compile_model(
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
-        input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch)
+        input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
+        allow_invalid_input=allow_invalid_input)
     if verify and result.outdir is not None:
         result.manifest["verify"] = verify_artifact(result.outdir, result.original, rtol=rtol).to_dict()
     return result
@@ -256,15 +263,16 @@ def run(artifact: str | os.PathLike, inputs: Mapping[str, Any] | str | os.PathLi
 
 def bench(source: Any, example_inputs: Any = None, *, target: str = "x86", threads: int = 1, rounds: int = 5,
           repeat: int = 10, sparse: bool = True, rpc: str | None = None, rpc_key: str | None = None,
-          cpu: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None) -> dict[str, Any]:
+          cpu: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+          allow_invalid_input: bool = False) -> dict[str, Any]:
     """Median latency of the dense peers and sparseforge (dense and sparse) side by side; JSON-ready dict."""
     return _driver("bench").bench(source, target=target, threads=threads, rounds=rounds, repeat=repeat, rpc=rpc,
                                   rpc_key=rpc_key, cpu=cpu, input_shapes=input_shapes, sparse=sparse,
-                                  example_inputs=example_inputs)
+                                  example_inputs=example_inputs, allow_invalid_input=allow_invalid_input)
 
 
 def calibrate(source: Any, *, target: str = "x86", threads: int | None = None, fresh: bool = False,
-              input_shapes: Mapping[str, Sequence[int]] | None = None):
+              input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False):
     """Measure the kernel timings the decisions of ``source`` need; returns (table, decisions)."""
     return _driver("calibrate").calibrate_model(source, target=target, threads=threads, fresh=fresh,
-                                                input_shapes=input_shapes)
+                                                input_shapes=input_shapes, allow_invalid_input=allow_invalid_input)

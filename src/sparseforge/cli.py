@@ -31,6 +31,12 @@ def _shape_option(f: Callable) -> Callable:
                         help="Fix the shape of a graph input with dynamic dimensions (repeatable).")(f)
 
 
+def _allow_invalid_option(f: Callable) -> Callable:
+    return click.option("--allow-invalid-input", "allow_invalid", is_flag=True,
+                        help="Go on when the ONNX checker rejects the input model (says what is wrong); every file "
+                             "written is still checked.")(f)
+
+
 def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
     return api.parse_shapes(shapes)
 
@@ -84,9 +90,10 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Exact SVD up to this matrix size; larger weights get a randomized low-rank test.")
 @click.option("--verbose", is_flag=True, help="Show every pass diagnostic.")
 @_shape_option
+@_allow_invalid_option
 @click.pass_context
 def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_svd_dim: int, verbose: bool,
-            shapes: tuple[str, ...]) -> None:
+            shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Show the structure found in every weight of MODEL.
 
     For each MatMul/Gemm/Conv weight, in its (output, reduction) view: density (exact zeros), the best N:M
@@ -99,7 +106,7 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
 
     def body() -> None:
         result = api.inspect(model, with_rank=not no_rank, max_svd_dim=max_svd_dim,
-                             input_shapes=_input_shapes(shapes))
+                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
         if as_json:
             click.echo(json.dumps({"model": model, **result.to_dict()}, indent=1))
             return
@@ -123,9 +130,10 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--verbose", is_flag=True, help="Show every pass diagnostic.")
 @_shape_option
+@_allow_invalid_option
 @click.pass_context
 def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: float, sparse_storage: bool,
-           as_json: bool, verbose: bool, shapes: tuple[str, ...]) -> None:
+           as_json: bool, verbose: bool, shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Write an optimized ONNX file: canonicalized, dead channels removed exactly.
 
     Folds constants and BatchNorm, then removes channels that carry no information (all-zero weights, or
@@ -139,7 +147,7 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
 
     def body() -> int:
         result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
-                            input_shapes=_input_shapes(shapes))
+                            input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -171,10 +179,11 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
               help="Error budget: leave a layer unpruned if its relative weight error would exceed this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @_shape_option
+@_allow_invalid_option
 @click.pass_context
 def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: float | None, nm: str, block: str,
           global_scope: bool, skip: tuple[str, ...], max_weight_error: float | None, as_json: bool,
-          shapes: tuple[str, ...]) -> None:
+          shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Zero weights of MODEL to create sparsity (APPROXIMATE: changes the model's outputs).
 
     Prints each layer's sparsity and relative weight error ||W - W'|| / ||W||, and the output deviation on
@@ -187,7 +196,8 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 
     def body() -> int:
         config = api.prune_config(method, sparsity, nm, block, global_scope, skip, max_weight_error)
-        result = api.prune(model, output, config, input_shapes=_input_shapes(shapes))
+        result = api.prune(model, output, config, input_shapes=_input_shapes(shapes),
+                           allow_invalid_input=allow_invalid)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -220,10 +230,11 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
               "calibration data stay dense.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @_shape_option
+@_allow_invalid_option
 @click.pass_context
 def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
                 dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
-                as_json: bool, shapes: tuple[str, ...]) -> None:
+                as_json: bool, shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
     Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
@@ -238,7 +249,8 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
 
     def body() -> int:
         result = api.compile(model, output, target=target, threads=threads, dense=dense, tune=tune,
-                             input_shapes=_input_shapes(shapes), calibrate=not no_calibrate, cpu=cpu, arch=arch,
+                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
+                             calibrate=not no_calibrate, cpu=cpu, arch=arch,
                              verify=verify, rtol=rtol)
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
@@ -317,10 +329,11 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 @click.option("--cpu", default=None, help="ARM core for --target arm (cortex-a76, ...).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"results": [{"engine", "median_ms"}, ...]}.')
 @_shape_option
+@_allow_invalid_option
 @click.pass_context
 def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int, repeat: int, dense_only: bool,
           rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
-          shapes: tuple[str, ...]) -> None:
+          shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Median latency of ONNX Runtime, PyTorch (for PyTorch models), sparseforge dense and sparse, in one process.
 
     All engines use the same inputs and thread count (the process is pinned to that many CPUs) and are run in
@@ -333,7 +346,7 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
     def body() -> None:
         result = api.bench(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
                            sparse=not dense_only, rpc=rpc_address, rpc_key=rpc_key, cpu=cpu,
-                           input_shapes=_input_shapes(shapes))
+                           input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
         if as_json:
             click.echo(json.dumps(result, indent=1))
             return
@@ -348,9 +361,10 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
 @click.option("--threads", type=int, default=None, help="Threads the kernels are measured with.")
 @click.option("--fresh", is_flag=True, help="Forget the cached timings for these shapes and measure again.")
 @_shape_option
+@_allow_invalid_option
 @click.pass_context
 def calibrate(ctx: click.Context, model: str, target: str, threads: int | None, fresh: bool,
-              shapes: tuple[str, ...]) -> None:
+              shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Measure (or re-measure) the kernel timings the dense/sparse decisions of MODEL need, and cache them.
 
     `compile` does this on demand; run it ahead of time, or with --fresh after a hardware or driver change.
@@ -358,7 +372,7 @@ def calibrate(ctx: click.Context, model: str, target: str, threads: int | None, 
 
     def body() -> None:
         table, decisions = api.calibrate(model, target=target, threads=threads, fresh=fresh,
-                                         input_shapes=_input_shapes(shapes))
+                                         input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
         out.print(render.decisions_table(decisions))
         out.print(f"calibration table: {table.path} ({len(table.entries)} entries)")
 

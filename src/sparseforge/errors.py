@@ -33,6 +33,21 @@ class ModelLoadError(SparseforgeError):
     """The model could not be read (missing, truncated, not ONNX, unsafe external data...)."""
 
 
+class InvalidModelError(ModelLoadError):
+    """The input model is not valid ONNX (the ONNX checker rejects it)."""
+
+
+class InternalError(SparseforgeError):
+    """A bug in sparseforge that was caught before it could do harm (e.g. a rewrite produced an invalid model and
+    nothing was written). Exit code 3, like any other bug."""
+
+    exit_code = 3
+
+    @property
+    def message(self) -> str:
+        return f"internal error (a bug in sparseforge, please report it): {super().message}"
+
+
 class UnsupportedModelError(SparseforgeError):
     """The model was read but sparseforge cannot process it (dynamic shapes, non-constant weights, empty graph)."""
 

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sparseforge.ir.stats import ModelStats
-from sparseforge.passes.infra import PassReport
 from sparseforge.passes.analysis import FACTS, WeightStructure
+from sparseforge.passes.infra import PassReport
 
 
 def human(n: float, unit: str = "") -> str:

@@ -47,8 +47,8 @@ def test_compile_and_verify(example_models, tmp_path, target, name) -> None:
         _needs("aarch64-linux-gnu-g++", "qemu-aarch64")
     elif target == "wasm":
         _needs("clang-14", "wasm-ld-14")
-    from sparseforge.driver.compile import compile_model
     from sparseforge.codegen.cost.rules import RuleCostModel
+    from sparseforge.driver.compile import compile_model
     from sparseforge.driver.verify import verify_artifact
 
     outdir = tmp_path / "artifact"
@@ -107,8 +107,8 @@ def test_wasm_replay_negative_control(example_models, tmp_path) -> None:
                                   "small_cnn-90"])
 def test_cuda_artifacts_hold_code_for_the_requested_arch(example_models, tmp_path, name) -> None:
     _needs("nvcc")
-    from sparseforge.driver.compile import compile_model
     from sparseforge.codegen.cuda.device import gpu_available
+    from sparseforge.driver.compile import compile_model
     from sparseforge.driver.verify import verify_artifact
 
     outdir = tmp_path / "artifact"
@@ -130,8 +130,8 @@ def test_cuda_decisions_depend_on_batch(tmp_path) -> None:
     from helpers import init, make_model, vinfo
     from onnx import helper
 
-    from sparseforge.driver.compile import compile_model
     from sparseforge.codegen.cuda import device_code_info
+    from sparseforge.driver.compile import compile_model
 
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((256, 128)) * (rng.random((256, 128)) < 0.1)).astype(np.float32)

@@ -16,7 +16,10 @@ runtime.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +31,19 @@ os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 import numpy as np  # noqa: E402
 
 from . import _tvm  # noqa: E402
+
+
+def load_library(path: str | os.PathLike):
+    """Load a compiled library from ``path`` as it is on disk now.
+
+    ``dlopen`` returns the already loaded library for a path it has seen in this process, so a library rewritten
+    at the same path (a recompile into the same artifact folder) would silently run the old code. Each load goes
+    through a fresh copy with a unique name; the copy is removed once loaded (the mapping stays valid)."""
+    source = Path(path)
+    with tempfile.TemporaryDirectory(prefix="sparseforge-lib-") as tmp:
+        copy = Path(tmp) / f"{uuid.uuid4().hex}{source.suffix or '.so'}"
+        shutil.copyfile(source, copy)
+        return _tvm.tvm.runtime.load_module(os.fspath(copy))
 
 
 def set_num_threads(n: int) -> int:
@@ -67,14 +83,15 @@ class VMRunner:
 
     def __init__(self, module: Any, device: Any = None, *, threads: int | None = None, func: str = "main"):
         if isinstance(module, (str, os.PathLike)):
-            module = _tvm.tvm.runtime.load_module(os.fspath(Path(module)))
+            module = load_library(module)
         self.device = device if device is not None else _tvm.cpu_device()
         self.vm = _tvm.relax.VirtualMachine(module, self.device)
         self.func = func
         self.threads = threads
 
     def to_device(self, arrays: Sequence[np.ndarray]) -> list:
-        return [_tvm.tvm.runtime.tensor(np.ascontiguousarray(a), self.device) for a in arrays]
+        """Copies of ``arrays`` on the device; 0-d arrays stay 0-d (``np.ascontiguousarray`` would make them 1-d)."""
+        return [_tvm.tvm.runtime.tensor(np.require(np.asarray(a), requirements="C"), self.device) for a in arrays]
 
     def run_tensors(self, tensors: Sequence[Any]) -> Any:
         """Run on tensors already on the device; returns the raw VM result."""

@@ -118,9 +118,9 @@ def pin_threads(threads: int) -> list[int] | None:
 
 def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
                 example_inputs: Any = None, input_shapes=None, sparse: bool = True, seed: int = 0,
-                cost_model=None) -> dict[str, Any]:
+                cost_model=None, allow_invalid_input: bool = False) -> dict[str, Any]:
     """Latency of ONNX Runtime, PyTorch eager (PyTorch sources), sparseforge dense and sparse, side by side."""
-    model = load(source, example_inputs, input_shapes=input_shapes)
+    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model)
     original = ir.to_proto(model)
     feeds = random_inputs(session(original), seed)
@@ -155,24 +155,26 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
 
 def bench(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
           rpc: str | None = None, rpc_key: str | None = None, cpu: str | None = None, input_shapes=None,
-          sparse: bool = True, example_inputs: Any = None) -> dict[str, Any]:
+          sparse: bool = True, example_inputs: Any = None, allow_invalid_input: bool = False) -> dict[str, Any]:
     """``sparseforge bench``: on this machine (process pinned to ``threads`` CPUs) or on a device over RPC."""
     if rpc:
         return bench_remote(source, rpc, key=rpc_key, target=target, threads=threads, cpu=cpu, repeat=repeat,
-                            rounds=rounds, input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs)
+                            rounds=rounds, input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs,
+                            allow_invalid_input=allow_invalid_input)
     if target != "x86":
         raise TargetError(f"target '{target}' does not run on this machine",
                           hint="measure on a device with --rpc HOST:PORT (a TVM RPC server on it)")
     pinned = pin_threads(threads)
     result = bench_model(source, target=target, threads=threads, rounds=rounds, repeat=repeat,
-                         input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs)
+                         input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs,
+                         allow_invalid_input=allow_invalid_input)
     result["pinned_cpus"] = pinned
     return result
 
 
 def bench_remote(source: Any, address: str, *, key: str | None = None, target: str = "arm", threads: int = 1,
                  cpu: str | None = None, repeat: int = 10, rounds: int = 5, example_inputs: Any = None,
-                 input_shapes=None, sparse: bool = True) -> dict[str, Any]:
+                 input_shapes=None, sparse: bool = True, allow_invalid_input: bool = False) -> dict[str, Any]:
     """sparseforge dense (and sparse) builds for ``target``, timed on the device behind ``address``."""
     if target not in ("x86", "arm"):
         raise TargetError(f"--rpc measures TVM runtime libraries (x86, arm), not target '{target}'",
@@ -184,7 +186,8 @@ def bench_remote(source: Any, address: str, *, key: str | None = None, target: s
         for engine, dense in modes:
             out = Path(tmp) / engine
             compiled = compile_model(source, out, target=target, threads=threads, cpu=cpu, dense=dense,
-                                     example_inputs=example_inputs, input_shapes=input_shapes)
+                                     example_inputs=example_inputs, input_shapes=input_shapes,
+                                     allow_invalid_input=allow_invalid_input)
             timing = time_remote(session, out / artifact.LIBRARY, artifact.example_arrays(compiled.manifest), number=repeat,
                                  repeat=rounds)
             results.append(EngineResult(engine, timing.median_ms, timing.runs_ms, note=f"remote {timing.device}"))

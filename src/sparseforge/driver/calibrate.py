@@ -19,14 +19,15 @@ from .compile import resolve_target
 
 
 def calibrate_model(source: Any, *, target: str = "x86", threads: int | None = None, fresh: bool = False,
-                    input_shapes=None) -> tuple[CalibrationTable, list[dict[str, Any]]]:
+                    input_shapes=None, allow_invalid_input: bool = False
+                    ) -> tuple[CalibrationTable, list[dict[str, Any]]]:
     """Measure every timing the decisions for ``source`` need; returns (table, decisions)."""
     resolved = resolve_target(target, threads)
     if not resolved.family.runs_on_host:
         raise TargetError(f"cannot calibrate target '{target}' on this machine (its code does not run here)",
                           hint="decisions for it use published crossover densities; measure on a device with "
                                "`sparseforge bench --rpc`")
-    model = load(source, input_shapes=input_shapes)
+    model = load(source, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model)
     cost_model = cost_model_for(resolved.description, resolved.kernel_target)
     Pipeline(pipelines.before_decisions())(model)

@@ -26,6 +26,7 @@ from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError
 from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.save import save_model
+from sparseforge.ir.validate import output_check
 from sparseforge.passes import pipelines
 from sparseforge.passes.infra import PassReport, Pipeline
 
@@ -71,13 +72,14 @@ def source_label(source: Any) -> str:
 def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str = "x86", threads: int | None = None,
                   dense: bool = False, tune: int = 0, example_inputs: Any = None,
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
-                  cost_model=None, cpu: str | None = None, arch: str | None = None) -> CompileResult:
+                  cost_model=None, cpu: str | None = None, arch: str | None = None,
+                  allow_invalid_input: bool = False) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only)."""
     start = time.perf_counter()
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
     family, description = resolved.family, resolved.description
-    model = load(source, example_inputs, input_shapes=input_shapes)
+    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model, source_label(source))
     original = ir.to_proto(model)
     if cost_model is None and not dense:
@@ -110,7 +112,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
             manifest.update(family.write_artifact(tmp, executable, description=description, optimized=optimized,
                                                   manifest=manifest,
                                                   example_inputs=artifact.example_arrays(manifest)))
-            save_model(optimized, tmp / artifact.ONNX_FILE)
+            save_model(optimized, tmp / artifact.ONNX_FILE,
+                       check=output_check(original, lambda: pipelines.compile(cost_model, dense=dense)))
             manifest["compile_seconds"] = round(time.perf_counter() - start, 2)
             artifact.write_manifest(tmp, manifest)
 

@@ -35,7 +35,8 @@ import onnx
 import onnx_ir as ir
 from onnx import numpy_helper
 
-from sparseforge.errors import ModelLoadError, UnsupportedModelError
+from sparseforge.errors import InvalidModelError, ModelLoadError, UnsupportedModelError
+from sparseforge.ir.validate import checker_problem, model_tensor_problem
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +44,25 @@ logger = logging.getLogger(__name__)
 TORCH_EXPORT_OPSET = 20
 
 
-def load(source: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[int]] | None = None
-         ) -> ir.Model:
+def load(source: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
+         allow_invalid: bool = False) -> ir.Model:
     """Load ``source`` (see module docstring) as an ``onnx_ir.Model``.
 
     ``input_shapes`` fixes the shapes of named graph inputs (needed for ONNX files with dynamic dimensions).
+    ONNX inputs the ONNX checker (full shape inference) rejects are refused with its message, before any work,
+    unless ``allow_invalid`` (then a warning says what is wrong and the outputs are still checked).
     """
-    model = _load_any(source, example_inputs)
+    model = _load_any(source, example_inputs, allow_invalid)
     if input_shapes:
         set_input_shapes(model, input_shapes)
     return model
 
 
-def _load_any(source: Any, example_inputs: Any) -> ir.Model:
+def _load_any(source: Any, example_inputs: Any, allow_invalid: bool = False) -> ir.Model:
     if isinstance(source, ir.Model):
         return source
     if isinstance(source, onnx.ModelProto):
+        check_input(source, "<ModelProto>", allow_invalid)
         return _from_proto(source, "<ModelProto>")
     if _is_torch_module(source):
         if example_inputs is None:
@@ -85,7 +89,7 @@ def _load_any(source: Any, example_inputs: Any) -> ir.Model:
         if path.suffix == ".py":
             raise ModelLoadError("a Python file needs a factory name", where=text,
                                  hint=f"write {text}:FACTORY where FACTORY() returns (module, example_inputs)")
-        return load_onnx(path)
+        return load_onnx(path, allow_invalid=allow_invalid)
     raise ModelLoadError(
         f"cannot load an object of type {type(source).__name__}",
         hint="give an .onnx/.pt2 path, file.py:factory, an nn.Module with example inputs, or an onnx.ModelProto",
@@ -95,8 +99,29 @@ def _load_any(source: Any, example_inputs: Any) -> ir.Model:
 # ----------------------------------------------------------------------------------------------- ONNX files
 
 
-def load_onnx(path: str | os.PathLike) -> ir.Model:
-    """Read an ONNX file, validating external data paths and densifying sparse initializers."""
+def check_input(proto: onnx.ModelProto, where: str, allow_invalid: bool = False) -> str | None:
+    """Refuse a model the ONNX checker rejects (``InvalidModelError``), or with ``allow_invalid`` warn and return
+    the problem. Returns None for a valid model."""
+    # stored tensors first: everything after this (the checker's shape inference included) reads their data
+    problem = model_tensor_problem(proto)
+    if problem is not None:
+        raise InvalidModelError(f"the model is malformed: {problem}", where=where,
+                                hint="the file is corrupted or was written by a broken exporter; re-export it")
+    # ONNX's shape inference cannot type sparse-initializer inputs (see ir/validate.py): structural check for those
+    problem = checker_problem(proto, full_check=not len(proto.graph.sparse_initializer))
+    if problem is None:
+        return None
+    if not allow_invalid:
+        raise InvalidModelError(f"the input model is not valid ONNX: {problem}", where=where,
+                                hint="fix or re-export the model; --allow-invalid-input goes on anyway (outputs "
+                                     "are still checked)")
+    logger.warning("%s: the input model is not valid ONNX (%s); going on as --allow-invalid-input asks", where,
+                   problem)
+    return problem
+
+
+def load_onnx(path: str | os.PathLike, *, allow_invalid: bool = False) -> ir.Model:
+    """Read an ONNX file, validating external data paths, checking the model and densifying sparse initializers."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -115,6 +140,7 @@ def load_onnx(path: str | os.PathLike) -> ir.Model:
         raise ModelLoadError("not an ONNX model (no graph or IR version in the file)", where=str(path),
                              hint="re-export the model, or check that the download/copy completed")
     _load_external_data(proto, path.parent.resolve(), str(path))
+    check_input(proto, str(path), allow_invalid)
     return _from_proto(proto, str(path))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,14 +73,22 @@ def to_sparse_storage(proto: onnx.ModelProto) -> int:
         moved += 1
     del graph.initializer[:]
     graph.initializer.extend(keep)
+    # a value_info entry still typing a moved weight as a dense tensor contradicts its sparse type: the ONNX
+    # checker (full shape inference) rejects such a file
+    sparse_names = {s.values.name for s in graph.sparse_initializer}
+    kept_info = [v for v in graph.value_info if v.name not in sparse_names]
+    if len(kept_info) != len(graph.value_info):
+        del graph.value_info[:]
+        graph.value_info.extend(kept_info)
     return moved
 
 
-def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, sparse_storage: bool = False
-               ) -> int:
+def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, sparse_storage: bool = False,
+               check: Callable[[Path], None] | None = None) -> int:
     """Write ``model`` to ``output`` atomically (temporary file + rename); returns the file size in bytes.
 
-    Models above the 2 GB protobuf limit get their weights in ``<output>.data`` next to the file.
+    Models above the 2 GB protobuf limit get their weights in ``<output>.data`` next to the file. ``check`` is
+    called on the written temporary file before it is moved into place; if it raises, nothing is written.
     """
     out = Path(output)
     proto = ir.to_proto(model) if isinstance(model, ir.Model) else model
@@ -89,6 +98,7 @@ def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, 
     os.close(fd)
     data_name = f"{out.name}.data"
     tmp_data = None
+    new_data = None
     try:
         if proto.ByteSize() > _PROTO_LIMIT:
             tmp_data = Path(tmp).with_suffix(".data")
@@ -101,6 +111,8 @@ def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, 
                         entry.value = data_name
             with open(tmp, "wb") as f:
                 f.write(saved.SerializeToString())
+            if not (out.parent / data_name).exists():
+                new_data = out.parent / data_name
             os.replace(tmp_data, out.parent / data_name)
         else:
             with open(tmp, "wb") as f:
@@ -110,11 +122,14 @@ def save_model(model: ir.Model | onnx.ModelProto, output: str | os.PathLike, *, 
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a saved model is an ordinary file
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, out)
+        new_data = None
     except OSError as exc:
         raise OutputPathError(f"writing failed: {exc.strerror}", where=str(out)) from None
     finally:
-        for leftover in (tmp, tmp_data):
+        for leftover in (tmp, tmp_data, new_data):
             if leftover is not None and os.path.exists(leftover):
                 os.unlink(leftover)
     return out.stat().st_size

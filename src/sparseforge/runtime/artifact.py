@@ -74,7 +74,7 @@ class Artifact:
                 else:
                     raise SparseforgeError(f"input '{spec['name']}' has dtype {array.dtype}, expected {dtype}",
                                            where=str(self.path))
-            arrays.append(np.ascontiguousarray(array))
+            arrays.append(np.require(array, requirements="C"))  # ascontiguousarray would make 0-d arrays 1-d
         return arrays
 
     def prepare(self, inputs: Mapping[str, Any]) -> list:

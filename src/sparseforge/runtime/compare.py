@@ -16,7 +16,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
-from sparseforge.errors import UnsupportedModelError
+from sparseforge.errors import InternalError, UnsupportedModelError
 
 #: Default tolerance for exact rewrites in fp32 (relative to the output magnitude).
 EXACT_RTOL = 1e-5
@@ -97,22 +97,37 @@ def random_inputs(sess, seed: int = 0) -> dict[str, np.ndarray]:
 def compare(reference: ir.Model | onnx.ModelProto, candidate: ir.Model | onnx.ModelProto, *,
             rtol: float = EXACT_RTOL, seed: int = 0, inputs: Mapping[str, np.ndarray] | None = None,
             runs: int = 2) -> Comparison:
-    """Run both models in ONNX Runtime on ``runs`` random input sets and compare every output."""
-    ref = session(reference)
-    cand = session(candidate)
+    """Run both models in ONNX Runtime on ``runs`` random input sets and compare every output.
+
+    ONNX Runtime failing on ``reference`` is the input's problem (``UnsupportedModelError``, exit 2); failing on
+    ``candidate`` only is a bug in the rewrite that made it (``InternalError``, exit 3)."""
+    ref = _guarded(lambda: session(reference), "load the input model", UnsupportedModelError)
+    cand = _guarded(lambda: session(candidate), "load the rewritten model", InternalError)
     names = [o.name for o in ref.get_outputs()]
     cand_names = [o.name for o in cand.get_outputs()]
     errors: dict[str, OutputError] = {}
     for run in range(runs if inputs is None else 1):
         feeds = dict(inputs) if inputs is not None else random_inputs(ref, seed + run)
-        y_ref = ref.run(None, feeds)
-        y = cand.run(None, {k: v for k, v in feeds.items() if k in {i.name for i in cand.get_inputs()}})
+        y_ref = _guarded(lambda: ref.run(None, feeds), "run the input model", UnsupportedModelError)
+        cand_feeds = {k: v for k, v in feeds.items() if k in {i.name for i in cand.get_inputs()}}
+        y = _guarded(lambda: cand.run(None, cand_feeds), "run the rewritten model", InternalError)
         for name, cname, a, b in zip(names, cand_names, y_ref, y):
             err = output_error(cname, np.asarray(a), np.asarray(b))
             prev = errors.get(name)
             if prev is None or err.max_rel > prev.max_rel:
                 errors[name] = err
     return Comparison(list(errors.values()), rtol)
+
+
+def _guarded(fn, what: str, error: type[Exception]):
+    """``fn()``; an ONNX Runtime failure becomes ``error`` saying what could not be done (one line)."""
+    try:
+        return fn()
+    except (UnsupportedModelError, InternalError):
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
+        raise error(f"ONNX Runtime cannot {what}: {first}") from None
 
 
 def output_error(name: str, reference: np.ndarray, value: np.ndarray) -> OutputError:

@@ -99,7 +99,7 @@ def run_vm(library: Path, inputs: list[np.ndarray], *, threads: int = 1, timeout
     with tempfile.TemporaryDirectory() as tmp:
         specs = []
         for i, array in enumerate(inputs):
-            array = np.ascontiguousarray(array)
+            array = np.require(np.asarray(array), requirements="C")  # keeps 0-d arrays 0-d
             path = Path(tmp) / f"in{i}.bin"
             path.write_bytes(array.tobytes())
             specs.append(f"{array.dtype.name}:{','.join(str(d) for d in array.shape)}:{path}")

@@ -13,9 +13,9 @@ TVM is imported lazily (through :mod:`sparseforge.codegen._tvm`) by the function
 """
 
 from .build import DEFAULT_ARCH, KNOWN_SM, arch_of, build, check_arch, cuda_target, device_code_info, export
+from .device import KernelRunner, ModelRunner, gpu_available, run_kernel, run_model
 from .graph import call_kernel, mlp_module
 from .kernels import SMALL_M, bsr_matmul, csr_matmul, nm_matmul, sparse_conv1x1
-from .device import KernelRunner, ModelRunner, gpu_available, run_kernel, run_model
 
 __all__ = [
     "DEFAULT_ARCH",

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .._tvm import tvm
-from ..vm import VMRunner, to_numpy
+from ..vm import VMRunner, load_library, to_numpy
 from . import _driver
 from .build import build
 
@@ -89,7 +89,7 @@ def run_kernel(kernel, x: np.ndarray, *, lib=None, arch: str | None = None) -> n
 def load(path: str):
     """Load an exported library (``export``) for running."""
     _driver.ensure_cuda_runtime()
-    return tvm.runtime.load_module(path)
+    return load_library(path)
 
 
 class ModelRunner(VMRunner):

@@ -1,0 +1,52 @@
+"""The compile -> load -> run flow: pinned bugs (0-d inputs, reloading a recompiled artifact) and the artifact's
+ONNX file checked before it is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from helpers import make_model, vinfo
+from onnx import helper
+
+from sparseforge import api
+from sparseforge.ir.validate import written_file_problem
+
+pytest.importorskip("tvm")
+pytestmark = pytest.mark.tvm
+
+
+def _unary(op: str, shape) -> onnx.ModelProto:
+    return make_model([helper.make_node(op, ["x"], ["y"], name=op.lower())], [vinfo("x", shape)], [vinfo("y", shape)])
+
+
+def test_scalar_inputs_stay_scalar(tmp_path) -> None:
+    """A 0-d input was turned into shape (1,) on the way to the VM."""
+    model = make_model([helper.make_node("Add", ["x", "s"], ["y"], name="add")],
+                       [vinfo("x", [2, 3]), vinfo("s", [])], [vinfo("y", [2, 3])])
+    src = tmp_path / "scalar.onnx"
+    onnx.save(model, src)
+    api.compile(src, tmp_path / "out", threads=1, dense=True)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = api.run(tmp_path / "out", {"x": x, "s": np.float32(2.5)})
+    np.testing.assert_allclose(got["y"], x + 2.5)
+    with pytest.raises(Exception, match=r"shape \[1\]"):
+        api.run(tmp_path / "out", {"x": x, "s": np.array([2.5], np.float32)})
+
+
+def test_reloading_a_recompiled_artifact_runs_the_new_code(tmp_path) -> None:
+    """dlopen caches by path: loading model.so again after a recompile into the same folder ran the old code."""
+    x = np.array([[-1.0, 2.0, -3.0]], np.float32)
+    out = tmp_path / "art"
+    for op, expected in (("Abs", np.abs(x)), ("Neg", -x), ("Abs", np.abs(x))):
+        src = tmp_path / f"{op}.onnx"
+        onnx.save(_unary(op, [1, 3]), src)
+        api.compile(src, out, threads=1, dense=True)
+        np.testing.assert_array_equal(api.run(out, {"x": x})["y"], expected)
+
+
+def test_artifact_onnx_file_is_valid(tmp_path) -> None:
+    src = tmp_path / "relu.onnx"
+    onnx.save(_unary("Relu", [2, 4]), src)
+    result = api.compile(src, tmp_path / "out", threads=1, dense=True)
+    assert written_file_problem(result.outdir / "model.onnx") is None
