@@ -32,7 +32,7 @@ from sparseforge.passes.infra import PassReport, Pipeline
 from sparseforge.passes.rewrites.prune import PruneConfig, prune_config_from_options
 from sparseforge.runtime.artifact import load as load_artifact
 from sparseforge.runtime.artifact import load_inputs
-from sparseforge.runtime.compare import EXACT_RTOL, Comparison, compare
+from sparseforge.runtime.compare import Comparison, compare, default_rtol, output_dtypes
 
 
 def _source_label(source: Any) -> str:
@@ -116,7 +116,7 @@ class ExportResult:
                 "verify": self.comparison.to_dict() if self.comparison else None}
 
 
-def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *, verify: bool, rtol: float,
+def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *, verify: bool, rtol: float | None,
                     sparse_storage: bool) -> tuple[int, Comparison | None]:
     """Write to a temporary file, verify it if asked, and only then move it to ``output``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
@@ -125,6 +125,7 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
         size = save_model(model, tmp, sparse_storage=sparse_storage, check=output_check(original, pipelines.export))
         comparison = None
         if verify:
+            rtol = rtol if rtol is not None else default_rtol(output_dtypes(original))
             comparison = compare(original, onnx.load(tmp), rtol=rtol)
             if not comparison.ok:
                 raise VerificationError(
@@ -139,7 +140,7 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
 
 
 def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *, verify: bool = False,
-           sparse_storage: bool = False, rtol: float = EXACT_RTOL,
+           sparse_storage: bool = False, rtol: float | None = None,
            input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
            ) -> ExportResult:
     """Canonicalize, shrink dead channels and write an optimized ONNX file that ONNX Runtime runs."""
@@ -219,25 +220,29 @@ def _driver(name: str):
 
 def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any = None, *, target: str = "x86",
             threads: int | None = None, dense: bool = False, tune: int = 0, calibrate: bool = True,
-            cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float = 1e-4,
+            cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
             allow_invalid_input: bool = False):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
-    With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original
-    model; the report is in ``result.manifest["verify"]``."""
-    result = _driver("compile").compile_model(
+    With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original model
+    (``rtol``: default by output dtype) before it is moved into place; the report is in
+    ``result.manifest["verify"]``, and if it fails nothing is written (``result.outdir`` is None)."""
+    verify_fn = None
+    if verify:
+        def verify_fn(folder, original):
+            return verify_artifact(folder, original, rtol=rtol)
+
+    return _driver("compile").compile_model(
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
         input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
-        allow_invalid_input=allow_invalid_input)
-    if verify and result.outdir is not None:
-        result.manifest["verify"] = verify_artifact(result.outdir, result.original, rtol=rtol).to_dict()
-    return result
+        allow_invalid_input=allow_invalid_input, verify=verify_fn)
 
 
-def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *, rtol: float = 1e-4):
+def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *,
+                    rtol: float | None = None):
     """Run a compiled artifact where its code runs and compare with ONNX Runtime (``reference``: default the
-    artifact's own model.onnx)."""
+    artifact's own model.onnx; ``rtol``: default by output dtype, 1e-4 for fp32, 1e-2 for fp16/bf16)."""
     return _driver("verify").verify_artifact(artifact, reference, rtol=rtol)
 
 

@@ -123,7 +123,9 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the ONNX file.")
 @click.option("--verify", is_flag=True, help="Run original and exported models in ONNX Runtime on random inputs; "
               "exit 1 (writing nothing) if the max relative error exceeds --rtol.")
-@click.option("--rtol", default=1e-5, show_default=True, help="Tolerance for --verify (relative to output magnitude).")
+@click.option("--rtol", type=float, default=None,
+              help="Tolerance for --verify (relative to output magnitude; default by output dtype: 1e-5 for fp32, "
+                   "1e-2 for fp16/bf16).")
 @click.option("--sparse-storage", is_flag=True,
               help="Store sparse weights as ONNX sparse initializers (smaller file; ONNX Runtime loads it, "
                    "some other tools cannot).")
@@ -155,7 +157,7 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
         render.pass_reports(out, result.reports, verbose=verbose)
         if result.comparison is not None:
             out.print(f"verify: max abs error {result.comparison.max_abs:.3g}, max relative error "
-                      f"{result.comparison.max_rel:.3g} (tolerance {rtol:g}) -- OK")
+                      f"{result.comparison.max_rel:.3g} (tolerance {result.comparison.rtol:g}) -- OK")
         out.print(f"wrote {result.output}")
         return 0
 
@@ -224,8 +226,10 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 @click.option("--threads", type=int, default=None, help="Threads the artifact runs with (default: all CPUs).")
 @click.option("--tune", type=int, default=0, metavar="N", help="MetaSchedule trials (0: no tuning).")
 @click.option("--verify", is_flag=True, help="Run the artifact and ONNX Runtime on random inputs and report the "
-              "max error; exit 1 if above --rtol.")
-@click.option("--rtol", default=1e-4, show_default=True, help="Tolerance for --verify (relative to output magnitude).")
+              "max error; exit 1 if above --rtol, and then nothing is written.")
+@click.option("--rtol", type=float, default=None,
+              help="Tolerance for --verify (relative to output magnitude; default by output dtype: 1e-4 for fp32, "
+                   "1e-2 for fp16/bf16).")
 @click.option("--no-calibrate", is_flag=True, help="Do not measure missing kernel timings: layers without "
               "calibration data stay dense.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
@@ -263,7 +267,10 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
         out.print(f"{sparse} of {len(result.manifest['decisions'])} weight layers use sparse kernels; compiled in "
                   f"{result.seconds:.1f} s for {target} ({detail})")
         if verify:
-            render.verify_report(out, result.manifest["verify"], rtol)
+            render.verify_report(out, result.manifest["verify"])
+        if result.outdir is None:
+            out.print("verification failed: nothing was written")
+            return code
         files = ", ".join(sorted(p.name for p in result.outdir.iterdir()))
         out.print(f"wrote {result.outdir}/ ({files})")
         return code
@@ -273,7 +280,9 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
 
 @main.command(name="verify")
 @click.argument("artifact", type=click.Path())
-@click.option("--rtol", default=1e-4, show_default=True, help="Tolerance (relative to the output magnitude).")
+@click.option("--rtol", type=float, default=None,
+              help="Tolerance (relative to the output magnitude; default by output dtype: 1e-4 for fp32, 1e-2 for "
+                   "fp16/bf16).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def verify_cmd(ctx: click.Context, artifact: str, rtol: float, as_json: bool) -> None:
@@ -292,7 +301,7 @@ def verify_cmd(ctx: click.Context, artifact: str, rtol: float, as_json: bool) ->
         if as_json:
             click.echo(json.dumps(report.to_dict(), indent=1))
         else:
-            render.verify_report(out, report.to_dict(), rtol)
+            render.verify_report(out, report.to_dict())
         return 0 if report.ok else 1
 
     _run(ctx.obj["debug"], body)

@@ -136,12 +136,12 @@ def bench_table(result: dict[str, Any]) -> Table:
     return table
 
 
-def verify_report(console: Console, report: dict[str, Any], rtol: float) -> None:
+def verify_report(console: Console, report: dict[str, Any]) -> None:
     console.print(f"verify ({report['target']}): {report['how']}")
     for runner, c in report["comparisons"].items():
         status = "OK" if c["ok"] else "FAILED"
         console.print(f"  {runner}: max abs error {c['max_abs_error']:.3g}, max relative error "
-                      f"{c['max_rel_error']:.3g} (tolerance {rtol:g}) -- {status}")
+                      f"{c['max_rel_error']:.3g} (tolerance {c['rtol']:g}) -- {status}")
     for note in report["notes"]:
         console.print(f"  note: {note}")
     if not report["comparisons"]:

@@ -50,3 +50,33 @@ def test_artifact_onnx_file_is_valid(tmp_path) -> None:
     onnx.save(_unary("Relu", [2, 4]), src)
     result = api.compile(src, tmp_path / "out", threads=1, dense=True)
     assert written_file_problem(result.outdir / "model.onnx") is None
+
+
+def _matmul(dtype=onnx.TensorProto.FLOAT) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    np_dtype = onnx.helper.tensor_dtype_to_np_dtype(dtype)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((64, 48)).astype(np_dtype), "w")
+    return make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [vinfo("x", [8, 64], dtype)],
+                      [vinfo("y", [8, 48], dtype)], [w])
+
+
+def test_fp16_tolerance_follows_the_dtype(tmp_path) -> None:
+    src = tmp_path / "half.onnx"
+    onnx.save(_matmul(onnx.TensorProto.FLOAT16), src)
+    result = api.compile(src, tmp_path / "out", threads=1, dense=True, verify=True)
+    report = result.manifest["verify"]
+    assert report["ok"], report
+    assert report["rtol"] == 1e-2 and result.outdir is not None
+
+
+def test_failed_verification_writes_nothing(tmp_path) -> None:
+    src = tmp_path / "mm.onnx"
+    model = _matmul()
+    model.graph.node.append(helper.make_node("Exp", ["y"], ["z"], name="exp"))  # compiled with a fast exp
+    model.graph.output[0].name = "z"
+    onnx.save(model, src)
+    out = tmp_path / "out"
+    result = api.compile(src, out, threads=1, dense=True, verify=True, rtol=1e-30)  # any rounding difference fails
+    assert not result.manifest["verify"]["ok"]
+    assert result.outdir is None and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["mm.onnx"]

@@ -46,6 +46,10 @@ class CompileResult:
         return self.manifest["decisions"]
 
 
+class _VerificationFailed(Exception):
+    """The finished artifact did not match ONNX Runtime: it is not moved into place."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ResolvedTarget:
     """A target family, the description of one device of it, and the view its kernel builders take."""
@@ -73,8 +77,12 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                   dense: bool = False, tune: int = 0, example_inputs: Any = None,
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
                   cost_model=None, cpu: str | None = None, arch: str | None = None,
-                  allow_invalid_input: bool = False) -> CompileResult:
-    """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only)."""
+                  allow_invalid_input: bool = False, verify=None) -> CompileResult:
+    """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only).
+
+    ``verify(folder, original) -> report`` (with ``.ok`` and ``.to_dict()``) runs on the finished artifact before
+    it is moved into place; its report goes into the manifest, and a failed one leaves nothing written
+    (``result.outdir`` is None)."""
     start = time.perf_counter()
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
@@ -116,8 +124,17 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                        check=output_check(original, lambda: pipelines.compile(cost_model, dense=dense)))
             manifest["compile_seconds"] = round(time.perf_counter() - start, 2)
             artifact.write_manifest(tmp, manifest)
+            if verify is not None:
+                report = verify(tmp, original)
+                manifest["verify"] = report.to_dict()
+                artifact.write_manifest(tmp, manifest)
+                if not report.ok:
+                    raise _VerificationFailed
 
-        artifact.write_atomically(out, fill)
+        try:
+            artifact.write_atomically(out, fill)
+        except _VerificationFailed:
+            out = None
     manifest.setdefault("compile_seconds", round(time.perf_counter() - start, 2))
     return CompileResult(out, manifest, reports, executable, original, optimized, time.perf_counter() - start)
 

@@ -19,7 +19,15 @@ from sparseforge import artifact
 from sparseforge.codegen.cuda import device_code_info
 from sparseforge.codegen.targets import get_target
 from sparseforge.runtime import runners
-from sparseforge.runtime.compare import Comparison, OutputError, output_error, random_inputs, session
+from sparseforge.runtime.compare import (
+    COMPILED_RTOL,
+    Comparison,
+    OutputError,
+    default_rtol,
+    output_error,
+    random_inputs,
+    session,
+)
 
 
 @dataclasses.dataclass
@@ -31,21 +39,27 @@ class VerifyReport:
     how: str
     comparisons: dict[str, Comparison] = dataclasses.field(default_factory=dict)  # runner label -> Comparison
     notes: list[str] = dataclasses.field(default_factory=list)
+    rtol: float | None = None
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.comparisons.values()) and (self.ran or not self.comparisons)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "ran": self.ran, "how": self.how, "ok": self.ok, "notes": self.notes,
+        return {"target": self.target, "ran": self.ran, "how": self.how, "ok": self.ok, "rtol": self.rtol,
+                "notes": self.notes,
                 "comparisons": {k: v.to_dict() for k, v in self.comparisons.items()}}
 
 
-def verify_artifact(outdir: str | Path, reference: onnx.ModelProto | None = None, *, rtol: float = 1e-4,
+def verify_artifact(outdir: str | Path, reference: onnx.ModelProto | None = None, *, rtol: float | None = None,
                     seed: int = 0) -> VerifyReport:
-    """Run the artifact in ``outdir`` with every available runner of its target and compare with ORT."""
+    """Run the artifact in ``outdir`` with every available runner of its target and compare with ORT.
+
+    ``rtol`` (relative to the output magnitude) defaults by output dtype: 1e-4 for fp32, 1e-2 for fp16/bf16."""
     outdir = Path(outdir)
     manifest = artifact.read_manifest(outdir)
+    if rtol is None:
+        rtol = default_rtol([o["dtype"] for o in manifest["outputs"]], fp32=COMPILED_RTOL)
     name = manifest["target"]["name"]
     family = get_target(name)
     if reference is None:
@@ -57,7 +71,7 @@ def verify_artifact(outdir: str | Path, reference: onnx.ModelProto | None = None
             return _check_device_code(outdir, manifest, rtol)
         why = "; ".join(f"{r.label}: {r.unavailable()}" for r in skipped)
         return VerifyReport(name, False, f"could not run here ({why})", notes=[why])
-    report = VerifyReport(name, True, "; ".join(r.how for r in available))
+    report = VerifyReport(name, True, "; ".join(r.how for r in available), rtol=rtol)
     report.notes.extend(f"{r.label} did not run: {r.unavailable()}" for r in skipped)
     ref = session(reference)
     for runner in available:

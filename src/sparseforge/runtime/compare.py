@@ -20,6 +20,29 @@ from sparseforge.errors import InternalError, UnsupportedModelError
 
 #: Default tolerance for exact rewrites in fp32 (relative to the output magnitude).
 EXACT_RTOL = 1e-5
+#: Default tolerance of compiled code against ONNX Runtime in fp32 (other summation orders, fast exp/erf).
+COMPILED_RTOL = 1e-4
+#: Tolerances follow the dtype: half-precision outputs carry ~3 decimal digits.
+_HALF_RTOL = 1e-2
+
+
+def default_rtol(dtypes, fp32: float = EXACT_RTOL) -> float:
+    """The tolerance for outputs of these NumPy dtype names: ``fp32`` for float32/float64 (and integer outputs),
+    1e-2 if any output is float16/bfloat16."""
+    return max((_HALF_RTOL if str(d) in ("float16", "bfloat16") else fp32 for d in dtypes), default=fp32)
+
+
+def output_dtypes(model: ir.Model | onnx.ModelProto) -> list[str]:
+    """NumPy dtype names of the graph outputs of ``model``."""
+    proto = ir.to_proto(model) if isinstance(model, ir.Model) else model
+    names = []
+    for out in proto.graph.output:
+        elem = out.type.tensor_type.elem_type
+        if elem == onnx.TensorProto.BFLOAT16:
+            names.append("bfloat16")
+        elif elem:
+            names.append(onnx.helper.tensor_dtype_to_np_dtype(elem).name)
+    return names
 
 
 @dataclasses.dataclass
