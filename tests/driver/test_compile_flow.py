@@ -3,6 +3,9 @@ ONNX file checked before it is written."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -11,6 +14,8 @@ from onnx import helper
 
 from sparseforge import api
 from sparseforge.ir.validate import written_file_problem
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ir"))  # shared test models
 
 pytest.importorskip("tvm")
 pytestmark = pytest.mark.tvm
@@ -80,3 +85,13 @@ def test_failed_verification_writes_nothing(tmp_path) -> None:
     assert not result.manifest["verify"]["ok"]
     assert result.outdir is None and not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["mm.onnx"]
+
+
+def test_ir3_model_compiles_and_matches_onnxruntime(tmp_path) -> None:
+    from test_frontend import _ir3_model
+
+    src = tmp_path / "ir3.onnx"
+    onnx.save(_ir3_model(), src)
+    result = api.compile(src, tmp_path / "out", threads=1, dense=True, verify=True)
+    assert result.manifest["verify"]["ok"], result.manifest["verify"]
+    assert [i["name"] for i in result.manifest["inputs"]] == ["x"]

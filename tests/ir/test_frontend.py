@@ -211,3 +211,74 @@ def test_factory_specs(tmp_path: Path) -> None:
         load(f"{script}:missing")
     with pytest.raises(ModelLoadError, match="needs a factory name"):
         load(str(script))
+
+
+def test_torch_export_falls_back_to_the_torchscript_exporter(monkeypatch, caplog) -> None:
+    """When the dynamo exporter fails, dynamo=False is tried (it works for T5) and a warning says so."""
+    torch = pytest.importorskip("torch")
+    from sparseforge.ir import frontend
+
+    real_export = torch.onnx.export
+
+    def dynamo_fails(*args, dynamo=True, **kwargs):
+        if dynamo:
+            raise RuntimeError("Failed to convert the exported program.\nNext steps: report it") from ValueError(
+                "view size is not compatible with input tensor's size and stride")
+        return real_export(*args, dynamo=False, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU())
+    with caplog.at_level("WARNING"):
+        model = frontend.load(module, (torch.randn(2, 8),))
+    assert any(n.op_type in ("Gemm", "MatMul") for n in model.graph)
+    assert "TorchScript exporter" in caplog.text and "view size is not compatible" in caplog.text
+
+
+def test_torch_export_failure_names_the_root_cause(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    from sparseforge.errors import ModelLoadError
+    from sparseforge.ir import frontend
+
+    def always_fails(*args, dynamo=True, **kwargs):
+        raise RuntimeError("Next steps: something generic") from ValueError(f"the real cause (dynamo={dynamo})")
+
+    monkeypatch.setattr(torch.onnx, "export", always_fails)
+    with pytest.raises(ModelLoadError) as info:
+        frontend.load(torch.nn.Linear(8, 4), (torch.randn(2, 8),))
+    message = info.value.message
+    assert "the real cause (dynamo=True)" in message and "the real cause (dynamo=False)" in message
+    assert "Next steps" not in message
+
+
+def _ir3_model() -> onnx.ModelProto:
+    """An IR version 3 model (opset 8): every initializer is also listed as a graph input, as IR < 4 required."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    w[:, 3] = 0
+    b = rng.standard_normal(8).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["y"], name="r")],
+        "ir3", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", [2, 16]), ("w", [16, 8]),
+                                                                                   ("b", [8]))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)])
+    model.ir_version = 3
+    return model
+
+
+def test_ir3_initializers_listed_as_inputs_are_constants(tmp_path) -> None:
+    from sparseforge import api
+    from sparseforge.runtime.compare import compare
+
+    src = tmp_path / "ir3.onnx"
+    onnx.save(_ir3_model(), src)
+    result = api.inspect(src)
+    assert [layer.node for layer in result.layers] == ["fc1"]
+    out = tmp_path / "out.onnx"
+    exported = api.export(src, out, verify=True)
+    assert exported.comparison.ok
+    assert [i.name for i in onnx.load(out).graph.input] == ["x"]
+    assert compare(_ir3_model(), onnx.load(out)).ok

@@ -225,7 +225,28 @@ def sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
     return dense.reshape(dims)
 
 
+def initializer_inputs_to_constants(proto: onnx.ModelProto) -> int:
+    """Drop graph inputs that only declare an initializer; returns how many.
+
+    Before IR version 4 every initializer had to be listed as a graph input too, and runtimes (ONNX Runtime
+    included) treat those as constants; from IR 4 on such an input is an overridable default."""
+    names = {t.name for t in proto.graph.initializer}
+    keep = [i for i in proto.graph.input if i.name not in names]
+    dropped = len(proto.graph.input) - len(keep)
+    if dropped:
+        del proto.graph.input[:]
+        proto.graph.input.extend(keep)
+    return dropped
+
+
 def _from_proto(proto: onnx.ModelProto, where: str) -> ir.Model:
+    if proto.ir_version < 4:
+        dropped = initializer_inputs_to_constants(proto)
+        if dropped:
+            logger.info("%s: IR version %d lists %d initializer(s) as graph inputs; treated as constants (the model "
+                        "is carried on as IR version 4, which no longer requires the listing)", where,
+                        proto.ir_version, dropped)
+            proto.ir_version = 4
     densified = densify_sparse_initializers(proto.graph)
     if densified:
         logger.info("densified %d sparse initializer(s) of %s", densified, where)
@@ -272,8 +293,11 @@ def _quiet_torch_export() -> Iterator[None]:
 
 
 def from_torch(module: Any, example_inputs: Any) -> ir.Model:
-    """Trace ``module`` with ``torch.export`` and convert it with ``torch.onnx.export(dynamo=True)``."""
-    import torch
+    """Trace ``module`` with ``torch.export`` and convert it with ``torch.onnx.export(dynamo=True)``.
+
+    If that fails, the exporter's fallback (``dynamo=False``, the TorchScript exporter) is tried, with a warning;
+    if both fail, the error gives the root cause of each (not the exporter's generic advice)."""
+    import torch  # optional dependency
 
     args = _as_tuple(example_inputs)
     name = type(module).__name__
@@ -282,23 +306,59 @@ def from_torch(module: Any, example_inputs: Any) -> ir.Model:
         with _quiet_torch_export(), torch.no_grad():
             exported = torch.export.export(module, args)
     except Exception as exc:
-        raise ModelLoadError(f"torch.export could not trace the module: {_first_line(exc)}", where=name,
-                             hint="make the forward pass traceable (no data-dependent Python control flow)"
-                             ) from None
-    return from_exported_program(exported, name)
+        first = ModelLoadError(f"torch.export could not trace the module: {root_cause(exc)}", where=name,
+                               hint="make the forward pass traceable (no data-dependent Python control flow)")
+    else:
+        try:
+            return from_exported_program(exported, name)
+        except ModelLoadError as exc:
+            first = exc
+    try:
+        model = _from_torchscript_export(module, args, name)
+    except Exception as exc:
+        message = exc.what if isinstance(exc, ModelLoadError) else root_cause(exc)
+        raise ModelLoadError(f"{first.what}; the fallback exporter (dynamo=False) failed too: {message}",
+                             where=name, hint=first.hint) from None
+    logger.warning("%s: the dynamo exporter failed (%s); exported with the TorchScript exporter (dynamo=False) "
+                   "instead, so layer names are that exporter's", name, first.what)
+    return model
+
+
+def _from_torchscript_export(module: Any, args: tuple, where: str) -> ir.Model:
+    """The fallback: ``torch.onnx.export(..., dynamo=False)`` into memory, then the ONNX path."""
+    import torch  # optional dependency
+
+    buffer = io.BytesIO()
+    with _quiet_torch_export(), torch.no_grad():
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=min(TORCH_EXPORT_OPSET, 18))
+    proto = onnx.load_from_string(buffer.getvalue())
+    check_input(proto, where)
+    return _from_proto(proto, where)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The first line of the innermost exception of a chain (exporters wrap the real cause in generic advice)."""
+    seen = set()
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(exc))
+        exc = inner
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def from_exported_program(exported: Any, where: str) -> ir.Model:
-    import torch
+    import torch  # optional dependency
 
     try:
         with _quiet_torch_export():
             program = torch.onnx.export(exported, dynamo=True, opset_version=TORCH_EXPORT_OPSET,
                                         verbose=False, optimize=False)
     except Exception as exc:
-        raise ModelLoadError(f"torch.onnx.export failed: {_first_line(exc)}", where=where,
-                             hint="the module uses an operator ONNX cannot express; see the PyTorch "
-                                  "exporter's report for details") from None
+        raise ModelLoadError(f"torch.onnx.export failed: {root_cause(exc)}", where=where,
+                             hint="the module uses an operator or pattern the ONNX exporter cannot handle; the "
+                                  "cause above comes from the exporter") from None
     model = program.model
     if len(model.graph) == 0:
         raise UnsupportedModelError("the traced graph has no nodes", where=where)
