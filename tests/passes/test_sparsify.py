@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnx_ir as ir
 import pytest
 from helpers import assert_equivalent, init, make_model, randn, to_ir, vinfo
 from onnx import helper
@@ -125,3 +127,24 @@ def test_decisions_read_the_analysis_facts() -> None:
     node.meta["sparseforge.facts"] = {"density": 1.0, "blocks": {}, "nm": {"2:4": 1.0}}
     DecideFormatPass(TableCostModel({"nm": 0.1, "csr": 5.0, "bsr": 5.0}))(model)
     assert node.meta[META_DECISION].fmt == "nm"
+
+
+@pytest.mark.parametrize("opset, sparse", [(13, False), (15, True), (20, True)])
+def test_sparse_ops_follow_the_model_opset(opset, sparse) -> None:
+    """The ai.sparseforge functions import the model's default opset (the ONNX checker rejects a mismatch); below
+    opset 15 their bodies cannot be expressed, so layers stay dense and say why."""
+    sparse_weight = np.where(np.arange(256).reshape(16, 16) % 7 == 0, 1.0, 0.0).astype(np.float32)
+    proto = make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [vinfo("x", [4, 16])],
+                       [vinfo("y", [4, 16])], [init("w", sparse_weight)], opset=opset)
+    model = to_ir(proto)
+    Pipeline([StructureAnalysisPass(with_rank=False), DecideFormatPass(TableCostModel({"csr": 0.1})),
+              SparsifyPass()])(model)
+    rewritten = [n for n in model.graph if n.domain == keys.DOMAIN]
+    assert bool(rewritten) == sparse
+    if not sparse:
+        assert "model opset 13 < 15" in next(iter(model.graph)).meta[META_DECISION].reason
+        return
+    written = ir.to_proto(model)
+    onnx.checker.check_model(written, full_check=True)
+    assert all(f.opset_import[0].version == opset for f in written.functions)
+    assert_equivalent(proto, model)

@@ -73,8 +73,18 @@ def reference(op: str, x: np.ndarray, values: np.ndarray, indices: np.ndarray, d
     return (y + bias.reshape(1, -1, 1, 1)).astype(x.dtype)
 
 
-def function(op: str) -> ir.Function:
-    """The model-local ONNX function of ``op`` (its body is the dense computation)."""
+#: The function bodies use ops in their opset-15+ form (CastLike; Unsqueeze/Squeeze axes as inputs; Slice,
+#: ScatterND/ScatterElements and ReduceProd as used here mean the same from 15 to 21). A function must import the
+#: same default-opset version as its model (the ONNX checker rejects a mismatch), so the body takes the model's.
+MIN_FUNCTION_OPSET = 15
+DEFAULT_FUNCTION_OPSET = 18
+
+
+def function(op: str, opset: int = DEFAULT_FUNCTION_OPSET) -> ir.Function:
+    """The model-local ONNX function of ``op`` (its body is the dense computation), importing default opset
+    ``opset`` (>= :data:`MIN_FUNCTION_OPSET`)."""
+    if opset < MIN_FUNCTION_OPSET:
+        raise ValueError(f"the ai.sparseforge function bodies need opset {MIN_FUNCTION_OPSET} or later, got {opset}")
     fmt, kind = op_format(op)
     x, values, indices, dims, bias = (ir.Value(name=n) for n in ("X", "values", "indices", "dims", "bias"))
     b = Builder()
@@ -86,18 +96,26 @@ def function(op: str) -> ir.Function:
         y = b.op("Conv", x, w4, bias)
     y.name = "Y"
     graph = ir.Graph([x, values, indices, dims, bias], [y], nodes=b.nodes,
-                     opset_imports={"": 18}, name=op)
+                     opset_imports={"": opset}, name=op)
     return ir.Function(DOMAIN, op, graph=graph, attributes=[])
 
 
 def ensure_functions(model: ir.Model) -> None:
-    """Register the function of every ``ai.sparseforge`` op used in ``model`` and the domain's opset import."""
+    """Register the function of every ``ai.sparseforge`` op used in ``model`` (importing the model's default
+    opset, rebuilt if an existing one imports another) and the domain's opset import."""
     used = {n.op_type for n in model.graph if n.domain == DOMAIN}
     if not used:
         return
     model.opset_imports.setdefault(DOMAIN, DOMAIN_VERSION)
     model.graph.opset_imports.setdefault(DOMAIN, DOMAIN_VERSION)
+    opset = model_opset(model)
     for op in sorted(used):
         key = (DOMAIN, op, "")
-        if key not in model.functions:
-            model.functions[key] = function(op)
+        existing = model.functions.get(key)
+        if existing is None or existing.opset_imports.get("") != opset:
+            model.functions[key] = function(op, opset)
+
+
+def model_opset(model: ir.Model) -> int:
+    """The model's default-domain (``""``) opset version."""
+    return int(model.opset_imports.get("", model.graph.opset_imports.get("", DEFAULT_FUNCTION_OPSET)))

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import onnx_ir as ir
 
-from sparseforge.ir import forms
+from sparseforge.ir import forms, ops
 from sparseforge.ir.forms import MAX_STORED_FRACTION  # noqa: F401 - re-exported
 from sparseforge.ir.forms.bsr import BLOCK_SHAPES as BSR_BLOCKS  # noqa: F401 - re-exported
 from sparseforge.ir.forms.nm import PATTERNS as NM_PATTERNS  # noqa: F401 - re-exported
@@ -157,8 +157,13 @@ class DecideFormatPass(ReportingPass):
     def run(self, model: ir.Model, report: PassReport) -> None:
         ir.passes.common.ShapeInferencePass()(model)  # M (rows of the dense operand) comes from static shapes
         decisions = []
+        opset = ops.model_opset(model)
+        model_reason = (f"model opset {opset} < {ops.MIN_FUNCTION_OPSET} (the sparse op's ONNX function needs "
+                        f"opset {ops.MIN_FUNCTION_OPSET} or later)" if opset < ops.MIN_FUNCTION_OPSET else None)
         for node in model.graph:
             reason = why_not(node)
+            if reason is None and model_reason is not None:
+                reason = model_reason
             if reason == "no constant weight":
                 continue
             decision = self._decide(node, reason)
