@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir
 import pytest
 from helpers import init, make_model, randn, vinfo
 from onnx import helper, numpy_helper
@@ -282,3 +283,18 @@ def test_ir3_initializers_listed_as_inputs_are_constants(tmp_path) -> None:
     assert exported.comparison.ok
     assert [i.name for i in onnx.load(out).graph.input] == ["x"]
     assert compare(_ir3_model(), onnx.load(out)).ok
+
+
+def test_sequence_inputs_are_refused_without_a_shape_hint() -> None:
+    from onnx import TensorProto, helper
+
+    from sparseforge.errors import UnsupportedModelError
+    from sparseforge.ir.frontend import require_static_shapes
+
+    graph = helper.make_graph([helper.make_node("SequenceLength", ["s"], ["n"])], "g",
+                              [helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("n", TensorProto.INT64, [])])
+    model = onnx_ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    with pytest.raises(UnsupportedModelError, match="input 's' is a sequence") as info:
+        require_static_shapes(model)
+    assert "--shape" not in info.value.message

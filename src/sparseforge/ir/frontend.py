@@ -591,10 +591,15 @@ def set_input_shapes(model: ir.Model, shapes: Mapping[str, Sequence[int]]) -> No
 
 
 def require_static_shapes(model: ir.Model, where: str = "model") -> None:
-    """Raise a clear error if a graph input has a dynamic or unknown dimension."""
+    """Raise a clear error if a graph input is not a tensor, or has a dynamic or unknown dimension."""
     for value in model.graph.inputs:
         if value.is_initializer():
             continue
+        if value.type is not None and not isinstance(value.type, ir.TensorType):
+            kind = type(value.type).__name__.replace("Type", "").lower() or "non-tensor"
+            raise UnsupportedModelError(
+                f"input '{value.name}' is a {kind} ({value.type}); sparseforge takes tensor inputs only",
+                where=where, hint="export the model with tensor inputs (e.g. one input per sequence element)")
         if value.shape is None:
             raise UnsupportedModelError(
                 f"input '{value.name}' has an unknown shape", where=where,
