@@ -8,6 +8,14 @@ floors above import ``codegen`` only inside the functions that need it (TVM is a
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
 try:
     import tvm
     import tvm_ffi
@@ -24,6 +32,31 @@ except ImportError as exc:  # pragma: no cover - exercised only without the [tvm
     ) from exc
 
 Target = tvm.target.Target
+logger = logging.getLogger("sparseforge.tvm")
+
+
+@contextlib.contextmanager
+def native_logs_to_debug() -> Iterator[None]:
+    """Route what TVM's C++ side writes to stderr inside the block (``LOG(WARNING)`` lines such as "BlockBuilder
+    destroyed with remaining blocks") to the ``sparseforge.tvm`` logger at DEBUG level: they are TVM's internals,
+    not the user's concern, and ``--debug`` shows them. Objects freed in the block are collected before it ends,
+    so destructor warnings are caught too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            gc.collect()
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.strip():
+            logger.debug("%s", line)
 IRModule = tvm.IRModule
 
 
@@ -43,6 +76,7 @@ def to_tvm_tensor(array, device=None):
 
 __all__ = [
     "I",
+    "native_logs_to_debug",
     "IRModule",
     "R",
     "T",

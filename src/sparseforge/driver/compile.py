@@ -22,6 +22,7 @@ import onnx_ir as ir
 from sparseforge import artifact
 from sparseforge._version import __version__
 from sparseforge.codegen import importer
+from sparseforge.codegen._tvm import native_logs_to_debug
 from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError
 from sparseforge.ir.frontend import load, require_static_shapes
@@ -94,9 +95,10 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         cost_model = family.cost_model(description, resolved.kernel_target, measure=calibrate)
     reports = Pipeline(pipelines.compile(cost_model, dense=dense))(model).reports
     optimized = ir.to_proto(model)
-    mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
-                                      rules=family.kernel_rules(description))
-    executable = family.build(mod, description, tune=tune)
+    with native_logs_to_debug():  # TVM's C++ warnings go to the log (shown with --debug), not the terminal
+        mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
+                                          rules=family.kernel_rules(description))
+        executable = family.build(mod, description, tune=tune)
     decide = next(r for r in reports if r.pass_name == "DecideFormat")
     inputs, outputs = artifact.io_specs(optimized)
     manifest = {
