@@ -145,7 +145,7 @@ def ort_session_seconds(path: str, timeout: float) -> float:
     code = ("import sys, time, onnxruntime as ort; t = time.perf_counter(); "
             "ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']); print(time.perf_counter() - t)")
     try:
-        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=timeout, check=False)
         return float(out.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         return float("nan")
