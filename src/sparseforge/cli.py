@@ -44,7 +44,8 @@ def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
 def _run(debug: bool, body: Callable[[], int | None]) -> None:
     """Run a command body: user errors -> one message + exit 2 (or the error's code); bugs -> one message + exit 3."""
     try:
-        code = body()
+        with render.pass_progress():
+            code = body()
     except SparseforgeError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)

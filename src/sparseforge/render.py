@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -9,7 +13,7 @@ from rich.table import Table
 
 from sparseforge.ir.stats import ModelStats
 from sparseforge.passes.analysis import FACTS, WeightStructure
-from sparseforge.passes.infra import PassReport
+from sparseforge.passes.infra import PROGRESS_KEY, PassReport
 
 
 def human(n: float, unit: str = "") -> str:
@@ -146,3 +150,46 @@ def verify_report(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  note: {note}")
     if not report["comparisons"]:
         console.print("  nothing was run" + ("" if report["ok"] else " -- FAILED"))
+
+
+class _PassProgress(logging.Handler):
+    """Shows the running pass; the spinner stops when a pipeline's last pass ends (before results are printed)."""
+
+    def __init__(self, status) -> None:
+        super().__init__(logging.DEBUG)
+        self.status = status
+
+    def emit(self, record: logging.LogRecord) -> None:
+        progress = getattr(record, PROGRESS_KEY, None)
+        if progress is None:
+            return
+        index, total, name, finished = progress
+        if finished:
+            if index == total:
+                self.status.stop()
+            return
+        self.status.update(f"pass {index}/{total}: {name}")
+        self.status.start()
+
+
+@contextlib.contextmanager
+def pass_progress() -> Iterator[None]:
+    """On a terminal, a spinner on stderr naming the pass that runs (big graphs take seconds per pass)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    pipeline_logger = logging.getLogger("sparseforge.passes.infra")
+    status = Console(stderr=True).status("", spinner="dots")
+    handler = _PassProgress(status)
+    level, propagate = pipeline_logger.level, pipeline_logger.propagate
+    pipeline_logger.addHandler(handler)
+    if pipeline_logger.getEffectiveLevel() > logging.DEBUG:  # only our handler sees the DEBUG records
+        pipeline_logger.setLevel(logging.DEBUG)
+        pipeline_logger.propagate = False
+    try:
+        yield
+    finally:
+        status.stop()
+        pipeline_logger.removeHandler(handler)
+        pipeline_logger.setLevel(level)
+        pipeline_logger.propagate = propagate

@@ -164,6 +164,10 @@ class PipelineResult:
 
 Instrument = Callable[[str, ir.Model, PassReport], None]
 
+#: Attribute of the log record ``Pipeline`` emits (logger ``sparseforge.passes.infra``, DEBUG) before each pass,
+#: ``(index, total, pass_name, finished)``, and one after it; a progress display listens for them.
+PROGRESS_KEY = "sparseforge_progress"
+
 
 class Pipeline:
     """An explicit ordered list of passes, run once each, collecting reports.
@@ -181,8 +185,11 @@ class Pipeline:
 
     def __call__(self, model: ir.Model) -> PipelineResult:
         reports: list[PassReport] = []
-        for p in self.passes:
+        for index, p in enumerate(self.passes):
             name = getattr(p, "pass_name", type(p).__name__)
+            # progress: a record before each pass (the CLI shows it on a terminal; passes never print)
+            logger.debug("running pass %d/%d: %s", index + 1, len(self.passes), name,
+                         extra={PROGRESS_KEY: (index + 1, len(self.passes), name, False)})
             start = time.perf_counter()
             try:
                 result = p(model)
@@ -198,6 +205,8 @@ class Pipeline:
             reports.append(report)
             for instrument in self.instruments:
                 instrument(name, model, report)
+            logger.debug("finished pass %d/%d: %s", index + 1, len(self.passes), name,
+                         extra={PROGRESS_KEY: (index + 1, len(self.passes), name, True)})
         applied = [r.pass_name for r in reports]
         previous = model.metadata_props.get(keys.PROV_PIPELINE)
         model.metadata_props[keys.PROV_PIPELINE] = ",".join(([previous] if previous else []) + applied)
