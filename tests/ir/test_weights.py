@@ -54,3 +54,20 @@ def test_initializer_that_is_also_an_input_is_not_constant() -> None:
     proto = make_model([node], [vinfo("x", [1, 4]), vinfo("W", [6, 4])], [vinfo("y", None)], [init("W", M)])
     model = to_ir(proto)
     assert view_of(next(iter(model.graph))) is None
+
+
+def test_parameter_count_covers_every_numeric_dtype() -> None:
+    """int8 quantized weights (MatMulInteger, quantize_dynamic) are parameters too; a boolean mask is not."""
+    import onnx_ir as ir
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sparseforge.ir.stats import parameter_count
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "w", "xz", "wz"], ["y"], name="mmi"),
+         helper.make_node("Where", ["mask", "y", "y"], ["z"], name="where")], "q",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [2, 16])],
+        [helper.make_tensor_value_info("z", TensorProto.INT32, [2, 8])],
+        [numpy_helper.from_array(np.ones((16, 8), np.int8), "w"), numpy_helper.from_array(np.uint8(3), "xz"),
+         numpy_helper.from_array(np.int8(0), "wz"), numpy_helper.from_array(np.ones((2, 8), bool), "mask")])
+    assert parameter_count(ir.from_proto(helper.make_model(graph))) == 16 * 8 + 1 + 1

@@ -1,4 +1,4 @@
-"""Model statistics: parameters, FLOPs and serialized size.
+"""Model statistics: parameters (initializer elements of every numeric dtype), FLOPs and serialized size.
 
 FLOPs count ``2 x multiply-adds`` of MatMul, Gemm and Conv (the ops that dominate inference), from static
 shapes; ``nonzero_flops`` counts only multiply-adds with a nonzero constant weight (what a sparse kernel does).
@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from sparseforge.ir.weights import constant_array, view_of
+from sparseforge.ir.weights import view_of
 
 
 @dataclasses.dataclass
@@ -68,11 +68,17 @@ def node_macs(node: ir.Node) -> tuple[int, int]:
 
 
 def parameter_count(model: ir.Model) -> int:
+    """Elements of every numeric initializer, of any dtype (int8/uint8 quantized weights, their scales and zero
+    points included); boolean masks and strings are not parameters."""
     total = 0
     for value in model.graph.initializers.values():
-        array = constant_array(value) if value.const_value is not None else None
-        if array is not None and np.issubdtype(array.dtype, np.floating):
-            total += int(array.size)
+        tensor = value.const_value
+        if tensor is None:
+            continue
+        dtype = tensor.dtype
+        if dtype in (ir.DataType.BOOL, ir.DataType.STRING, ir.DataType.UNDEFINED):
+            continue
+        total += int(np.prod(tensor.shape.numpy())) if tensor.shape is not None else 0
     return total
 
 
