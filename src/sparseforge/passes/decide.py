@@ -25,6 +25,7 @@ from sparseforge.ir.forms.bsr import BLOCK_SHAPES as BSR_BLOCKS  # noqa: F401 - 
 from sparseforge.ir.forms.nm import PATTERNS as NM_PATTERNS  # noqa: F401 - re-exported
 from sparseforge.ir.weights import WeightView, view_of
 from sparseforge.passes.analysis.analyse import facts_for, facts_of
+from sparseforge.passes.canonicalize import infer_shapes
 from sparseforge.passes.infra import PassReport, ReportingPass
 
 #: The analysis facts the decisions read (``StructureAnalysis`` provides them; see :meth:`DecideFormatPass.facts`).
@@ -155,7 +156,7 @@ class DecideFormatPass(ReportingPass):
         return facts_for(view, FACTS_READ, matrix)
 
     def run(self, model: ir.Model, report: PassReport) -> None:
-        ir.passes.common.ShapeInferencePass()(model)  # M (rows of the dense operand) comes from static shapes
+        infer_shapes(model)  # M (rows of the dense operand) comes from static shapes
         decisions = []
         opset = ops.model_opset(model)
         model_reason = (f"model opset {opset} < {ops.MIN_FUNCTION_OPSET} (the sparse op's ONNX function needs "

@@ -25,7 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from sparseforge.ir.weights import WeightView, constant_array
-from sparseforge.passes.canonicalize import new_initializer
+from sparseforge.passes.canonicalize import infer_shapes, new_initializer
 from sparseforge.passes.channels.graph import ChannelGraph
 from sparseforge.passes.channels.plan import RemovalPlan, plan_removal
 from sparseforge.passes.infra import PassReport, ReportingPass
@@ -50,7 +50,7 @@ class ShrinkChannelsPass(ReportingPass):
         self.max_rounds = max_rounds
 
     def run(self, model: ir.Model, report: PassReport) -> None:
-        ir.passes.common.ShapeInferencePass()(model)  # channel counts come from static shapes
+        infer_shapes(model)  # channel counts come from static shapes
         graph = ChannelGraph(model)
         plan = plan_removal(graph)
         for _ in range(self.max_rounds):
