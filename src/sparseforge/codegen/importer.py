@@ -19,7 +19,7 @@ from onnx import numpy_helper
 from sparseforge.errors import UnsupportedOpError
 from sparseforge.ir import forms, keys, ops
 
-from . import _tvm
+from . import _tvm, contract
 from . import kernels as K
 from .kernels import activations
 from .kernels import rules as R
@@ -136,11 +136,20 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             elif op not in convert_map and op not in ("If", "Constant"):
                 missing[op] += 1
                 where.setdefault(op, node.name)
-        if missing:
-            listing = ", ".join(f"{op} (x{n}, e.g. node '{where[op]}')" for op, n in sorted(missing.items()))
+        refused = contract.violations(graph)
+        if missing or refused:
+            parts = []
+            if missing:
+                listing = ", ".join(f"{op} (x{n}, e.g. node '{where[op]}')" for op, n in sorted(missing.items()))
+                parts.append(f"the model uses operators TVM's ONNX importer cannot lower: {listing}")
+            if refused:
+                listing = "; ".join(f"{op} node '{name}': {reason}" for op, name, reason in refused[:20])
+                more = f" (and {len(refused) - 20} more)" if len(refused) > 20 else ""
+                parts.append(f"outside what sparseforge compiles correctly: {listing}{more}")
             raise UnsupportedOpError(
-                f"the model uses operators TVM's ONNX importer cannot lower: {listing}",
-                hint="export the model with standard ONNX ops (opset 13-21), or replace these layers")
+                "; ".join(parts),
+                hint="export the model with standard ONNX ops (opset 13-21), fp32 tensors and constant shape/axes "
+                     "inputs, or replace these layers")
 
     def _convert_operator(self, op_name, inputs, attrs, opset):
         node_name = attrs.get("tvm_custom", {}).get("name", "")
