@@ -15,10 +15,12 @@ import onnx
 # types and strings raised inside TVM).
 BAD_DTYPES = {
     getattr(onnx.TensorProto, name): name.lower()
-    for name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0", "UINT4", "INT4",
+    for name in ("BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0", "UINT4", "INT4",
                  "FLOAT4E2M1", "UINT2", "INT2", "STRING", "COMPLEX64", "COMPLEX128")
     if hasattr(onnx.TensorProto, name)
 }
+
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 
 # Ops refused outright: every node test case of them gave a wrong result or an internal error.
 REFUSED_OPS = {
@@ -36,6 +38,8 @@ REFUSED_OPS = {
     "RoiAlign": "max mode gives wrong results",
     "Cosh": "TVM's converter raises",
     "Sinh": "TVM's converter raises",
+    "Shape": "TVM's converter raises (no value in Constant)",
+    "Size": "TVM's converter raises (no value in Constant)",
 }
 
 # Inputs (by index) that must be constants (initializers or Constant nodes): TVM's converters raise or, for
@@ -44,7 +48,7 @@ CONSTANT_INPUTS = {
     "ReduceMax": (1,), "ReduceMin": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceProd": (1,),
     "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
     "Split": (1,), "TopK": (1,), "CumSum": (1,), "Pad": (1, 2, 3), "OneHot": (1,), "Expand": (1,),
-    "Slice": (1, 2, 3, 4),
+    "Slice": (1, 2, 3, 4), "Range": (0, 1, 2),
 }
 
 
@@ -75,8 +79,14 @@ def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, in
         return "training_mode=1 is not supported"
     if op == "Dropout" and (len(node.input) > 2 and node.input[2] or any(node.output[1:])):
         return "training mode and the mask output are not supported"
-    if op == "Mod" and _attr(node, "fmod", 0):
-        return "fmod=1 gives wrong results for edge cases (inf/nan/zero)"
+    if op == "Mod" and (_attr(node, "fmod", 0) or types.get(node.input[0]) in FLOAT_TYPES):
+        return "Mod of floats gives wrong results for edge cases (inf/nan/zero)"
+    if op == "Pow" and len({types.get(i) for i in node.input}) > 1:
+        return "base and exponent of different dtypes are not supported"
+    if op == "EyeLike" and _attr(node, "dtype") is not None:
+        return "the dtype attribute is not supported"
+    if op in ("DequantizeLinear", "QuantizeLinear") and _attr(node, "block_size", 0):
+        return "blocked quantization is not supported"
     if op == "IsInf" and (_attr(node, "detect_negative", 1) != 1 or _attr(node, "detect_positive", 1) != 1):
         return "detect_negative/detect_positive=0 are ignored by TVM's converter"
     if op == "ConvTranspose" and _attr(node, "output_shape") is not None:

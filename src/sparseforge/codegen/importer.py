@@ -117,6 +117,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
 
     def from_onnx(self, graph, opset):
         self._fused, self._absorbed = _fused_activation(graph.graph if hasattr(graph, "graph") else graph)
+        self._check_for_unsupported_ops(graph.graph if hasattr(graph, "graph") else graph)
         return super().from_onnx(graph, opset)
 
     def _check_for_unsupported_ops(self, graph: onnx.GraphProto) -> None:
