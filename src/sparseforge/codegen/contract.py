@@ -59,7 +59,12 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, int]) -> str | None:
+def rank(name: str, shapes: dict[str, int]) -> int:
+    return shapes.get(name, -1)
+
+
+def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, int], shapes: dict[str, int]
+                  ) -> str | None:
     op = node.op_type
     if op in REFUSED_OPS:
         return REFUSED_OPS[op]
@@ -81,8 +86,14 @@ def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, in
         return "training mode and the mask output are not supported"
     if op == "Mod" and (_attr(node, "fmod", 0) or types.get(node.input[0]) in FLOAT_TYPES):
         return "Mod of floats gives wrong results for edge cases (inf/nan/zero)"
-    if op == "Pow" and len({types.get(i) for i in node.input}) > 1:
-        return "base and exponent of different dtypes are not supported"
+    if op == "Pow" and (len({types.get(i) for i in node.input}) > 1 or types.get(node.input[0]) not in FLOAT_TYPES):
+        return "only float base and exponent of the same dtype are supported"
+    if op == "MaxPool" and any(node.output[1:]):
+        return "the Indices output is not supported"
+    if op == "MaxUnpool" and len(node.input) > 2 and node.input[2]:
+        return "the output_shape input is not supported"
+    if op == "RMSNormalization" and _attr(node, "axis", -1) in (0, -rank(node.input[0], shapes)):
+        return "normalizing over every axis (axis=0) is not supported"
     if op == "EyeLike" and _attr(node, "dtype") is not None:
         return "the dtype attribute is not supported"
     if op in ("DequantizeLinear", "QuantizeLinear") and _attr(node, "block_size", 0):
@@ -110,16 +121,23 @@ def violations(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
             problems.append(("graph", value.name, f"'{value.name}' is a {kind}; sparseforge compiles tensors only"))
     constants = {t.name for t in graph.initializer}
     types = {t.name: t.data_type for t in graph.initializer}
+    shapes = {t.name: len(t.dims) for t in graph.initializer}
     for value in list(graph.input) + list(graph.output) + list(graph.value_info):
         if value.type.HasField("tensor_type"):
             types[value.name] = value.type.tensor_type.elem_type
+            if value.type.tensor_type.HasField("shape"):
+                shapes[value.name] = len(value.type.tensor_type.shape.dim)
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             constants.update(node.output)
+            kinds = [a.name for a in node.attribute if a.name != "value"]
+            if kinds:
+                problems.append(("Constant", node.name or node.output[0],
+                                 f"a Constant given by {kinds[0]} (e.g. a folded Shape/Size) is not supported"))
             continue
         if node.domain not in ("", "ai.onnx"):
             continue
-        reason = _node_problem(node, constants, types)
+        reason = _node_problem(node, constants, types, shapes)
         if reason is not None:
             problems.append((node.op_type, node.name or (node.output[0] if node.output else "?"), reason))
     return problems
