@@ -445,6 +445,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=pathlib.Path, default=RESULTS / "conformance_x86.json")
     parser.add_argument("--coverage", type=pathlib.Path, default=ROOT / "COVERAGE.md")
     parser.add_argument("--write-expected", action="store_true", help=f"update {EXPECTED.relative_to(ROOT)}")
+    parser.add_argument("--merge", action="store_true",
+                        help="update the chosen cases in the existing --json results (and COVERAGE.md from all)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
@@ -466,6 +468,14 @@ def main(argv=None) -> int:
                         progress=progress)
     seconds = time.time() - start
     import onnxruntime
+
+    if args.merge and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        merged = dict(previous["cases"])
+        merged.update(results)
+        results = merged
+        names = sorted(results)
+        seconds += previous["meta"].get("seconds", 0.0)
 
     meta = dict(command="python benchmarks/conformance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 when=time.strftime("%Y-%m-%d"), seconds=seconds, workers=args.workers, ort=onnxruntime.__version__)

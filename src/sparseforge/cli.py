@@ -23,7 +23,8 @@ from sparseforge.errors import SparseforgeError
 
 MODEL_HELP = "MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs)."
 
-out = Console(highlight=False, soft_wrap=False, width=160)
+# markup=False: names, paths and messages from a model are printed literally (a node named ``x[/y]`` is not markup)
+out = Console(highlight=False, soft_wrap=False, width=160, markup=False)
 
 
 def _shape_option(f: Callable) -> Callable:
@@ -114,6 +115,8 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
         out.print(render.layers_table(result.layers))
         if verbose:
             render.pass_reports(out, result.reports, verbose=True)
+        else:
+            render.skipped_layers(out, result.reports)
         out.print(render.inspect_summary(result.summary()))
 
     _run(ctx.obj["debug"], body)

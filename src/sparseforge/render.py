@@ -1,4 +1,8 @@
-"""Plain-text rendering of results for the terminal (rich tables). Nothing here computes anything."""
+"""Plain-text rendering of results for the terminal (rich tables). Nothing here computes anything.
+
+Text from a model (node names, paths, messages) is printed literally: the CLI's console has markup off, and
+:func:`pass_reports` prints with ``markup=False`` on any console.
+"""
 
 from __future__ import annotations
 
@@ -86,7 +90,7 @@ def stats_table(before: ModelStats, after: ModelStats) -> Table:
 
 
 def pass_reports(console: Console, reports: list[PassReport], *, verbose: bool = False) -> None:
-    console.print("[bold]Passes[/bold]")
+    console.print("Passes", style="bold", markup=False)
     for report in reports:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "no change"
         console.print(f"  {report.pass_name:<18} {'changed' if report.modified else 'unchanged':<9} {counts} "
@@ -96,13 +100,21 @@ def pass_reports(console: Console, reports: list[PassReport], *, verbose: bool =
         limit = None if verbose else 12
         for d in shown[:limit]:
             where = f"{d.node}: " if d.node else ""
-            console.print(f"      {d.severity}: {where}{d.message}", highlight=False)
+            console.print(f"      {d.severity}: {where}{d.message}", highlight=False, markup=False)
         if limit is not None and len(shown) > limit:
             console.print(f"      ... {len(shown) - limit} more (use --verbose)")
         if verbose:
             for d in report.diagnostics:
                 if d not in shown:
-                    console.print(f"      {d.severity}: {d.node or ''} {d.message}", highlight=False)
+                    console.print(f"      {d.severity}: {d.node or ''} {d.message}", highlight=False, markup=False)
+
+
+def skipped_layers(console: Console, reports: list[PassReport]) -> None:
+    """The layers left out of the analysis (weights computed at run time), one line each, with the reason."""
+    for report in reports:
+        for d in report.diagnostics:
+            if d.code == "skip-runtime-weight":
+                console.print(f"not analysed: {d.node}: {d.message}", highlight=False, markup=False)
 
 
 def prune_table(layers: list[dict[str, Any]]) -> Table:

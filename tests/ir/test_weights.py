@@ -7,8 +7,7 @@ import pytest
 from helpers import init, make_model, randn, to_ir, vinfo
 from onnx import helper
 
-from sparseforge.errors import UnsupportedModelError
-from sparseforge.ir.weights import view_of, weight_views
+from sparseforge.ir.weights import runtime_weight, view_of, weight_views
 
 M = randn(6, 4)  # (output, reduction)
 
@@ -41,12 +40,21 @@ def test_conv_view_is_input_channel_major() -> None:
     assert view.bias is not None
 
 
-def test_non_constant_conv_weight_is_an_error() -> None:
+def test_non_constant_conv_weight_stays_dense_with_a_note() -> None:
+    """A Conv weight given at run time has no view (the layer is compiled as written) and a reason."""
     node = helper.make_node("Conv", ["x", "w"], ["y"], name="c1")
     model = to_ir(make_model([node], [vinfo("x", [1, 1, 3, 3]), vinfo("w", [1, 1, 1, 1])], [vinfo("y", None)]))
-    with pytest.raises(UnsupportedModelError, match="not a constant.*graph input") as info:
-        list(weight_views(model.graph))
-    assert "Conv node 'c1'" in info.value.message
+    conv = next(iter(model.graph))
+    assert list(weight_views(model.graph)) == [] and view_of(conv) is None
+    assert runtime_weight(conv) == ("the weight 'w' is a graph input: the layer is compiled dense, as written, "
+                                    "and not analysed")
+
+
+def test_activation_product_is_not_a_runtime_weight() -> None:
+    """MatMul of two computed values (attention's Q @ K^T) is not a weight: no note."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("MatMul", ["a", "a"], ["y"])]
+    model = to_ir(make_model(nodes, [vinfo("x", [3, 3])], [vinfo("y", None)]))
+    assert [runtime_weight(n) for n in model.graph] == [None, None]
 
 
 def test_initializer_that_is_also_an_input_is_not_constant() -> None:

@@ -2,7 +2,7 @@
 
 Pipeline (:func:`relax_passes`): protect hand-scheduled kernels -> fold constants -> graph
 clean-ups -> lower matmuls to the packed dense kernel and convolutions to NCHWc kernels -> fast
-math -> legalize -> fold constants (this packs the weights once, at compile time) -> fuse ->
+math -> legalize (with :data:`~.legalize.LEGALIZE_MAP`) -> fold constants (this packs the weights once, at compile time) -> fuse ->
 ``ApplyDefaultSchedule(*default_rules(target))``; then ``tvm.compile``.
 
 Prim_funcs whose attrs contain ``"tirx.is_scheduled": True`` (hand-written kernels called through
@@ -24,6 +24,7 @@ from onnxscript import optimizer
 
 from . import _tvm, vm  # noqa: F401  (vm sets TVM_NUM_THREADS before TVM's pool starts)
 from .cpu_target import CompileTarget, detect_x86
+from .legalize import LEGALIZE_MAP
 from .schedules import default_rules, explain
 from .schedules._contract import is_hand_scheduled
 from .schedules.relax_conv import ConvertConvToNCHWc
@@ -121,7 +122,7 @@ def relax_passes(target: CompileTarget, schedule: bool = True, database_dir: str
         PackDenseWeights(target.vector_lanes, target.vector_registers),
         ConvertConvToNCHWc(target.vector_lanes, target.vector_registers),
         FastMath(),
-        t.LegalizeOps(),
+        t.LegalizeOps(customize_legalize_map=LEGALIZE_MAP),
         t.AnnotateTIROpPattern(),
         t.FoldConstant(),
         t.FuseOps(),

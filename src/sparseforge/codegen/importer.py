@@ -1,6 +1,7 @@
 """ONNX -> Relax: TVM's ONNX importer, extended (by subclassing) for sparseforge's ``ai.sparseforge`` ops.
 
-Standard ops go through TVM's converters. Each sparse op becomes a ``relax.call_tir`` of a TIR kernel specialized
+Standard ops go through sparseforge's own converters where TVM's lack an op or get it wrong
+(:mod:`sparseforge.codegen.converters`), else through TVM's. Each sparse op becomes a ``relax.call_tir`` of a TIR kernel specialized
 to its constant weight (:mod:`sparseforge.codegen.kernels`), marked ``tirx.is_scheduled`` so the rest of the
 pipeline leaves it alone. A single-consumer activation right after a sparse op (Relu, Clip(0, 6), Sigmoid, Tanh,
 Gelu, x*Sigmoid(x)) is fused into the kernel's write-back. Before anything is converted, the whole graph is
@@ -19,7 +20,9 @@ from onnx import numpy_helper
 from sparseforge.errors import UnsupportedOpError
 from sparseforge.ir import forms, keys, ops
 
-from . import _tvm, contract
+from . import _tvm, contract, precision
+from .converters import CONVERTERS
+from .converters._util import DEFER
 from . import kernels as K
 from .kernels import activations
 from .kernels import rules as R
@@ -101,6 +104,19 @@ def _match_activation(users, out, inits, consumers, graph_outputs):
     return None, []
 
 
+def _has_converter(op_type: str, convert_map) -> bool:
+    return op_type in convert_map or op_type in CONVERTERS or op_type in ("If", "Constant")
+
+
+def lowers(domain: str, op_type: str) -> bool:
+    """Whether a standard-domain ``op_type`` has a converter (TVM's or sparseforge's) that the op contract does not
+    refuse outright. Ops for which this is False are expanded into their ONNX function bodies where they have one
+    (:func:`sparseforge.ir.expand.expand_functions`)."""
+    if domain not in ("", "ai.onnx"):
+        return True
+    return _has_converter(op_type, onnx_frontend._get_convert_map()) and op_type not in contract.REFUSED_OPS
+
+
 class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
     """TVM's ONNX importer plus ``ai.sparseforge`` ops lowered to specialized TIR kernels."""
 
@@ -134,7 +150,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             if node.domain not in ("", "ai.onnx"):
                 missing[f"{node.domain}.{op}"] += 1
                 where.setdefault(f"{node.domain}.{op}", node.name)
-            elif op not in convert_map and op not in ("If", "Constant"):
+            elif not _has_converter(op, convert_map):
                 missing[op] += 1
                 where.setdefault(op, node.name)
         refused = contract.violations(graph)
@@ -158,6 +174,19 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             return inputs[0] if op_name != "Mul" else self._nodes[self._absorbed[node_name]]
         if op_name in ops.OP_TYPES:
             return self._convert_sparse(op_name, node_name, inputs, attrs)
+        low = precision.low_float_dtype(op_name, inputs)
+        if low is None:
+            return self._convert_standard(op_name, inputs, attrs, opset)
+        wide = precision.widen(self.bb, inputs)
+        return precision.narrow(self.bb, self._convert_standard(op_name, wide, attrs, opset), low)
+
+    def _convert_standard(self, op_name, inputs, attrs, opset):
+        converter = CONVERTERS.get(op_name)
+        if converter is not None:
+            attrs.setdefault("tvm_custom", {})["opset"] = opset
+            result = converter(self.bb, inputs, attrs)
+            if result is not DEFER:
+                return self.bb.normalize(result) if isinstance(result, relax.Expr) else result
         return super()._convert_operator(op_name, inputs, attrs, opset)
 
     # ------------------------------------------------------------------ sparse ops

@@ -25,6 +25,7 @@ from sparseforge.codegen import importer
 from sparseforge.codegen._tvm import native_logs_to_debug
 from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError
+from sparseforge.ir.expand import expand_functions
 from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.save import save_model
 from sparseforge.ir.validate import output_check
@@ -91,6 +92,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model, source_label(source))
     original = ir.to_proto(model)
+    expanded = expand_functions(model, importer.lowers)
     if cost_model is None and not dense:
         cost_model = family.cost_model(description, resolved.kernel_target, measure=calibrate)
     reports = Pipeline(pipelines.compile(cost_model, dense=dense))(model).reports
@@ -114,6 +116,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "inputs": inputs,
         "outputs": outputs,
         "passes": [r.pass_name for r in reports],
+        "expanded_functions": dict(sorted(expanded.items())),
         "decisions": decide.details.get("decisions", []),
         "kernels": [dataclasses.asdict(r) for r in records],
     }

@@ -36,6 +36,7 @@ import onnx_ir as ir
 from onnx import numpy_helper
 
 from sparseforge.errors import InvalidModelError, ModelLoadError, UnsupportedModelError
+from sparseforge.ir.expand import function_body_false_alarm
 from sparseforge.ir.validate import checker_problem, model_tensor_problem
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def check_input(proto: onnx.ModelProto, where: str, allow_invalid: bool = False)
                                 hint="the file is corrupted or was written by a broken exporter; re-export it")
     # ONNX's shape inference cannot type sparse-initializer inputs (see ir/validate.py): structural check for those
     problem = checker_problem(proto, full_check=not len(proto.graph.sparse_initializer))
-    if problem is None:
+    if problem is None or function_body_false_alarm(proto, problem, checker_problem):
         return None
     if not allow_invalid:
         raise InvalidModelError(f"the input model is not valid ONNX: {problem}", where=where,

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 import numpy as np
 import onnx_ir as ir
 
-from sparseforge.errors import UnsupportedModelError
 
 #: Op types that always carry a weight in input 1.
 CONV_OPS = frozenset({"Conv"})
@@ -144,7 +143,8 @@ def _per_output_bias(value: ir.Value | None, n_out: int) -> ir.Value | None:
 def view_of(node: ir.Node) -> WeightView | None:
     """The :class:`WeightView` of ``node``, or None if it has no constant 2-D weight.
 
-    Raises :class:`UnsupportedModelError` for a Conv whose weight is not a constant.
+    A weight computed at run time (a graph input, or the output of other nodes) has no view: the layer stays a
+    dense op, compiled as written (see :func:`runtime_weight`).
     """
     if node.domain not in ("", "ai.onnx"):
         return None
@@ -154,12 +154,7 @@ def view_of(node: ir.Node) -> WeightView | None:
         w = inputs[1] if len(inputs) > 1 else None
         array = constant_array(w)
         if array is None:
-            source = "a graph input" if w is not None and w.is_graph_input() else "computed at run time"
-            raise UnsupportedModelError(
-                f"the weight '{w.name if w is not None else '?'}' is not a constant ({source})",
-                where=f"Conv node '{node.name}'",
-                hint="sparseforge analyses constant weights: store weights as initializers (e.g. export "
-                     "with keep_initializers_as_inputs=False, or run onnx_ir's RemoveInitializersFromInputsPass)")
+            return None
         kernel = tuple(int(k) for k in array.shape[2:])
         bias = _per_output_bias(inputs[2] if len(inputs) > 2 else None, array.shape[0])
         return WeightView(node, w, 1, 0, out_axis=0, in_axis=1, groups=_attr_int(node, "group", 1),
@@ -187,6 +182,25 @@ def view_of(node: ir.Node) -> WeightView | None:
                     else WeightView(node, a, 0, 1, out_axis=0, in_axis=1))
         return None
     return None
+
+
+def runtime_weight(node: ir.Node) -> str | None:
+    """Why the weight of ``node`` is not analysed because it is computed at run time, or None.
+
+    Conv and ConvTranspose whose weight (input 1) is not a constant, and MatMul/Gemm whose input 1 is a graph
+    input (an activation-by-activation product such as attention's ``Q @ K^T`` is not a weight and gets no note).
+    Such layers stay dense, compiled as written; ``inspect`` lists them with this note.
+    """
+    if node.domain not in ("", "ai.onnx") or node.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+        return None
+    inputs = list(node.inputs)
+    w = inputs[1] if len(inputs) > 1 else None
+    if w is None or constant_array(w) is not None or view_of(node) is not None:
+        return None
+    if node.op_type in ("MatMul", "Gemm") and not w.is_graph_input():
+        return None
+    source = "a graph input" if w.is_graph_input() else "computed at run time"
+    return f"the weight '{w.name}' is {source}: the layer is compiled dense, as written, and not analysed"
 
 
 def _gemm_unit_scales(node: ir.Node) -> bool:

@@ -27,7 +27,8 @@ from onnxscript.rewriter.rules.common import (
 )
 
 from sparseforge.errors import UnsupportedModelError
-from sparseforge.ir.weights import constant_array, view_of
+from sparseforge.ir.expand import function_body_false_alarm
+from sparseforge.ir.weights import constant_array, runtime_weight, view_of
 from sparseforge.passes.infra import PassReport, ReportingPass
 
 #: Fold constants up to this many elements (weights of any realistic layer).
@@ -46,6 +47,8 @@ class OptimizePass(ReportingPass):
     def run(self, model: ir.Model, report: PassReport) -> None:
         before = _op_histogram(model)
         for _ in range(self.iterations):
+            # static shapes let the folder fold Shape/Size and the shape arithmetic behind them (it infers none)
+            infer_shapes(model)
             folded = onnxscript.optimizer.fold_constants(
                 model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT).modified
             rewritten = keep_layer_names(model, lambda m: rewriter.rewrite(m, default_rules()))
@@ -54,6 +57,7 @@ class OptimizePass(ReportingPass):
                 break
         ir.passes.common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
         ir.passes.common.RemoveUnusedNodesPass()(model)
+        tensor_constants(model)
         infer_shapes(model)
         name_generic_weights(model)
         after = _op_histogram(model)
@@ -62,6 +66,30 @@ class OptimizePass(ReportingPass):
         if before != after:
             report.changed("folded", f"{sum(before.values()) - sum(after.values())} node(s) folded or removed; "
                            f"{sum(before.values())} -> {sum(after.values())} nodes")
+
+
+_CONSTANT_ATTRS = {
+    "value_int": (ir.DataType.INT64, "as_int"), "value_ints": (ir.DataType.INT64, "as_ints"),
+    "value_float": (ir.DataType.FLOAT, "as_float"), "value_floats": (ir.DataType.FLOAT, "as_floats"),
+}
+
+
+def tensor_constants(model: ir.Model) -> None:
+    """Constant nodes left after lifting (those that are graph outputs) hold their tensor in ``value``.
+
+    Folding ``Shape``/``Size`` yields ``Constant(value_ints=...)``; a graph output cannot become an initializer,
+    and TVM's importer reads only ``value``. Same tensor, same dtype (int64 / float32, as the ONNX spec says).
+    """
+    for node in model.graph:
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or len(node.attributes) != 1:
+            continue
+        (attr_name, attr), = node.attributes.items()
+        if attr_name not in _CONSTANT_ATTRS:
+            continue
+        dtype, getter = _CONSTANT_ATTRS[attr_name]
+        tensor = ir.tensor(getattr(attr, getter)(), dtype=dtype, name=node.outputs[0].name)
+        del node.attributes[attr_name]
+        node.attributes["value"] = ir.AttrTensor("value", tensor)
 
 
 class LocalMultiOutputMatcher(pattern.SimplePatternMatcher):
@@ -309,24 +337,35 @@ class NormalizeGemmPass(ReportingPass):
         ir.passes.common.RemoveUnusedNodesPass()(model)
 
 
+def _strict_inference_problem(proto: onnx.ModelProto) -> str | None:
+    """The last line of ONNX's strict shape inference error for ``proto``, or None. Models above the protobuf
+    limit or with exotic ops are not refused here: later passes still check what they use."""
+    try:
+        onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=False)
+    except onnx.shape_inference.InferenceError as exc:
+        return str(exc).strip().splitlines()[-1][:300]
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
 class CheckWeightsPass(ReportingPass):
-    """Raise a clear error for invalid models and for weight-bearing ops whose weight is not a constant."""
+    """Raise a clear error for invalid models; note weight-bearing ops whose weight is computed at run time."""
 
     name = "CheckWeights"
 
     def run(self, model: ir.Model, report: PassReport) -> None:
-        try:
-            onnx.shape_inference.infer_shapes(ir.to_proto(model), strict_mode=True, data_prop=False)
-        except onnx.shape_inference.InferenceError as exc:
-            detail = str(exc).strip().splitlines()[-1][:300]
+        proto = ir.to_proto(model)
+        detail = _strict_inference_problem(proto)
+        if detail is not None and not function_body_false_alarm(proto, detail, _strict_inference_problem):
             raise UnsupportedModelError(f"the model is not valid ONNX: {detail}",
-                                        hint="fix the model (onnx.checker.check_model shows the details)") from None
-        except Exception:  # models above the protobuf limit or exotic ops: later passes still check what they use
-            pass
+                                        hint="fix the model (onnx.checker.check_model shows the details)")
         for node in model.graph:
-            view = view_of(node)  # raises UnsupportedModelError for non-constant Conv weights
-            if view is not None:
+            if view_of(node) is not None:
                 report.counts["weights"] += 1
+            elif (why := runtime_weight(node)) is not None:
+                report.counts["runtime weights"] += 1
+                report.note("skip-runtime-weight", why, node.name)
 
 
 _BIG_TENSOR_BYTES = 1000  # onnx-ir's _c_api_utils._BIG_TENSOR_SIZE_LIMIT

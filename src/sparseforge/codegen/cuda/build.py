@@ -16,6 +16,7 @@ from typing import Any
 from .._tvm import IRModule, Target, relax, tirx, tvm
 from .._tvm import dlight as dl
 from ..kernels._common import SparseKernel
+from ..legalize import LEGALIZE_MAP
 from . import _fatbin
 from ._driver import CudaToolError, ensure_cuda_runtime, nvcc_callback
 
@@ -80,6 +81,7 @@ def schedule(mod, arch: str = DEFAULT_ARCH):
     if not _has_relax(mod):
         return mod
     with cuda_target(arch):
+        mod = relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE_MAP)(mod)
         mod = relax.get_pipeline("zero")(mod)
         mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                       dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)

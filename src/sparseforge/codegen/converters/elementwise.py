@@ -1,0 +1,130 @@
+"""Elementwise and layout ops where TVM's converter raises or differs from ONNX, per ``onnx.reference``.
+
+* ``Mod``: ``fmod=1`` is C's ``fmod`` (sign of the dividend; exact, libm's in float64), ``fmod=0`` the floor modulo
+  of integers (sign of the divisor); TVM's float path lost the ``inf``/``nan``/``0`` cases.
+* ``Cosh``, ``Sinh`` (TVM raised), ``Celu`` in the input's dtype (fp16 raised), ``Swish`` (``x * sigmoid(alpha x)``).
+* ``IsInf`` honouring ``detect_negative`` / ``detect_positive`` (TVM ignored them).
+* ``DepthToSpace`` in ``CRD`` mode (TVM's was wrong); ``EyeLike`` with its ``dtype`` (a constant: the shape is static).
+* ``Pow`` of integers or mixed dtypes: computed in float64, cast to the base's dtype as ONNX's output type says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .. import _tvm
+from ._util import DEFER, attr_str, broadcast_shape, const, dtype, op, shape
+
+te = _tvm.te
+tirx = _tvm.tirx
+
+
+def _broadcast(bb, a, b):
+    out = broadcast_shape(shape(a), shape(b))
+    a = a if shape(a) == out else bb.emit(op.broadcast_to(a, out))
+    b = b if shape(b) == out else bb.emit(op.broadcast_to(b, out))
+    return a, b
+
+
+def _c_fmod(x, y):
+    """C's ``fmod`` (libm) in float64: exact, so the result rounds back to any float type unchanged."""
+    t = str(x.ty.dtype) if hasattr(x, "ty") else str(x.dtype)
+    wide = tirx.call_pure_extern("float64", "fmod", tirx.Cast("float64", x), tirx.Cast("float64", y))
+    return tirx.Cast(t, wide)
+
+
+def mod(bb, inputs, attrs):
+    a, b = _broadcast(bb, inputs[0], inputs[1])
+    t = dtype(a)
+    is_float = t.startswith(("float", "bfloat"))
+    if int(attrs.get("fmod", 0)):
+        fn = _c_fmod if is_float else tirx.truncmod
+    elif is_float:
+        return DEFER  # the ONNX checker rejects float Mod without fmod=1; TVM's floor_mod is then as good
+    else:
+        fn = tirx.floormod
+    return bb.emit_te(lambda x, y: te.compute(x.shape, lambda *i: fn(x(*i), y(*i)), name="mod"), a, b)
+
+
+def cosh(bb, inputs, attrs):
+    x = inputs[0]
+    half = const(0.5, dtype(x))
+    return bb.emit(op.multiply(op.add(op.exp(x), op.exp(op.negative(x))), half))
+
+
+def sinh(bb, inputs, attrs):
+    x = inputs[0]
+    half = const(0.5, dtype(x))
+    return bb.emit(op.multiply(op.subtract(op.exp(x), op.exp(op.negative(x))), half))
+
+
+def celu(bb, inputs, attrs):
+    x = inputs[0]
+    t = dtype(x)
+    alpha = float(attrs.get("alpha", 1.0))
+    a = const(alpha, t)
+    neg = op.multiply(a, op.subtract(op.exp(op.divide(x, a)), const(1, t)))
+    return bb.emit(op.add(op.maximum(x, const(0, t)), op.minimum(const(0, t), neg)))
+
+
+def swish(bb, inputs, attrs):
+    x = inputs[0]
+    alpha = float(attrs.get("alpha", 1.0))
+    return bb.emit(op.multiply(x, op.sigmoid(op.multiply(x, const(alpha, dtype(x))))))
+
+
+def is_inf(bb, inputs, attrs):
+    x = inputs[0]
+    neg, pos = int(attrs.get("detect_negative", 1)), int(attrs.get("detect_positive", 1))
+    inf = op.isinf(x)
+    if neg and pos:
+        return bb.emit(inf)
+    if not neg and not pos:
+        return bb.emit(op.zeros(shape(x), "bool"))
+    side = op.less(x, const(0, dtype(x))) if neg else op.greater(x, const(0, dtype(x)))
+    return bb.emit(op.logical_and(inf, side))
+
+
+def depth_to_space(bb, inputs, attrs):
+    if attr_str(attrs, "mode", "DCR") != "CRD":
+        return DEFER
+    x = inputs[0]
+    n, c, h, w = shape(x)
+    b = int(attrs["blocksize"])
+    y = bb.emit(op.reshape(x, (n, c // (b * b), b, b, h, w)))
+    y = bb.emit(op.permute_dims(y, (0, 1, 4, 2, 5, 3)))
+    return bb.emit(op.reshape(y, (n, c // (b * b), h * b, w * b)))
+
+
+def eye_like(bb, inputs, attrs):
+    x = inputs[0]
+    t = dtype(x)
+    if "dtype" in attrs:
+        t = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["dtype"]))).name
+    rows, cols = shape(x)
+    return const(np.eye(rows, cols, k=int(attrs.get("k", 0))), t)
+
+
+def power(bb, inputs, attrs):
+    base, exponent = inputs[0], inputs[1]
+    t = dtype(base)
+    if t == dtype(exponent) and t.startswith("float"):
+        return DEFER
+    y = op.power(op.astype(base, "float64"), op.astype(exponent, "float64"))
+    if not t.startswith("float"):
+        y = op.round(y)
+    return bb.emit(op.astype(y, t))
+
+
+CONVERTERS = {
+    "Mod": mod,
+    "Cosh": cosh,
+    "Sinh": sinh,
+    "Celu": celu,
+    "Swish": swish,
+    "IsInf": is_inf,
+    "DepthToSpace": depth_to_space,
+    "EyeLike": eye_like,
+    "Pow": power,
+}
