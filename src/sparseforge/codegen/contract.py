@@ -79,6 +79,8 @@ def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, in
         return "the output_shape input is not supported"
     if op in ("DequantizeLinear", "QuantizeLinear") and _attr(node, "block_size", 0):
         return "blocked quantization is not supported"
+    if op == "SpaceToDepth" and (_attr(node, "mode", b"DCR") or b"DCR") == b"CRD":
+        return "mode=CRD gives wrong results"
     if op == "ConvTranspose" and _attr(node, "output_shape") is not None:
         return "the output_shape attribute gives wrong shapes"
     return None
@@ -118,3 +120,14 @@ def violations(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
         if reason is not None:
             problems.append((node.op_type, node.name or (node.output[0] if node.output else "?"), reason))
     return problems
+
+
+#: Refused ops that constant folding may still remove (a Shape of a static value folds away).
+_FOLDABLE = frozenset({"Shape", "Size"})
+
+
+def early_refusals(nodes) -> list[tuple[str, str, str]]:
+    """``(op, node name, reason)`` for top-level nodes (``onnx_ir`` nodes) refused whatever folding does, checked
+    before the passes run: some of them (``SplitToSequence``) make constant folding itself fail."""
+    return [(n.op_type, n.name or "", REFUSED_OPS[n.op_type]) for n in nodes
+            if n.domain in ("", "ai.onnx") and n.op_type in REFUSED_OPS and n.op_type not in _FOLDABLE]

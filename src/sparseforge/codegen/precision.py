@@ -47,8 +47,9 @@ def low_float_dtype(op_name: str, inputs) -> str | None:
 
 def widen(bb, inputs) -> list:
     """``inputs`` with every fp16/bf16 tensor cast to float32 (others, and omitted inputs, as given)."""
-    return [bb.emit(relax.op.astype(x, "float32")) if isinstance(x, relax.Expr) and _tensor_dtype(x) in LOW_FLOATS
-            else x for x in inputs]
+    items = [bb.emit(relax.op.astype(x, "float32")) if isinstance(x, relax.Expr) and _tensor_dtype(x) in LOW_FLOATS
+             else x for x in inputs]
+    return type(inputs)(items) if isinstance(inputs, list) else items  # keep TVM's None-past-the-end list
 
 
 def narrow(bb, result, dtype: str):

@@ -21,10 +21,10 @@ import onnx_ir as ir
 
 from sparseforge import artifact
 from sparseforge._version import __version__
-from sparseforge.codegen import importer
+from sparseforge.codegen import contract, importer
 from sparseforge.codegen._tvm import native_logs_to_debug
 from sparseforge.codegen.targets import Target, get_target
-from sparseforge.errors import TargetError
+from sparseforge.errors import TargetError, UnsupportedOpError
 from sparseforge.ir.expand import expand_functions
 from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.save import save_model
@@ -93,6 +93,11 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     require_static_shapes(model, source_label(source))
     original = ir.to_proto(model)
     expanded = expand_functions(model, importer.lowers)
+    refused = contract.early_refusals(model.graph)
+    if refused:
+        listing = "; ".join(f"{op} node '{name}': {reason}" for op, name, reason in refused[:20])
+        raise UnsupportedOpError(f"outside what sparseforge compiles correctly: {listing}",
+                                 hint="export the model with standard ONNX ops (opset 13-21) and tensors only")
     if cost_model is None and not dense:
         cost_model = family.cost_model(description, resolved.kernel_target, measure=calibrate)
     reports = Pipeline(pipelines.compile(cost_model, dense=dense))(model).reports

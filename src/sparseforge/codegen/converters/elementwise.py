@@ -1,7 +1,8 @@
 """Elementwise and layout ops where TVM's converter raises or differs from ONNX, per ``onnx.reference``.
 
 * ``Mod``: ``fmod=1`` is C's ``fmod`` (sign of the dividend; exact, libm's in float64), ``fmod=0`` the floor modulo
-  of integers (sign of the divisor); TVM's float path lost the ``inf``/``nan``/``0`` cases.
+  (sign of the divisor; floats as NumPy's ``mod``); TVM's float path lost the ``inf``/``nan``/``0`` cases.
+* ``BitShift`` with shifts outside ``[0, bits)`` (0, or the sign fill for RIGHT), as the reference.
 * ``Cosh``, ``Sinh`` (TVM raised), ``Celu`` in the input's dtype (fp16 raised), ``Swish`` (``x * sigmoid(alpha x)``).
 * ``IsInf`` honouring ``detect_negative`` / ``detect_positive`` (TVM ignored them).
 * ``DepthToSpace`` in ``CRD`` mode (TVM's was wrong); ``EyeLike`` with its ``dtype`` (a constant: the shape is static).
@@ -27,11 +28,53 @@ def _broadcast(bb, a, b):
     return a, b
 
 
+def _scalar_dtype(x) -> str:
+    return str(x.ty.dtype) if hasattr(x, "ty") else str(x.dtype)
+
+
 def _c_fmod(x, y):
     """C's ``fmod`` (libm) in float64: exact, so the result rounds back to any float type unchanged."""
-    t = str(x.ty.dtype) if hasattr(x, "ty") else str(x.dtype)
+    t = _scalar_dtype(x)
     wide = tirx.call_pure_extern("float64", "fmod", tirx.Cast("float64", x), tirx.Cast("float64", y))
     return tirx.Cast(t, wide)
+
+
+def _floor_mod(x, y):
+    """NumPy's float ``mod`` (the ONNX reference for ``fmod=0``), in float64 with libm: ``fmod``, moved into the
+    divisor's sign when the signs differ; a zero result takes the divisor's sign; ``y == 0`` and infinite ``x`` give
+    NaN as ``fmod`` does. Exact, so rounding back to the input type changes nothing."""
+    t = _scalar_dtype(x)
+    xd, yd = tirx.Cast("float64", x), tirx.Cast("float64", y)
+    r = tirx.call_pure_extern("float64", "fmod", xd, yd)
+    zero = tirx.const(0.0, "float64")
+    signed_zero = tirx.Select(yd < zero, tirx.const(-0.0, "float64"), zero)
+    differ = tirx.Or(tirx.And(r < zero, yd > zero), tirx.And(r > zero, yd < zero))
+    return tirx.Cast(t, tirx.Select(differ, r + yd, tirx.Select(r == zero, signed_zero, r)))
+
+
+def bit_shift(bb, inputs, attrs):
+    """``BitShift`` as the reference: shifts outside ``[0, bits)`` give 0 (LEFT) or the sign fill (RIGHT)."""
+    a, b = _broadcast(bb, inputs[0], inputs[1])
+    t = dtype(a)
+    bits = int(np.iinfo(t).bits)
+    left = attr_str(attrs, "direction", "LEFT") == "LEFT"
+    signed = t.startswith("int")
+
+    def compute(x, s):
+        def at(*i):
+            v, k = x(*i), s(*i)
+            zero = tirx.const(0, t)
+            inside = tirx.And(k >= zero, k < tirx.const(bits, t))
+            if left:
+                shifted = tirx.shift_left(v, k)
+                fill = zero
+            else:
+                shifted = tirx.shift_right(v, k)
+                fill = tirx.Select(v < zero, tirx.const(-1, t), zero) if signed else zero
+            return tirx.Select(inside, shifted, fill)
+        return te.compute(x.shape, at, name="bit_shift")
+
+    return bb.emit_te(compute, a, b)
 
 
 def mod(bb, inputs, attrs):
@@ -41,7 +84,7 @@ def mod(bb, inputs, attrs):
     if int(attrs.get("fmod", 0)):
         fn = _c_fmod if is_float else tirx.truncmod
     elif is_float:
-        return DEFER  # the ONNX checker rejects float Mod without fmod=1; TVM's floor_mod is then as good
+        fn = _floor_mod
     else:
         fn = tirx.floormod
     return bb.emit_te(lambda x, y: te.compute(x.shape, lambda *i: fn(x(*i), y(*i)), name="mod"), a, b)
@@ -119,6 +162,7 @@ def power(bb, inputs, attrs):
 
 CONVERTERS = {
     "Mod": mod,
+    "BitShift": bit_shift,
     "Cosh": cosh,
     "Sinh": sinh,
     "Celu": celu,
