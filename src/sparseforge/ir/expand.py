@@ -4,7 +4,8 @@ Many newer ONNX ops (``RotaryEmbedding``, ``CenterCropPad``, the window function
 ``CausalConvWithState``, the losses, ...) are specified by a function body of standard ops in their schema. When a
 backend has no lowering for such an op, :func:`expand_functions` replaces each of its nodes with that body, exactly
 as the ONNX spec defines the op (and as the node tests' ``*_expanded`` cases are built): the body of the newest
-function version not above the model's opset, context-dependent bodies built from the node's attributes and input
+function version not above the model's opset (a body written for another opset version than the model's is not
+used: the op then stays), context-dependent bodies built from the node's attributes and input
 types, the schema's default attributes filled in first. The bodies are inlined with onnx-ir's ``InlinePass``;
 constant folding afterwards removes their shape arithmetic. Only top-level graph nodes of the default domain are
 expanded; subgraphs are left as they are.
@@ -58,6 +59,12 @@ def _function_body(node: ir.Node, opset: int) -> onnx.FunctionProto | None:
     return function if function.node else None
 
 
+def _version_clash(model: ir.Model, domain: str, version: int) -> bool:
+    have = model.opset_imports.get(domain or "", model.opset_imports.get("ai.onnx") if domain in ("", "ai.onnx")
+                                   else None)
+    return have is not None and int(have) != int(version)
+
+
 def expand_functions(model: ir.Model, lowered: Callable[[str, str], bool]) -> collections.Counter:
     """Expand, in place, every top-level node of the default domain that ``lowered(domain, op_type)`` rejects
     and whose schema defines a function body; returns ``{op_type: count}`` of the expanded nodes."""
@@ -67,8 +74,8 @@ def expand_functions(model: ir.Model, lowered: Callable[[str, str], bool]) -> co
         if node.domain not in ("", "ai.onnx") or lowered(node.domain, node.op_type):
             continue
         body = _function_body(node, opset)
-        if body is None:
-            continue
+        if body is None or any(_version_clash(model, o.domain, o.version) for o in body.opset_import):
+            continue  # a body written for another opset could mean something else here: the op stays
         body.domain, body.name = _DOMAIN, f"{node.op_type}_{sum(expanded.values())}"
         function = ir.serde.deserialize_function(body)
         model.functions[function.identifier()] = function
