@@ -63,3 +63,27 @@ def test_transposed_weight_is_folded_to_a_constant() -> None:
     assert [n.op_type for n in model.graph] == ["MatMul"]
     assert constant_array(next(iter(model.graph)).inputs[1]).shape == (3, 4)
     assert_equivalent(proto, model)
+
+
+def test_weights_from_constant_subgraphs_fold() -> None:
+    """A weight computed from constants through ops onnxscript does not fold (ConstantOfShape of an initializer's
+    Shape, then Mul/Transpose/Cast) becomes an initializer: the MatMul gets a weight view; the values match ORT."""
+    from onnx import TensorProto
+
+    from sparseforge.ir.weights import view_of
+
+    w = randn(4, 8)
+    nodes = [helper.make_node("Shape", ["w0"], ["ws"]),
+             helper.make_node("ConstantOfShape", ["ws"], ["half"],
+                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])),
+             helper.make_node("Mul", ["w0", "half"], ["wh"]),
+             helper.make_node("Transpose", ["wh"], ["wt"], perm=[1, 0]),
+             helper.make_node("Cast", ["wt"], ["W"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    proto = make_model(nodes, [vinfo("x", [2, 8])], [vinfo("y", [2, 4])], [init("w0", w)])
+    model = to_ir(proto)
+    Pipeline(canonicalize())(model)
+    mm = next(n for n in model.graph if n.op_type == "MatMul")
+    assert [n.op_type for n in model.graph] == ["MatMul"]
+    np.testing.assert_array_equal(view_of(mm).matrix(), 0.5 * w)
+    assert_equivalent(proto, model)

@@ -51,6 +51,7 @@ class OptimizePass(ReportingPass):
             infer_shapes(model)
             folded = onnxscript.optimizer.fold_constants(
                 model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT).modified
+            folded = fold_with_reference(model) or folded
             rewritten = keep_layer_names(model, lambda m: rewriter.rewrite(m, default_rules()))
             ir.passes.common.RemoveUnusedNodesPass()(model)
             if not folded and not rewritten:
@@ -66,6 +67,67 @@ class OptimizePass(ReportingPass):
         if before != after:
             report.changed("folded", f"{sum(before.values()) - sum(after.values())} node(s) folded or removed; "
                            f"{sum(before.values())} -> {sum(after.values())} nodes")
+
+
+#: Ops never folded by evaluation: random, or with subgraphs.
+_NOT_FOLDED = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli",
+                         "Multinomial", "If", "Loop", "Scan", "SequenceMap", "Dropout"})
+
+
+def _output_elements(node: ir.Node, feeds: dict) -> float:
+    """Elements of the node's largest output, from its inferred static shapes (``ConstantOfShape`` from its shape
+    input); infinity when unknown, so nodes of unknown output size are not evaluated."""
+    if node.op_type == "ConstantOfShape":
+        shape_value = next(iter(feeds.values()), np.zeros(0))
+        return float(np.prod(shape_value.astype(np.float64))) if shape_value.size else 1.0
+    sizes = []
+    for value in node.outputs:
+        if value.shape is None or not all(isinstance(d, int) for d in value.shape):
+            return float("inf")
+        sizes.append(float(np.prod([float(d) for d in value.shape])))
+    return max(sizes, default=0.0)
+
+
+def fold_with_reference(model: ir.Model) -> bool:
+    """Evaluate, with ``onnx.reference``, top-level default-domain nodes whose inputs are all initializers and that
+    onnxscript's folder left (``ConstantOfShape``, ...): weights computed from constants become initializers.
+    Outputs above :data:`FOLD_SIZE_LIMIT` elements are left. Returns whether anything was folded."""
+    import onnx.reference  # the reference evaluator is only needed when something is left to fold
+
+    graph, changed = model.graph, False
+    for node in list(graph):
+        if node.domain not in ("", "ai.onnx") or node.op_type in _NOT_FOLDED or node.op_type == "Constant":
+            continue
+        inputs = list(node.inputs)
+        if not inputs or any(v is not None and (v.const_value is None or v.is_graph_input()) for v in inputs):
+            continue
+        if any(v.is_graph_output() for v in node.outputs):
+            continue
+        feeds = {v.name: v.const_value.numpy() for v in inputs if v is not None}
+        if _output_elements(node, feeds) > FOLD_SIZE_LIMIT:
+            continue  # bounded before evaluating: a corrupt shape must not allocate terabytes
+        proto = ir.serde.serialize_node(node)
+        try:
+            outputs = onnx.reference.ReferenceEvaluator(
+                onnx.helper.make_model(onnx.helper.make_graph(
+                    [proto], "fold", [onnx.helper.make_tensor_value_info(n, 0, None) for n in feeds],
+                    [onnx.helper.make_tensor_value_info(o.name, 0, None) for o in node.outputs]),
+                    opset_imports=[onnx.helper.make_opsetid("", int(model.opset_imports.get("", 13)))])
+            ).run(None, feeds)
+        except Exception:  # noqa: BLE001 - an op the reference cannot evaluate stays in the graph
+            continue
+        if any(np.asarray(o).size > FOLD_SIZE_LIMIT or np.asarray(o).dtype == object for o in outputs):
+            continue
+        for value, array in zip(list(node.outputs), outputs):
+            constant = ir.Value(name=value.name, shape=ir.Shape(np.shape(array)),
+                                const_value=ir.tensor(np.asarray(array), name=value.name))
+            constant.dtype = constant.const_value.dtype
+            value.replace_all_uses_with(constant)
+            value.name = None
+            graph.register_initializer(constant)
+        graph.remove(node, safe=True)
+        changed = True
+    return changed
 
 
 _CONSTANT_ATTRS = {
