@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx
+import onnx.reference
 import onnx_ir as ir
 import onnxscript.optimizer
 from onnxscript import rewriter
@@ -92,8 +93,6 @@ def fold_with_reference(model: ir.Model) -> bool:
     """Evaluate, with ``onnx.reference``, top-level default-domain nodes whose inputs are all initializers and that
     onnxscript's folder left (``ConstantOfShape``, ...): weights computed from constants become initializers.
     Outputs above :data:`FOLD_SIZE_LIMIT` elements are left. Returns whether anything was folded."""
-    import onnx.reference  # the reference evaluator is only needed when something is left to fold
-
     graph, changed = model.graph, False
     for node in list(graph):
         if node.domain not in ("", "ai.onnx") or node.op_type in _NOT_FOLDED or node.op_type == "Constant":
