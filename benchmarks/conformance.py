@@ -5,7 +5,9 @@ Every node test case of the installed ``onnx`` package (1,884 in onnx 1.23, buil
 inputs/outputs pickled), then compiled with ``sparseforge.api.compile(model, outdir, target="x86", threads=1,
 dense=True)`` and run with ``sparseforge.api.run`` in worker processes, each case under a timeout. Statuses:
 
-- ``pass``: same output count, shapes, dtypes, ``np.testing.assert_allclose(rtol=1e-3, atol=1e-7)``
+- ``pass``: same output count, shapes, dtypes, ``np.testing.assert_allclose(rtol=1e-3, atol=1e-7)``; a case whose
+  shape/axes parameters are graph inputs (refused: they must be constants) is compiled again with them bound to the
+  case's values (``compile --bind``, recorded as ``bound``; the summary counts those passes separately)
 - ``wrong``: compiled and ran without an error, but the outputs differ (a silent wrong result: never acceptable)
 - ``refused``: compile raised a ``SparseforgeError`` with exit code 2 (a clean refusal)
 - ``internal``: compile raised anything else (``tvm`` flags the ones raised inside TVM)
@@ -53,6 +55,9 @@ RTOL, ATOL = 1e-3, 1e-7
 STATUSES = ("pass", "wrong", "internal", "refused", "run_error", "timeout", "crash")
 # The sample the test in `make test` runs: every op group once, then seeded random cases up to this size.
 TEST_SAMPLE, TEST_SEED = 320, 0
+# A case refused because shape/axes parameters are graph inputs is compiled again with those inputs bound to the
+# case's values (`compile --bind`, what a user with fixed parameters does), at most this many times.
+BIND_ROUNDS = 2
 
 
 # ------------------------------------------------------------------ materializing the cases
@@ -202,10 +207,21 @@ def run_sparseforge(case_dir: pathlib.Path, model: onnx.ModelProto, data: dict) 
     with tempfile.TemporaryDirectory(prefix="sf-conf-") as tmp:
         outdir = pathlib.Path(tmp) / "artifact"
         start = time.perf_counter()
+        bind: dict = {}
         try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                api.compile(model, outdir, target="x86", threads=1, dense=True)
+            for _ in range(BIND_ROUNDS + 1):
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        api.compile(model, outdir, target="x86", threads=1, dense=True, bind=bind or None)
+                    break
+                except SparseforgeError as exc:  # run-time shape parameters: compile again as `--bind` would
+                    more = [n for n in getattr(exc, "bindable", ()) if n in names and n not in bind]
+                    if not more or len(bind) >= BIND_ROUNDS * 4:
+                        raise
+                    bind.update({n: data["inputs"][names.index(n)] for n in more})
+            if bind:
+                record["bound"] = sorted(bind)
         except SparseforgeError as exc:
             record["compile_s"] = round(time.perf_counter() - start, 2)
             kind = "refused" if exc.exit_code == 2 else "internal"
@@ -363,9 +379,11 @@ def summary(results: dict[str, dict]) -> dict:
     tvm = sum(1 for r in results.values() if r["status"] == "internal" and r.get("tvm"))
     ort_pass = {n for n, r in results.items() if r.get("ort", {}).get("status") == "pass"}
     both = sum(1 for n in ort_pass if results[n]["status"] == "pass")
+    unbound = sum(1 for n in ort_pass if results[n]["status"] == "pass" and not results[n].get("bound"))
+    bound = sum(1 for r in results.values() if r["status"] == "pass" and r.get("bound"))
     return dict(total=len(results), **{s: counts.get(s, 0) for s in STATUSES}, internal_in_tvm=tvm,
-                ort_pass=ort.get("pass", 0), ort_wrong=ort.get("wrong", 0), ort_error=ort.get("error", 0),
-                pass_of_ort_pass=both)
+                pass_with_bind=bound, ort_pass=ort.get("pass", 0), ort_wrong=ort.get("wrong", 0),
+                ort_error=ort.get("error", 0), pass_of_ort_pass=both, pass_of_ort_pass_without_bind=unbound)
 
 
 def coverage_markdown(results: dict[str, dict], index: dict[str, str], meta: dict) -> str:
@@ -383,11 +401,15 @@ def coverage_markdown(results: dict[str, dict], index: dict[str, str], meta: dic
     ]
     for status in STATUSES:
         extra = f" ({s['internal_in_tvm']} raised inside TVM)" if status == "internal" and s["internal"] else ""
+        if status == "pass" and s["pass_with_bind"]:
+            extra = f" ({s['pass_with_bind']} of them with shape/axes inputs bound by `--bind`)"
         lines.append(f"| {status}{extra} | {s[status]} | {pct(s[status])} |")
     lines += [f"| **total** | {s['total']} | |", "",
               f"ONNX Runtime on the same cases: pass {s['ort_pass']}, wrong {s['ort_wrong']}, "
               f"error {s['ort_error']}. sparseforge passes {s['pass_of_ort_pass']} of the {s['ort_pass']} "
-              f"cases ORT passes ({100.0 * s['pass_of_ort_pass'] / max(1, s['ort_pass']):.1f}%).", ""]
+              f"cases ORT passes ({100.0 * s['pass_of_ort_pass'] / max(1, s['ort_pass']):.1f}%); without "
+              f"`--bind`, {s['pass_of_ort_pass_without_bind']} "
+              f"({100.0 * s['pass_of_ort_pass_without_bind'] / max(1, s['ort_pass']):.1f}%).", ""]
     wrong = sorted(n for n, r in results.items() if r["status"] in ("wrong", "internal", "timeout", "crash"))
     lines += ["## Wrong results, internal errors, timeouts, crashes", ""]
     if not wrong:
@@ -395,8 +417,9 @@ def coverage_markdown(results: dict[str, dict], index: dict[str, str], meta: dic
     for name in wrong:
         r = results[name]
         lines.append(f"- `{name}` ({index.get(name, '?')}): **{r['status']}** - {r.get('reason', '')[:200]}")
-    lines += ["", "## Per op", "", "| op | cases | pass | wrong | internal | refused | run error | other | ORT pass |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "## Per op", "", "`bound`: passes that needed `--bind` for shape/axes inputs.", "",
+              "| op | cases | pass | bound | wrong | internal | refused | run error | other | ORT pass |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     by_op = collections.defaultdict(list)
     for name, r in results.items():
         by_op[index.get(name, "?")].append(r)
@@ -405,7 +428,8 @@ def coverage_markdown(results: dict[str, dict], index: dict[str, str], meta: dic
         c = collections.Counter(r["status"] for r in rs)
         other = c["timeout"] + c["crash"]
         ort = sum(1 for r in rs if r.get("ort", {}).get("status") == "pass")
-        lines.append(f"| {op} | {len(rs)} | {c['pass']} | {c['wrong']} | {c['internal']} | {c['refused']} | "
+        bound = sum(1 for r in rs if r["status"] == "pass" and r.get("bound"))
+        lines.append(f"| {op} | {len(rs)} | {c['pass']} | {bound} | {c['wrong']} | {c['internal']} | {c['refused']} | "
                      f"{c['run_error']} | {other} | {ort} |")
     lines += ["", "## Refusals by reason", "", "| reason | cases |", "|---|---:|"]
     reasons = collections.Counter(_reason_key(r.get("reason", "")) for r in results.values()

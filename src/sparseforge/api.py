@@ -22,6 +22,7 @@ import onnx
 import onnx_ir as ir
 
 from sparseforge.errors import MissingDependencyError, VerificationError
+from sparseforge.ir.bind import parse_bindings as _parse_bindings
 from sparseforge.ir.frontend import load, parse_shape_overrides, require_static_shapes
 from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
@@ -197,6 +198,11 @@ def parse_shapes(shapes: Sequence[str]) -> dict[str, list[int]] | None:
     return parse_shape_overrides(shapes) if shapes else None
 
 
+def parse_bindings(bindings: Sequence[str]) -> dict[str, Any] | None:
+    """``["axes=1", "scales=@s.npy"]`` (the CLI's ``--bind``) as ``{"axes": array(1), ...}``; None when empty."""
+    return _parse_bindings(bindings) if bindings else None
+
+
 def prune_config(method: str, sparsity: float | None = None, nm: str = "2:4", block: str = "4x1",
                  global_scope: bool = False, skip: Sequence[str] = (), max_weight_error: float | None = None
                  ) -> PruneConfig:
@@ -222,12 +228,13 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
             threads: int | None = None, dense: bool = False, tune: int = 0, calibrate: bool = True,
             cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
-            allow_invalid_input: bool = False):
+            allow_invalid_input: bool = False, bind: Mapping[str, Any] | None = None):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
     With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original model
     (``rtol``: default by output dtype) before it is moved into place; the report is in
-    ``result.manifest["verify"]``, and if it fails nothing is written (``result.outdir`` is None)."""
+    ``result.manifest["verify"]``, and if it fails nothing is written (``result.outdir`` is None). ``bind`` fixes
+    graph inputs to values (arrays by input name, see :func:`parse_bindings`); the artifact refuses other values."""
     verify_fn = None
     if verify:
         def verify_fn(folder, original):
@@ -236,7 +243,7 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
     return _driver("compile").compile_model(
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
         input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
-        allow_invalid_input=allow_invalid_input, verify=verify_fn)
+        allow_invalid_input=allow_invalid_input, verify=verify_fn, bind=bind)
 
 
 def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *,

@@ -237,12 +237,15 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 @click.option("--no-calibrate", is_flag=True, help="Do not measure missing kernel timings: layers without "
               "calibration data stay dense.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--bind", "bindings", multiple=True, metavar="NAME=V0,V1,...",
+              help="Fix a graph input to a value (shape/axes/sizes inputs; NAME=@file.npy for an array); the "
+                   "artifact refuses other values (repeatable).")
 @_shape_option
 @_allow_invalid_option
 @click.pass_context
 def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
                 dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
-                as_json: bool, shapes: tuple[str, ...], allow_invalid: bool) -> None:
+                as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
     Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
@@ -259,7 +262,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
         result = api.compile(model, output, target=target, threads=threads, dense=dense, tune=tune,
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
                              calibrate=not no_calibrate, cpu=cpu, arch=arch,
-                             verify=verify, rtol=rtol)
+                             verify=verify, rtol=rtol, bind=api.parse_bindings(bindings))
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))

@@ -63,7 +63,10 @@ class VerificationError(SparseforgeError):
 
 
 class UnsupportedOpError(SparseforgeError):
-    """Code generation met operators it cannot lower; the message lists all of them."""
+    """Code generation met operators it cannot lower; the message lists all of them. ``bindable``: graph inputs
+    whose binding (``compile --bind``) would make refused run-time parameters constant."""
+
+    bindable: tuple[str, ...] = ()
 
 
 class TargetError(SparseforgeError):

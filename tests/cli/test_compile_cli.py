@@ -110,3 +110,28 @@ def test_bench_json(tmp_path: Path) -> None:
     assert engines == {"onnxruntime", "sparseforge-dense"}
     assert all(r["median_ms"] > 0 for r in doc["results"])
     assert any(r["speedup_vs_best_dense_peer"] == 1.0 for r in doc["results"] if r["engine"] == "onnxruntime")
+
+
+def test_compile_bind(tmp_path: Path) -> None:
+    proto = make_model([helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+                        helper.make_node("ReduceMax", ["r", "axes"], ["y"], name="max", keepdims=0)],
+                       [vinfo("x", [2, 6]), vinfo("shape", [2], onnx.TensorProto.INT64),
+                        vinfo("axes", [1], onnx.TensorProto.INT64)], [vinfo("y", [3])])
+    model = tmp_path / "m.onnx"
+    onnx.save(proto, model)
+    outdir = tmp_path / "art"
+    result = run("compile", str(model), "-o", str(outdir), "--dense", "--threads", "1")
+    assert result.exit_code == 2 and "--bind" in result.output and not outdir.exists(), result.output
+    result = run("compile", str(model), "-o", str(outdir), "--dense", "--threads", "1", "--verify",
+                 "--bind", "shape=3,4", "--bind", "axes=1")
+    assert result.exit_code == 0, result.output
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    np.savez(tmp_path / "in.npz", x=x, shape=np.array([3, 4]), axes=np.array([1]))
+    result = run("run", str(outdir), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz"))
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["y"], x.reshape(3, 4).max(axis=1))
+    np.savez(tmp_path / "other.npz", x=x, shape=np.array([4, 3]), axes=np.array([1]))
+    result = run("run", str(outdir), "--inputs", str(tmp_path / "other.npz"), "-o", str(tmp_path / "o2.npz"))
+    assert result.exit_code == 2 and "bound at compile time to [3, 4]" in result.output, result.output
+    result = run("compile", str(model), "-o", str(tmp_path / "x"), "--bind", "nope=1")
+    assert result.exit_code == 2 and "not a graph input" in result.output, result.output

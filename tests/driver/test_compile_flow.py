@@ -95,3 +95,30 @@ def test_ir3_model_compiles_and_matches_onnxruntime(tmp_path) -> None:
     result = api.compile(src, tmp_path / "out", threads=1, dense=True, verify=True)
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
     assert [i["name"] for i in result.manifest["inputs"]] == ["x"]
+
+
+def _reduce_with_axes_input() -> onnx.ModelProto:
+    return make_model([helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="sum", keepdims=0)],
+                      [vinfo("x", [2, 3]), vinfo("axes", [1], onnx.TensorProto.INT64)], [vinfo("y", [2])])
+
+
+def test_runtime_axes_are_refused_with_a_bind_hint(tmp_path) -> None:
+    from sparseforge.errors import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError, match=r"--bind axes=") as info:
+        api.compile(_reduce_with_axes_input(), tmp_path / "out", threads=1, dense=True)
+    assert info.value.bindable == ("axes",)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bound_input_compiles_and_other_values_are_refused(tmp_path) -> None:
+    result = api.compile(_reduce_with_axes_input(), tmp_path / "out", threads=1, dense=True, verify=True,
+                         bind=api.parse_bindings(["axes=1"]))
+    assert result.manifest["verify"]["ok"]
+    assert result.manifest["bound_inputs"] == {"axes": {"dtype": "int64", "shape": [1], "values": [1]}}
+    assert [i["name"] for i in result.manifest["inputs"]] == ["x"]
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(api.run(result.outdir, {"x": x})["y"], x.sum(axis=1))
+    np.testing.assert_allclose(api.run(result.outdir, {"x": x, "axes": np.array([1])})["y"], x.sum(axis=1))
+    with pytest.raises(Exception, match=r"bound at compile time to \[1\]; got \[0\]"):
+        api.run(result.outdir, {"x": x, "axes": np.array([0])})

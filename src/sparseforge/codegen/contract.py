@@ -122,6 +122,28 @@ def violations(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
     return problems
 
 
+def bindable_inputs(graph: onnx.GraphProto) -> list[str]:
+    """Graph inputs that a refused non-constant parameter (:data:`CONSTANT_INPUTS`) is computed from: binding them
+    (``compile --bind``) makes it a constant. The walk back stops at Shape/Size (they read shapes, not values)."""
+    graph_inputs = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    found: dict[str, None] = {}
+    seen: set[str] = set()
+    for node in graph.node:
+        for i in CONSTANT_INPUTS.get(node.op_type, ()) if node.domain in ("", "ai.onnx") else ():
+            stack = [node.input[i]] if i < len(node.input) and node.input[i] else []
+            while stack:
+                name = stack.pop()
+                if name in seen:
+                    continue
+                seen.add(name)
+                if name in graph_inputs:
+                    found[name] = None
+                elif name in producer and producer[name].op_type not in ("Shape", "Size"):
+                    stack.extend(n for n in producer[name].input if n)
+    return list(found)
+
+
 #: Refused ops that constant folding may still remove (a Shape of a static value folds away).
 _FOLDABLE = frozenset({"Shape", "Size"})
 

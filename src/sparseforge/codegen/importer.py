@@ -163,10 +163,15 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
                 listing = "; ".join(f"{op} node '{name}': {reason}" for op, name, reason in refused[:20])
                 more = f" (and {len(refused) - 20} more)" if len(refused) > 20 else ""
                 parts.append(f"outside what sparseforge compiles correctly: {listing}{more}")
-            raise UnsupportedOpError(
-                "; ".join(parts),
-                hint="export the model with standard ONNX ops (opset 13-21), fp32 tensors and constant shape/axes "
-                     "inputs, or replace these layers")
+            bindable = contract.bindable_inputs(graph) if refused else []
+            hint = ("export the model with standard ONNX ops (opset 13-21), fp32 tensors and constant shape/axes "
+                    "inputs, or replace these layers")
+            if bindable:
+                hint = (f"if {', '.join(repr(n) for n in bindable)} always take the same value, fix them with "
+                        f"--bind NAME=VALUES (e.g. --bind {bindable[0]}=1); otherwise {hint}")
+            error = UnsupportedOpError("; ".join(parts), hint=hint)
+            error.bindable = tuple(bindable)
+            raise error
 
     def _convert_operator(self, op_name, inputs, attrs, opset):
         node_name = attrs.get("tvm_custom", {}).get("name", "")

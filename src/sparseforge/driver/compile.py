@@ -25,6 +25,7 @@ from sparseforge.codegen import contract, importer
 from sparseforge.codegen._tvm import native_logs_to_debug
 from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError, UnsupportedOpError
+from sparseforge.ir.bind import bind_inputs
 from sparseforge.ir.expand import expand_functions
 from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.save import save_model
@@ -79,17 +80,20 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                   dense: bool = False, tune: int = 0, example_inputs: Any = None,
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
                   cost_model=None, cpu: str | None = None, arch: str | None = None,
-                  allow_invalid_input: bool = False, verify=None) -> CompileResult:
+                  allow_invalid_input: bool = False, verify=None, bind: Mapping[str, Any] | None = None
+                  ) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only).
 
     ``verify(folder, original) -> report`` (with ``.ok`` and ``.to_dict()``) runs on the finished artifact before
     it is moved into place; its report goes into the manifest, and a failed one leaves nothing written
-    (``result.outdir`` is None)."""
+    (``result.outdir`` is None). ``bind`` fixes graph inputs to values (:func:`sparseforge.ir.bind.bind_inputs`):
+    they become constants of the compiled model, recorded in the manifest (``bound_inputs``)."""
     start = time.perf_counter()
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
     family, description = resolved.family, resolved.description
     model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
+    bound = bind_inputs(model, bind) if bind else {}
     require_static_shapes(model, source_label(source))
     original = ir.to_proto(model)
     expanded = expand_functions(model, importer.lowers)
@@ -119,6 +123,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "library": artifact.LIBRARY,
         "onnx": artifact.ONNX_FILE,
         "inputs": inputs,
+        "bound_inputs": bound,
         "outputs": outputs,
         "passes": [r.pass_name for r in reports],
         "expanded_functions": dict(sorted(expanded.items())),

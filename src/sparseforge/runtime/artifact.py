@@ -1,7 +1,8 @@
 """Load and run compiled x86 artifacts: ``sparseforge.runtime.load(OUTDIR)(**inputs) -> {output name: array}``.
 
 Inputs are given by ONNX input name; shapes must match the manifest exactly (0-d inputs included) and float inputs
-are converted to the manifest dtype (other conversions are refused). The TVM thread pool is process-wide:
+are converted to the manifest dtype (other conversions are refused). Inputs bound at compile time (``--bind``) may
+be given again with their bound value, which is dropped; any other value is refused. The TVM thread pool is process-wide:
 ``threads`` resizes it before every call. The format itself is :mod:`sparseforge.artifact`.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from sparseforge.artifact import read_manifest
 from sparseforge.errors import ModelLoadError, SparseforgeError
+from sparseforge.ir.bind import check_bound
 
 
 class Artifact:
@@ -49,6 +51,13 @@ class Artifact:
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> list[np.ndarray]:
         """Validate ``inputs`` against the manifest; the arrays in graph input order, in the manifest dtypes."""
+        bound = self.manifest.get("bound_inputs", {})
+        for name in [n for n in inputs if n in bound]:
+            problem = check_bound(name, inputs[name], bound[name])
+            if problem is not None:
+                raise SparseforgeError(problem, where=str(self.path),
+                                       hint=f"recompile with --bind {name}=... for another value")
+        inputs = {n: v for n, v in inputs.items() if n not in bound}
         names = set(self.input_names)
         missing = [n for n in self.input_names if n not in inputs]
         extra = [n for n in inputs if n not in names]
