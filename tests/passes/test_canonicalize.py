@@ -87,3 +87,28 @@ def test_weights_from_constant_subgraphs_fold() -> None:
     assert [n.op_type for n in model.graph] == ["MatMul"]
     np.testing.assert_array_equal(view_of(mm).matrix(), 0.5 * w)
     assert_equivalent(proto, model)
+
+
+def test_tied_weight_stays_shared() -> None:
+    """GPT-2 ties the token embedding and the LM head (``Gather(W)`` and ``MatMul(h, Transpose(W))``): folding the
+    Transpose copied the weight (the exported file doubled). It stays one tensor; the results match ORT."""
+    from onnx import TensorProto
+
+    from sparseforge.ir.stats import model_stats
+
+    nodes = [helper.make_node("Gather", ["wte", "ids"], ["h"], name="embed"),
+             helper.make_node("Transpose", ["wte"], ["wt"], name="tie", perm=[1, 0]),
+             helper.make_node("MatMul", ["h", "wt"], ["logits"], name="lm_head")]
+    proto = make_model(nodes, [vinfo("ids", [2, 3], TensorProto.INT64)], [vinfo("logits", [2, 3, 300])],
+                       [init("wte", randn(300, 16))])
+    model = to_ir(proto)
+    before = model_stats(model).parameters
+    OptimizePass()(model)
+    assert [n.op_type for n in model.graph] == ["Gather", "Transpose", "MatMul"]
+    assert list(model.graph.initializers) == ["wte"]
+    assert model_stats(model).parameters == before == 300 * 16
+    assert_equivalent(proto, model)  # ids drawn from {0, 1}
+    from sparseforge.ir.weights import runtime_weight
+
+    lm_head = next(n for n in model.graph if n.name == "lm_head")
+    assert "transpose of 'wte', which other layers share" in runtime_weight(lm_head)

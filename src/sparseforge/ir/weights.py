@@ -188,8 +188,8 @@ def runtime_weight(node: ir.Node) -> str | None:
     """Why the weight of ``node`` is not analysed because it is computed at run time, or None.
 
     Conv and ConvTranspose whose weight (input 1) is not a constant, and MatMul/Gemm whose input 1 is a graph
-    input (an activation-by-activation product such as attention's ``Q @ K^T`` is not a weight and gets no note).
-    Such layers stay dense, compiled as written; ``inspect`` lists them with this note.
+    input or the transpose of a shared constant (tied weights; an activation-by-activation product such as
+    attention's ``Q @ K^T`` is not a weight and gets no note). Such layers stay dense, compiled as written; ``inspect`` lists them with this note.
     """
     if node.domain not in ("", "ai.onnx") or node.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
         return None
@@ -198,6 +198,12 @@ def runtime_weight(node: ir.Node) -> str | None:
     if w is None or constant_array(w) is not None or view_of(node) is not None:
         return None
     if node.op_type in ("MatMul", "Gemm") and not w.is_graph_input():
+        producer = w.producer()
+        if producer is not None and producer.op_type == "Transpose" and producer.inputs \
+                and constant_array(producer.inputs[0]) is not None:
+            shared = producer.inputs[0].name
+            return (f"the weight is the transpose of '{shared}', which other layers share (tied weights, kept as "
+                    "one tensor): the layer is compiled dense and not analysed")
         return None
     source = "a graph input" if w.is_graph_input() else "computed at run time"
     return f"the weight '{w.name}' is {source}: the layer is compiled dense, as written, and not analysed"

@@ -51,7 +51,8 @@ class OptimizePass(ReportingPass):
             # static shapes let the folder fold Shape/Size and the shape arithmetic behind them (it infers none)
             infer_shapes(model)
             folded = onnxscript.optimizer.fold_constants(
-                model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT).modified
+                model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT,
+                should_fold=lambda node: False if duplicates_a_shared_weight(node) else None).modified
             folded = fold_with_reference(model) or folded
             rewritten = keep_layer_names(model, lambda m: rewriter.rewrite(m, default_rules()))
             ir.passes.common.RemoveUnusedNodesPass()(model)
@@ -68,6 +69,24 @@ class OptimizePass(ReportingPass):
         if before != after:
             report.changed("folded", f"{sum(before.values()) - sum(after.values())} node(s) folded or removed; "
                            f"{sum(before.values())} -> {sum(after.values())} nodes")
+
+
+#: Constants below this many elements may be duplicated by folding (shape arithmetic, small tables).
+SHARED_WEIGHT_ELEMENTS = 1024
+
+
+def duplicates_a_shared_weight(node: ir.Node) -> bool:
+    """Whether folding ``node`` would copy a weight that stays alive for other users: an initializer input of
+    at least :data:`SHARED_WEIGHT_ELEMENTS` elements that other nodes (or the graph outputs) also read. A tied
+    embedding / LM-head weight (``Gather(W)`` and ``MatMul(h, Transpose(W))``) must stay one tensor."""
+    for value in node.inputs:
+        if value is None or value.const_value is None or value.is_graph_input():
+            continue
+        if value.const_value.size < SHARED_WEIGHT_ELEMENTS:
+            continue
+        if value.is_graph_output() or any(user is not node for user, _ in value.uses()):
+            return True
+    return False
 
 
 #: Ops never folded by evaluation: random, or with subgraphs.
@@ -100,7 +119,7 @@ def fold_with_reference(model: ir.Model) -> bool:
         inputs = list(node.inputs)
         if not inputs or any(v is not None and (v.const_value is None or v.is_graph_input()) for v in inputs):
             continue
-        if any(v.is_graph_output() for v in node.outputs):
+        if any(v.is_graph_output() for v in node.outputs) or duplicates_a_shared_weight(node):
             continue
         feeds = {v.name: v.const_value.numpy() for v in inputs if v is not None}
         if _output_elements(node, feeds) > FOLD_SIZE_LIMIT:
