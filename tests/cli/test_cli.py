@@ -230,3 +230,36 @@ def test_failed_verification_exits_1_and_writes_nothing(model_file: Path, tmp_pa
     assert result.exit_code == 1
     assert "differs from the original" in result.output
     assert not out.exists() and not list(tmp_path.glob(".o.onnx*"))
+
+
+def test_quantized_layers_are_seen(tmp_path: Path) -> None:
+    """A model from onnxruntime's quantize_dynamic (MatMulInteger layers) was '0 weights' to inspect, 'no change'
+    to prune and '0 of 0' to compile: its layers are analysed on their integer values and reported."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    w1, w2 = randn(32, 64), randn(64, 8, seed=1)
+    w1[:, :16] = 0  # 16 dead output columns survive quantization as zero-point values
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["a"], name="relu"),
+             helper.make_node("MatMul", ["a", "w2"], ["y"], name="fc2")]
+    float_path, quant_path = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(make_model(nodes, [vinfo("x", [4, 32])], [vinfo("y", [4, 8])], [init("w1", w1), init("w2", w2)]),
+              float_path)
+    quantize_dynamic(str(float_path), str(quant_path), weight_type=QuantType.QInt8)
+    assert {n.op_type for n in onnx.load(quant_path).graph.node} >= {"MatMulInteger"}
+
+    doc = json.loads(run("inspect", str(quant_path), "--json").output)
+    layers = {layer["op_type"] for layer in doc["layers"]}
+    assert layers == {"MatMulInteger"} and len(doc["layers"]) == 2
+    first = min(doc["layers"], key=lambda layer: layer["density"])
+    assert first["dead_output_channels"] == list(range(16)) and first["shape"] == [64, 32]
+    result = run("prune", str(quant_path), "-o", str(tmp_path / "p.onnx"), "--method", "magnitude",
+                 "--sparsity", "0.5")
+    assert "not pruned" in result.output, result.output
+    export = json.loads(run("export", str(quant_path), "-o", str(tmp_path / "e.onnx"), "--json").output)
+    assert export["after"]["parameters"] == export["before"]["parameters"]
+    pytest.importorskip("tvm")
+    result = run("compile", str(quant_path), "-o", str(tmp_path / "art"), "--dense", "--threads", "1", "--verify")
+    assert result.exit_code == 0, result.output
+    decisions = json.loads((tmp_path / "art" / "manifest.json").read_text())["decisions"]
+    assert len(decisions) == 2 and all("quantized layer (int8 weights)" in d["reason"] for d in decisions)

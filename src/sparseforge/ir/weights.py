@@ -184,6 +184,70 @@ def view_of(node: ir.Node) -> WeightView | None:
     return None
 
 
+#: Quantized weight-bearing ops: (weight input, weight zero-point input). The weight is the right operand
+#: ``B[K, N]`` (MatMulInteger/QLinearMatMul) or the Conv kernel ``W[M, C/g, k...]`` (ConvInteger/QLinearConv).
+QUANTIZED_OPS = {"MatMulInteger": (1, 3), "QLinearMatMul": (3, 5), "ConvInteger": (1, 3), "QLinearConv": (3, 5)}
+
+
+@dataclasses.dataclass
+class QuantizedWeightView(WeightView):
+    """A quantized layer's integer weight as an ``(output, reduction)`` matrix of ``w - zero_point`` (float32,
+    exact for 8/16-bit weights): a stored value equal to its zero point is a zero. Analysis only: quantized layers
+    are compiled dense, as written, and never rewritten (:meth:`to_stored` refuses)."""
+
+    zero_point: np.ndarray | None = None
+
+    def matrix(self) -> np.ndarray:
+        w = self.stored().astype(np.int64)
+        is_conv = self.node.op_type in ("ConvInteger", "QLinearConv")
+        mat = w.reshape(w.shape[0], -1) if is_conv else w.T  # outputs first
+        if self.zero_point is not None:
+            mat = mat - self.zero_point.astype(np.int64).reshape(-1, 1)
+        return mat.astype(np.float32)
+
+    def to_stored(self, matrix: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("quantized weights are analysed, never rewritten")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        w = self.stored().shape
+        if self.node.op_type in ("ConvInteger", "QLinearConv"):
+            return int(w[0]), int(np.prod(w[1:]))
+        return int(w[1]), int(w[0])
+
+
+def quantized_view_of(node: ir.Node) -> QuantizedWeightView | None:
+    """The :class:`QuantizedWeightView` of a MatMulInteger/QLinearMatMul (2-D constant ``B``) or
+    ConvInteger/QLinearConv node with a constant integer weight, or None."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in QUANTIZED_OPS:
+        return None
+    index, zp_index = QUANTIZED_OPS[node.op_type]
+    inputs = list(node.inputs)
+    w = inputs[index] if len(inputs) > index else None
+    array = constant_array(w)
+    if array is None or array.dtype.kind not in "iu":
+        return None
+    zp = constant_array(inputs[zp_index]) if len(inputs) > zp_index and inputs[zp_index] is not None else None
+    if len(inputs) > zp_index and inputs[zp_index] is not None and zp is None:
+        return None  # a zero point computed at run time: zeros of the weight are not known
+    if node.op_type in ("ConvInteger", "QLinearConv"):
+        if array.ndim < 3 or (zp is not None and zp.size not in (1, array.shape[0])):
+            return None
+        return QuantizedWeightView(node, w, index, 0, out_axis=0, in_axis=1, groups=_attr_int(node, "group", 1),
+                                   kernel_shape=tuple(int(k) for k in array.shape[2:]), zero_point=zp)
+    if array.ndim != 2 or (zp is not None and zp.size not in (1, array.shape[1])):
+        return None
+    return QuantizedWeightView(node, w, index, 0, out_axis=1, in_axis=0, zero_point=zp)
+
+
+def quantized_views(graph: ir.Graph) -> Iterator[QuantizedWeightView]:
+    """Every quantized weight-bearing node of ``graph`` (top level) with a constant integer weight."""
+    for node in graph:
+        view = quantized_view_of(node)
+        if view is not None:
+            yield view
+
+
 def runtime_weight(node: ir.Node) -> str | None:
     """Why the weight of ``node`` is not analysed because it is computed at run time, or None.
 

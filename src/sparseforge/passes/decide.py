@@ -23,7 +23,7 @@ from sparseforge.ir import forms, ops
 from sparseforge.ir.forms import MAX_STORED_FRACTION  # noqa: F401 - re-exported
 from sparseforge.ir.forms.bsr import BLOCK_SHAPES as BSR_BLOCKS  # noqa: F401 - re-exported
 from sparseforge.ir.forms.nm import PATTERNS as NM_PATTERNS  # noqa: F401 - re-exported
-from sparseforge.ir.weights import WeightView, view_of
+from sparseforge.ir.weights import QuantizedWeightView, WeightView, quantized_view_of, view_of
 from sparseforge.passes.analysis.analyse import facts_for, facts_of
 from sparseforge.passes.canonicalize import infer_shapes
 from sparseforge.passes.infra import PassReport, ReportingPass
@@ -132,6 +132,14 @@ def _candidate(node: ir.Node) -> Candidate:
     return Candidate(view, "matmul", int(np.prod(dims[:-1])) if len(dims) > 1 else 1)
 
 
+def _quantized_decision(view: QuantizedWeightView) -> Decision:
+    """Quantized layers stay as written (dense): the decision records them so none is silently left out."""
+    matrix = view.matrix()
+    return Decision(view.name, "dense", f"dense: quantized layer ({view.stored().dtype} weights), compiled as "
+                    "written; sparse kernels are float32", shape=view.shape,
+                    density=float(np.count_nonzero(matrix)) / max(1, matrix.size))
+
+
 class DecideFormatPass(ReportingPass):
     """Choose dense / CSR / BSR / N:M per layer from the cost model; record choice and reason.
 
@@ -166,8 +174,12 @@ class DecideFormatPass(ReportingPass):
             if reason is None and model_reason is not None:
                 reason = model_reason
             if reason == "no constant weight":
-                continue
-            decision = self._decide(node, reason)
+                quantized = quantized_view_of(node)
+                if quantized is None:
+                    continue
+                decision = _quantized_decision(quantized)
+            else:
+                decision = self._decide(node, reason)
             node.meta[META_DECISION] = decision
             node.metadata_props[PROV_DECISION] = f"{decision.label}: {decision.reason}"
             decisions.append(decision.to_dict())

@@ -1,6 +1,7 @@
 """StructureAnalysis: run every registered fact on every constant weight; the model is not changed.
 
-Per weight-bearing node (see :func:`sparseforge.ir.weights.weight_views`) the pass stores
+Per weight-bearing node (see :func:`sparseforge.ir.weights.weight_views`; quantized layers, MatMulInteger/ConvInteger/
+QLinearMatMul/QLinearConv, on their integer values minus the zero point) the pass stores
 ``node.meta[keys.META_FACTS]`` (``{fact name: value}``, for later passes) and the JSON-ready
 :class:`WeightStructure` in ``node.meta`` and ``weight.meta`` under ``keys.META_STRUCTURE``, and lists every
 layer's fields in ``report.details["layers"]``. A weight shared by several nodes of the same op type and layout is
@@ -10,12 +11,13 @@ analysed once.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import onnx_ir as ir
 
 from sparseforge.ir import keys
-from sparseforge.ir.weights import WeightView, weight_views
+from sparseforge.ir.weights import QuantizedWeightView, WeightView, quantized_views, weight_views
 from sparseforge.passes.analysis import FACTS, AnalysisOptions, WeightStructure, get
 from sparseforge.passes.analysis.channels import DeadChannels
 from sparseforge.passes.analysis.rank import RankInfo
@@ -69,7 +71,7 @@ class StructureAnalysisPass(ReportingPass):
         options = AnalysisOptions(with_rank=self.with_rank, max_svd_dim=self.max_svd_dim)
         layers: list[dict[str, Any]] = []
         cache: dict[tuple[int, int], tuple[dict[str, Any], WeightStructure]] = {}
-        for view in weight_views(model.graph):
+        for view in itertools.chain(weight_views(model.graph), quantized_views(model.graph)):
             key = (id(view.weight), view.out_axis)
             cached = cache.get(key)
             if cached is None or cached[1].op_type != view.op_type:
@@ -87,6 +89,10 @@ class StructureAnalysisPass(ReportingPass):
         channels: DeadChannels = facts["channels"]
         rank: RankInfo = facts["rank"]
         report.counts["weights"] += 1
+        if isinstance(view, QuantizedWeightView):
+            report.counts["quantized-weights"] += 1
+            report.note("found.quantized", f"{view.op_type}: {view.stored().dtype} weight analysed on its integer "
+                        "values (a value equal to the zero point is a zero); compiled dense, as written", view.name)
         if channels.outputs:
             report.counts["layers-with-dead-outputs"] += 1
         if facts["long_conv"]:

@@ -29,7 +29,7 @@ def dead_rows(matrix: np.ndarray) -> list[int]:
 
 def dead_input_channels(view: WeightView, matrix: np.ndarray) -> list[int]:
     """Input channels of the op whose weights are all zero (Conv: across groups; MatMul/Gemm: zero columns)."""
-    if view.op_type != "Conv":
+    if view.kernel_shape == ():  # MatMul/Gemm (and their quantized forms)
         return [int(j) for j in np.flatnonzero(~(matrix != 0).any(axis=0))]
     out_ch = matrix.shape[0]
     groups = view.groups

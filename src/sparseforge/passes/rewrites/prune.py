@@ -23,7 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from sparseforge.errors import SparseforgeError
-from sparseforge.ir.weights import WeightView, weight_views
+from sparseforge.ir.weights import WeightView, quantized_views, weight_views
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 
@@ -146,6 +146,9 @@ class PrunePass(ReportingPass):
                 report.note("skip.dtype", f"weight dtype {view.stored().dtype} is not floating point", view.name)
                 continue
             views.append(view)
+        for view in quantized_views(model.graph):
+            report.note("skip.quantized", f"{view.op_type} layer with {view.stored().dtype} weights is not pruned: "
+                        "prune the float model, then quantize it", view.name)
         return views
 
     def _scores(self, mat: np.ndarray) -> np.ndarray:
