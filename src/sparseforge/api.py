@@ -47,8 +47,9 @@ def _file_size(source: Any) -> int | None:
 
 
 def _load(source: Any, example_inputs: Any, input_shapes: Mapping[str, Sequence[int]] | None,
-          allow_invalid_input: bool = False) -> ir.Model:
-    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
+          allow_invalid_input: bool = False, freeze_initializer_inputs: bool = False) -> ir.Model:
+    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input,
+                 freeze_initializer_inputs=freeze_initializer_inputs)
     require_static_shapes(model, _source_label(source))
     return model
 
@@ -84,10 +85,10 @@ class InspectResult:
 
 
 def inspect(source: Any, example_inputs: Any = None, *, with_rank: bool = True, max_svd_dim: int = 2048,
-            input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
-            ) -> InspectResult:
+            input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
+            freeze_initializer_inputs: bool = False) -> InspectResult:
     """Canonicalize and analyse every weight of ``source``."""
-    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     result = Pipeline(pipelines.analysis(with_rank=with_rank, max_svd_dim=max_svd_dim))(model)
     analysis = result.report("StructureAnalysis")
     layers = [WeightStructure(**_structure_fields(d)) for d in analysis.details["layers"]]
@@ -142,11 +143,11 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
 
 def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *, verify: bool = False,
            sparse_storage: bool = False, rtol: float | None = None,
-           input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
-           ) -> ExportResult:
+           input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
+           freeze_initializer_inputs: bool = False) -> ExportResult:
     """Canonicalize, shrink dead channels and write an optimized ONNX file that ONNX Runtime runs."""
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
-    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
     result = Pipeline(pipelines.export())(model)
@@ -176,12 +177,12 @@ class PruneResult:
 
 
 def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_inputs: Any = None, *,
-          input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False
-          ) -> PruneResult:
+          input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
+          freeze_initializer_inputs: bool = False) -> PruneResult:
     """Prune (approximate) and write the model; reports weight error and output deviation on random inputs."""
     config.validate()
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
-    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
     result = Pipeline(pipelines.prune(config))(model)
@@ -228,7 +229,8 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
             threads: int | None = None, dense: bool = False, tune: int = 0, calibrate: bool = True,
             cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
-            allow_invalid_input: bool = False, bind: Mapping[str, Any] | None = None):
+            allow_invalid_input: bool = False, bind: Mapping[str, Any] | None = None,
+            freeze_initializer_inputs: bool = False):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
     With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original model
@@ -243,7 +245,8 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
     return _driver("compile").compile_model(
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
         input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
-        allow_invalid_input=allow_invalid_input, verify=verify_fn, bind=bind)
+        allow_invalid_input=allow_invalid_input, verify=verify_fn, bind=bind,
+        freeze_initializer_inputs=freeze_initializer_inputs)
 
 
 def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *,

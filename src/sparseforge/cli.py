@@ -38,6 +38,12 @@ def _allow_invalid_option(f: Callable) -> Callable:
                              "written is still checked.")(f)
 
 
+def _freeze_option(f: Callable) -> Callable:
+    return click.option("--freeze-initializer-inputs", "freeze", is_flag=True,
+                        help="Treat graph inputs that have an initializer as constants (IR version >= 4 makes them "
+                             "overridable inputs; below 4 they always are constants).")(f)
+
+
 def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
     return api.parse_shapes(shapes)
 
@@ -92,10 +98,12 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Exact SVD up to this matrix size; larger weights get a randomized low-rank test.")
 @click.option("--verbose", is_flag=True, help="Show every pass diagnostic.")
 @_shape_option
+@_freeze_option
 @_allow_invalid_option
 @click.pass_context
 def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_svd_dim: int, verbose: bool,
-            shapes: tuple[str, ...], allow_invalid: bool) -> None:
+            shapes: tuple[str, ...], allow_invalid: bool,
+          freeze: bool) -> None:
     """Show the structure found in every weight of MODEL.
 
     For each MatMul/Gemm/Conv weight, in its (output, reduction) view: density (exact zeros), the best N:M
@@ -108,7 +116,8 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
 
     def body() -> None:
         result = api.inspect(model, with_rank=not no_rank, max_svd_dim=max_svd_dim,
-                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
+                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
+                             freeze_initializer_inputs=freeze)
         if as_json:
             click.echo(json.dumps({"model": model, **result.to_dict()}, indent=1))
             return
@@ -136,10 +145,12 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--verbose", is_flag=True, help="Show every pass diagnostic.")
 @_shape_option
+@_freeze_option
 @_allow_invalid_option
 @click.pass_context
 def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: float, sparse_storage: bool,
-           as_json: bool, verbose: bool, shapes: tuple[str, ...], allow_invalid: bool) -> None:
+           as_json: bool, verbose: bool, shapes: tuple[str, ...], allow_invalid: bool,
+          freeze: bool) -> None:
     """Write an optimized ONNX file: canonicalized, dead channels removed exactly.
 
     Folds constants and BatchNorm, then removes channels that carry no information (all-zero weights, or
@@ -153,7 +164,8 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
 
     def body() -> int:
         result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
-                            input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
+                            input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
+                             freeze_initializer_inputs=freeze)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -185,11 +197,13 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
               help="Error budget: leave a layer unpruned if its relative weight error would exceed this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
 @_shape_option
+@_freeze_option
 @_allow_invalid_option
 @click.pass_context
 def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: float | None, nm: str, block: str,
           global_scope: bool, skip: tuple[str, ...], max_weight_error: float | None, as_json: bool,
-          shapes: tuple[str, ...], allow_invalid: bool) -> None:
+          shapes: tuple[str, ...], allow_invalid: bool,
+          freeze: bool) -> None:
     """Zero weights of MODEL to create sparsity (APPROXIMATE: changes the model's outputs).
 
     Prints each layer's sparsity and relative weight error ||W - W'|| / ||W||, and the output deviation on
@@ -203,7 +217,7 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
     def body() -> int:
         config = api.prune_config(method, sparsity, nm, block, global_scope, skip, max_weight_error)
         result = api.prune(model, output, config, input_shapes=_input_shapes(shapes),
-                           allow_invalid_input=allow_invalid)
+                           allow_invalid_input=allow_invalid, freeze_initializer_inputs=freeze)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -241,11 +255,13 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
               help="Fix a graph input to a value (shape/axes/sizes inputs; NAME=@file.npy for an array); the "
                    "artifact refuses other values (repeatable).")
 @_shape_option
+@_freeze_option
 @_allow_invalid_option
 @click.pass_context
 def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
                 dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
-                as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool) -> None:
+                as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool,
+          freeze: bool) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
     Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
@@ -261,7 +277,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
     def body() -> int:
         result = api.compile(model, output, target=target, threads=threads, dense=dense, tune=tune,
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
-                             calibrate=not no_calibrate, cpu=cpu, arch=arch,
+                             freeze_initializer_inputs=freeze, calibrate=not no_calibrate, cpu=cpu, arch=arch,
                              verify=verify, rtol=rtol, bind=api.parse_bindings(bindings))
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:

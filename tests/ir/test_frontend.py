@@ -298,3 +298,19 @@ def test_sequence_inputs_are_refused_without_a_shape_hint() -> None:
     with pytest.raises(UnsupportedModelError, match="input 's' is a sequence") as info:
         require_static_shapes(model)
     assert "--shape" not in info.value.message
+
+
+def test_ir4_initializer_inputs_are_inputs_unless_frozen(tmp_path) -> None:
+    from sparseforge.ir.weights import runtime_weight, view_of
+
+    proto = make_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                       [vinfo("x", [1, 2, 4, 4]), vinfo("w", [3, 2, 1, 1])], [vinfo("y", [1, 3, 4, 4])],
+                       [init("w", randn(3, 2, 1, 1))])
+    assert proto.ir_version >= 4
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    model = load(path)
+    conv = next(iter(model.graph))
+    assert view_of(conv) is None and "--freeze-initializer-inputs" in runtime_weight(conv)
+    frozen = load(path, freeze_initializer_inputs=True)
+    assert [v.name for v in frozen.graph.inputs] == ["x"] and view_of(next(iter(frozen.graph))) is not None

@@ -80,8 +80,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                   dense: bool = False, tune: int = 0, example_inputs: Any = None,
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
                   cost_model=None, cpu: str | None = None, arch: str | None = None,
-                  allow_invalid_input: bool = False, verify=None, bind: Mapping[str, Any] | None = None
-                  ) -> CompileResult:
+                  allow_invalid_input: bool = False, verify=None, bind: Mapping[str, Any] | None = None,
+                  freeze_initializer_inputs: bool = False) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only).
 
     ``verify(folder, original) -> report`` (with ``.ok`` and ``.to_dict()``) runs on the finished artifact before
@@ -92,7 +92,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
     family, description = resolved.family, resolved.description
-    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
+    model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input,
+                 freeze_initializer_inputs=freeze_initializer_inputs)
     bound = bind_inputs(model, bind) if bind else {}
     require_static_shapes(model, source_label(source))
     original = ir.to_proto(model)

@@ -46,14 +46,18 @@ TORCH_EXPORT_OPSET = 20
 
 
 def load(source: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, Sequence[int]] | None = None,
-         allow_invalid: bool = False) -> ir.Model:
+         allow_invalid: bool = False, freeze_initializer_inputs: bool = False) -> ir.Model:
     """Load ``source`` (see module docstring) as an ``onnx_ir.Model``.
 
     ``input_shapes`` fixes the shapes of named graph inputs (needed for ONNX files with dynamic dimensions).
     ONNX inputs the ONNX checker (full shape inference) rejects are refused with its message, before any work,
     unless ``allow_invalid`` (then a warning says what is wrong and the outputs are still checked).
+    Graph inputs that have an initializer are constants for IR version < 4 (as in ONNX Runtime); from IR 4 on
+    they are overridable inputs unless ``freeze_initializer_inputs`` (then their initializer is the value).
     """
     model = _load_any(source, example_inputs, allow_invalid)
+    if freeze_initializer_inputs:
+        freeze_initializer_inputs_of(model)
     if input_shapes:
         set_input_shapes(model, input_shapes)
     return model
@@ -238,6 +242,17 @@ def initializer_inputs_to_constants(proto: onnx.ModelProto) -> int:
         del proto.graph.input[:]
         proto.graph.input.extend(keep)
     return dropped
+
+
+def freeze_initializer_inputs_of(model: ir.Model) -> int:
+    """Graph inputs that have an initializer stop being inputs (their initializer is the value); returns how many."""
+    frozen = [v for v in model.graph.inputs if v.is_initializer()]
+    for value in frozen:
+        model.graph.inputs.remove(value)
+    if frozen:
+        logger.info("%d graph input(s) with an initializer treated as constants: %s", len(frozen),
+                    ", ".join(v.name or "?" for v in frozen[:10]))
+    return len(frozen)
 
 
 def _from_proto(proto: onnx.ModelProto, where: str) -> ir.Model:

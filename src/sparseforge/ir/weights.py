@@ -270,7 +270,10 @@ def runtime_weight(node: ir.Node) -> str | None:
                     "one tensor): the layer is compiled dense and not analysed")
         return None
     source = "a graph input" if w.is_graph_input() else "computed at run time"
-    return f"the weight '{w.name}' is {source}: the layer is compiled dense, as written, and not analysed"
+    why = f"the weight '{w.name}' is {source}: the layer is compiled dense, as written, and not analysed"
+    if w.is_graph_input() and w.is_initializer():
+        why += " (it has an initializer: --freeze-initializer-inputs makes it a constant)"
+    return why
 
 
 def _gemm_unit_scales(node: ir.Node) -> bool:
