@@ -40,7 +40,10 @@ def plan_removal(graph: ChannelGraph) -> RemovalPlan:
         if np.isnan(value):
             lost = consts.lost.get(sink.tensor)
             where = f" (constant until {lost})" if lost else ""
-            blocked[root].append(f"'{sink.view.name}' uses it and it is not constant{where}")
+            # name the tensor the sink reads: through a residual Add the channel reaches layers that do not
+            # consume the pruned layer's output directly
+            blocked[root].append(f"'{sink.view.name}' uses it (reading '{t.value.name}') and it is not "
+                                 f"constant{where}")
         elif value != 0 and not sink.foldable:
             blocked[root].append(f"its constant value {value:g} cannot be folded into '{sink.view.name}' "
                                  "(zero padding sees 0 at the borders)")
