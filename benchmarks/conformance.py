@@ -52,7 +52,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 EXPECTED = ROOT / "tests" / "codegen" / "conformance_expected.json"
 RTOL, ATOL = 1e-3, 1e-7
-STATUSES = ("pass", "wrong", "internal", "refused", "run_error", "timeout", "crash")
+STATUSES = ("pass", "wrong", "internal", "refused", "run_error", "timeout", "crash", "compiled")
+TARGETS = ("x86", "arm", "wasm", "cuda")
 # The sample the test in `make test` runs: every op group once, then seeded random cases up to this size.
 TEST_SAMPLE, TEST_SEED = 320, 0
 # A case refused because shape/axes parameters are graph inputs is compiled again with those inputs bound to the
@@ -197,7 +198,24 @@ def _raised_in_tvm(exc: BaseException) -> bool:
     return bool(tb) and ("/tvm/" in tb[-1].filename or "tvm_ffi" in tb[-1].filename) or "tvm" in type(exc).__module__
 
 
-def run_sparseforge(case_dir: pathlib.Path, model: onnx.ModelProto, data: dict) -> dict:
+def _run_artifact(outdir: pathlib.Path, inputs: dict, target: str) -> dict | None:
+    """Run the artifact on ``inputs`` where its code runs: in process (x86), or with the target's first available
+    runner (qemu-aarch64, wasmtime, a GPU). None when no runner is available here (cuda without a GPU)."""
+    from sparseforge import api
+
+    if target == "x86":
+        return api.run(outdir, inputs)
+    from sparseforge import artifact
+    from sparseforge.codegen.targets import get_target
+    from sparseforge.runtime import runners
+
+    available = [r for r in runners.runners(get_target(target).runner) if r.unavailable() is None]
+    if not available:
+        return None
+    return available[0].run(outdir, artifact.read_manifest(outdir), inputs)
+
+
+def run_sparseforge(case_dir: pathlib.Path, model: onnx.ModelProto, data: dict, target: str = "x86") -> dict:
     from sparseforge import api
     from sparseforge.errors import SparseforgeError
 
@@ -213,7 +231,7 @@ def run_sparseforge(case_dir: pathlib.Path, model: onnx.ModelProto, data: dict) 
                 try:
                     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        api.compile(model, outdir, target="x86", threads=1, dense=True, bind=bind or None)
+                        api.compile(model, outdir, target=target, threads=1, dense=True, bind=bind or None)
                     break
                 except SparseforgeError as exc:  # run-time shape parameters: compile again as `--bind` would
                     more = [n for n in getattr(exc, "bindable", ()) if n in names and n not in bind]
@@ -233,9 +251,11 @@ def run_sparseforge(case_dir: pathlib.Path, model: onnx.ModelProto, data: dict) 
                         tvm=_raised_in_tvm(exc))
         record["compile_s"] = round(time.perf_counter() - start, 2)
         try:
-            result = api.run(outdir, dict(zip(names, data["inputs"])))
+            result = _run_artifact(outdir, dict(zip(names, data["inputs"])), target)
         except BaseException as exc:  # noqa: BLE001
             return dict(record, status="run_error", reason=_short(exc), error=type(exc).__name__)
+        if result is None:
+            return dict(record, status="compiled", reason=f"no {target} device here: compiled, not run")
     out_names = [o.name for o in model.graph.output]
     outputs = [result.get(name) for name in out_names]
     missing = [name for name in out_names if name not in result]
@@ -268,10 +288,10 @@ def run_ort(model: onnx.ModelProto, data: dict) -> dict:
     return dict(status="pass")
 
 
-def run_case(case_dir: pathlib.Path, with_ort: bool = True) -> dict:
+def run_case(case_dir: pathlib.Path, with_ort: bool = True, target: str = "x86") -> dict:
     model = onnx.load(case_dir / "model.onnx")
     data = pickle.loads((case_dir / "data.pkl").read_bytes())
-    record = run_sparseforge(case_dir, model, data)
+    record = run_sparseforge(case_dir, model, data, target)
     if with_ort:
         record["ort"] = run_ort(model, data)
     return record
@@ -287,9 +307,9 @@ def _worker(conn) -> None:
         item = conn.recv()
         if item is None:
             return
-        case_dir, with_ort = item
+        case_dir, with_ort, target = item
         try:
-            record = run_case(pathlib.Path(case_dir), with_ort)
+            record = run_case(pathlib.Path(case_dir), with_ort, target)
         except BaseException as exc:  # noqa: BLE001 - the harness must survive anything
             record = dict(status="internal", reason=f"harness: {_short(exc)}")
         conn.send(record)
@@ -313,8 +333,9 @@ class _Slot:
 
 
 def run_cases(root: pathlib.Path, names: list[str], *, workers: int = 2, timeout: float = 180.0,
-              with_ort: bool = True, progress=None) -> dict[str, dict]:
-    """Run ``names`` in ``workers`` processes; {case: record}. ``progress(done, total, name, record)``."""
+              with_ort: bool = True, progress=None, target: str = "x86") -> dict[str, dict]:
+    """Run ``names`` for ``target`` in ``workers`` processes; {case: record}. ``progress(done, total, name,
+    record)``."""
     ctx = multiprocessing.get_context("spawn")
     pending = collections.deque(names)
     results: dict[str, dict] = {}
@@ -325,7 +346,7 @@ def run_cases(root: pathlib.Path, names: list[str], *, workers: int = 2, timeout
             slot.case = pending.popleft()
             slot.started = time.monotonic()
             slot.deadline = slot.started + timeout
-            slot.conn.send((str(root / slot.case), with_ort))
+            slot.conn.send((str(root / slot.case), with_ort, target))
         else:
             slot.case = None
 
@@ -390,7 +411,7 @@ def coverage_markdown(results: dict[str, dict], index: dict[str, str], meta: dic
     s = summary(results)
     pct = (lambda n: f"{100.0 * n / s['total']:.1f}%") if s["total"] else (lambda n: "-")
     lines = [
-        "# ONNX node-test conformance (x86)",
+        f"# ONNX node-test conformance ({meta.get('target', 'x86')})",
         "",
         f"Generated by `{meta['command']}` (onnx {onnx.__version__}, onnxruntime {meta.get('ort', '?')}, "
         f"{meta['when']}, {meta['seconds']:.0f} s with {meta['workers']} workers). Compared like onnx's backend "
@@ -431,12 +452,34 @@ def coverage_markdown(results: dict[str, dict], index: dict[str, str], meta: dic
         bound = sum(1 for r in rs if r["status"] == "pass" and r.get("bound"))
         lines.append(f"| {op} | {len(rs)} | {c['pass']} | {bound} | {c['wrong']} | {c['internal']} | {c['refused']} | "
                      f"{c['run_error']} | {other} | {ort} |")
+    if meta.get("target", "x86") == "x86":
+        lines += other_targets_markdown()
     lines += ["", "## Refusals by reason", "", "| reason | cases |", "|---|---:|"]
     reasons = collections.Counter(_reason_key(r.get("reason", "")) for r in results.values()
                                   if r["status"] == "refused")
     for reason, n in reasons.most_common():
         lines.append(f"| {reason.replace('|', '/')} | {n} |")
     return "\n".join(lines) + "\n"
+
+
+def other_targets_markdown() -> list[str]:
+    """A table of the latest sample runs for the other targets (``conformance_TARGET.json``), if any."""
+    rows = []
+    for target in TARGETS[1:]:
+        path = RESULTS / f"conformance_{target}.json"
+        if not path.exists():
+            continue
+        doc = json.loads(path.read_text())
+        s, m = doc["summary"], doc["meta"]
+        rows.append(f"| {target} | {s['total']} | {s['pass']} | {s['wrong']} | {s['internal']} | {s['refused']} | "
+                    f"{s['run_error']} | {s.get('compiled', 0)} | `{m['command']}` ({m['when']}) |")
+    if not rows:
+        return []
+    return ["", "## Other targets (samples)", "",
+            "Compiled for the target and run where its code runs (arm: qemu-aarch64, wasm: wasmtime; cuda without "
+            "a GPU: compiled only). Details: `benchmarks/results/COVERAGE_TARGET.md`.", "",
+            "| target | cases | pass | wrong | internal | refused | run error | compiled only | command |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|", *rows]
 
 
 def _reason_key(reason: str) -> str:
@@ -466,13 +509,24 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=TEST_SEED)
     parser.add_argument("--cases", nargs="*", default=(), help="fnmatch patterns of case names")
     parser.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime column")
-    parser.add_argument("--json", type=pathlib.Path, default=RESULTS / "conformance_x86.json")
-    parser.add_argument("--coverage", type=pathlib.Path, default=ROOT / "COVERAGE.md")
+    parser.add_argument("--target", choices=TARGETS, default="x86",
+                        help="compile for this target and run where its code runs (arm: qemu-aarch64, wasm: "
+                             "wasmtime, cuda: a GPU if there is one, else compiled only)")
+    parser.add_argument("--json", type=pathlib.Path, default=None,
+                        help="default: benchmarks/results/conformance_TARGET.json")
+    parser.add_argument("--coverage", type=pathlib.Path, default=None,
+                        help="default: COVERAGE.md (x86), benchmarks/results/COVERAGE_TARGET.md (other targets)")
     parser.add_argument("--write-expected", action="store_true", help=f"update {EXPECTED.relative_to(ROOT)}")
     parser.add_argument("--merge", action="store_true",
                         help="update the chosen cases in the existing --json results (and COVERAGE.md from all)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = RESULTS / f"conformance_{args.target}.json"
+    if args.coverage is None:
+        args.coverage = ROOT / "COVERAGE.md" if args.target == "x86" else RESULTS / f"COVERAGE_{args.target}.md"
+    if args.write_expected and args.target != "x86":
+        parser.error("--write-expected is for --target x86 (the expectation file is x86's)")
 
     root = materialize()
     index = load_index(root)
@@ -489,7 +543,7 @@ def main(argv=None) -> int:
             print(f"[{done}/{total}] {name}: {record['status']}{extra}", flush=True)
 
     results = run_cases(root, names, workers=args.workers, timeout=args.timeout, with_ort=not args.no_ort,
-                        progress=progress)
+                        progress=progress, target=args.target)
     seconds = time.time() - start
     import onnxruntime
 
@@ -502,7 +556,8 @@ def main(argv=None) -> int:
         seconds += previous["meta"].get("seconds", 0.0)
 
     meta = dict(command="python benchmarks/conformance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                when=time.strftime("%Y-%m-%d"), seconds=seconds, workers=args.workers, ort=onnxruntime.__version__)
+                when=time.strftime("%Y-%m-%d"), seconds=seconds, workers=args.workers, ort=onnxruntime.__version__,
+                target=args.target)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(dict(meta=meta, summary=summary(results), index={n: index[n] for n in names},
                                          cases=dict(sorted(results.items()))), indent=1) + "\n")

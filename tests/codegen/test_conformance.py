@@ -57,3 +57,35 @@ def test_node_cases(results, letter, names):
         elif status != "pass" and status != expected:
             problems.append(f"{name}: {status} (expected {expected}): {record.get('reason')}")
     assert not problems, "\n".join(problems)
+
+
+# The same contract on the cross targets: a sample of the cases x86 passes, compiled for the target and run where its
+# code runs (arm under qemu-aarch64, wasm in wasmtime). Never a wrong result; every case passes or is refused.
+CROSS_SAMPLE = {"arm": (24, 1), "wasm": (24, 2)}
+
+
+def _cross_names(target: str) -> list[str]:
+    root = conformance.materialize()
+    index = conformance.load_index(root)
+    size, seed = CROSS_SAMPLE[target]
+    passing = {n: op for n, op in index.items() if n not in EXPECTED}
+    return conformance.sample(passing, size, seed)
+
+
+@pytest.mark.cross
+@pytest.mark.parametrize("target,tools", [("arm", ("qemu-aarch64", "aarch64-linux-gnu-g++")),
+                                          ("wasm", ("wasmtime",))])
+def test_cross_target_sample(target, tools):
+    import shutil
+
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)} (make test installs them)")
+    names = _cross_names(target)
+    got = conformance.run_cases(conformance.materialize(), names, workers=2, timeout=300, with_ort=False,
+                                target=target)
+    problems = [f"{name}: {r['status']}: {r.get('reason')}" for name, r in sorted(got.items())
+                if r["status"] not in ("pass", "refused")]
+    assert not problems, "\n".join(problems)
+    passed = sum(1 for r in got.values() if r["status"] == "pass")
+    assert passed >= len(names) * 3 // 4, {n: r.get("reason") for n, r in got.items() if r["status"] != "pass"}

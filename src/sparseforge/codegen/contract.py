@@ -10,6 +10,7 @@ wrong result or a crash. When in doubt, refuse. :func:`violations` returns every
 from __future__ import annotations
 
 import onnx
+import onnx.numpy_helper
 
 # Element types TVM's importer cannot represent or converts wrongly (float8 casts gave wrong values; sub-byte
 # types and strings raised inside TVM).
@@ -42,7 +43,7 @@ REFUSED_OPS = {
 CONSTANT_INPUTS = {
     "ReduceMax": (1,), "ReduceMin": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceProd": (1,),
     "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
-    "Split": (1,), "TopK": (1,), "CumSum": (1,), "CumProd": (1,), "Pad": (1, 2, 3), "OneHot": (1,), "Expand": (1,),
+    "Split": (1,), "TopK": (1,), "CumSum": (1,), "CumProd": (1,), "Pad": (1, 2, 3), "OneHot": (1, 2), "Expand": (1,),
     "Slice": (1, 2, 3, 4), "Range": (0, 1, 2), "Resize": (1, 2, 3),
 }
 
@@ -54,8 +55,8 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, int], shapes: dict[str, int]
-                  ) -> str | None:
+def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, int], shapes: dict[str, int],
+                  zero_size_splits: frozenset[str] = frozenset()) -> str | None:
     op = node.op_type
     if op in REFUSED_OPS:
         return REFUSED_OPS[op]
@@ -69,6 +70,11 @@ def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, in
     for i in CONSTANT_INPUTS.get(op, ()):
         if i < len(node.input) and node.input[i] and node.input[i] not in constants:
             return f"input {i} ('{node.input[i]}') must be a constant (it is computed at run time)"
+    if op in ("ReduceMax", "ReduceMin") and types.get(node.input[0]) == onnx.TensorProto.BOOL:
+        return "bool inputs are not supported (TVM's constant folding has no bool identity)"
+    if op == "Split" and (len(node.input) > 1 and node.input[1] in zero_size_splits
+                          or 0 in (_attr(node, "split") or ())):
+        return "zero-size splits are not supported"
     if op == "BatchNormalization" and _attr(node, "training_mode", 0):
         return "training_mode=1 is not supported"
     if op == "Dropout" and (len(node.input) > 2 and node.input[2] or any(node.output[1:])):
@@ -99,6 +105,9 @@ def violations(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
         if kind is not None:
             problems.append(("graph", value.name, f"'{value.name}' is a {kind}; sparseforge compiles tensors only"))
     constants = {t.name for t in graph.initializer}
+    zero_size_splits = frozenset(t.name for t in graph.initializer if len(t.dims) == 1 and t.dims[0] <= 256
+                                 and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+                                 and 0 in onnx.numpy_helper.to_array(t))
     types = {t.name: t.data_type for t in graph.initializer}
     shapes = {t.name: len(t.dims) for t in graph.initializer}
     for value in list(graph.input) + list(graph.output) + list(graph.value_info):
@@ -116,7 +125,7 @@ def violations(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
             continue
         if node.domain not in ("", "ai.onnx"):
             continue
-        reason = _node_problem(node, constants, types, shapes)
+        reason = _node_problem(node, constants, types, shapes, zero_size_splits)
         if reason is not None:
             problems.append((node.op_type, node.name or (node.output[0] if node.output else "?"), reason))
     return problems

@@ -105,7 +105,9 @@ class WeightView:
 
     @property
     def shape(self) -> tuple[int, int]:
-        w_shape = tuple(self.weight.shape) if self.weight.shape is not None else self.stored().shape
+        # the constant's own shape: a folded value's declared shape may still hold symbolic dims
+        const = self.weight.const_value
+        w_shape = tuple(const.shape) if const is not None else self.stored().shape
         if self.node.op_type == "Conv":
             return int(w_shape[0]), int(np.prod(w_shape[1:]))
         return (int(w_shape[0]), int(w_shape[1])) if self.out_axis == 0 else (int(w_shape[1]), int(w_shape[0]))

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from .. import _tvm
-from ._util import DEFER, attr_str, broadcast_shape, const, dtype, op, shape
+from ._util import DEFER, attr_str, broadcast_shape, const, constant_value, dtype, op, shape
 
 te = _tvm.te
 tirx = _tvm.tirx
@@ -149,6 +149,26 @@ def eye_like(bb, inputs, attrs):
     return const(np.eye(rows, cols, k=int(attrs.get("k", 0))), t)
 
 
+def one_hot(bb, inputs, attrs):
+    """``OneHot`` with constant ``depth`` (any numeric type, as ``np.arange(depth)``) and ``values``: negative
+    indices wrap by ``depth``, out-of-range ones match nothing (all ``off``), like the reference."""
+    indices = inputs[0]
+    depth, values = constant_value(inputs[1]), constant_value(inputs[2])
+    if depth is None or values is None:
+        return DEFER
+    n = len(np.arange(np.asarray(depth).reshape(-1)[0]))
+    off, on = np.asarray(values).reshape(-1)[:2]
+    rank = len(shape(indices))
+    axis = int(attrs.get("axis", -1))
+    axis = axis + rank + 1 if axis < 0 else axis
+    idx = indices if dtype(indices) == "int64" else bb.emit(op.astype(indices, "int64"))
+    idx = bb.emit(op.where(op.less(idx, const(0, "int64")), op.add(idx, const(n, "int64")), idx))
+    idx = bb.emit(op.expand_dims(idx, axis))
+    targets = const(np.arange(n, dtype=np.int64).reshape((1,) * axis + (n,) + (1,) * (rank - axis)), "int64")
+    out_dtype = np.asarray(values).dtype.name
+    return bb.emit(op.where(op.equal(idx, targets), const(on, out_dtype), const(off, out_dtype)))
+
+
 def power(bb, inputs, attrs):
     base, exponent = inputs[0], inputs[1]
     t = dtype(base)
@@ -170,5 +190,6 @@ CONVERTERS = {
     "IsInf": is_inf,
     "DepthToSpace": depth_to_space,
     "EyeLike": eye_like,
+    "OneHot": one_hot,
     "Pow": power,
 }
