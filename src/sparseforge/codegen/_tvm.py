@@ -22,6 +22,7 @@ try:
     from tvm import relax, s_tir, te, tirx, topi
     from tvm.relax.frontend.onnx import onnx_frontend
     from tvm.s_tir import dlight
+    from tvm.support import cc
     from tvm.script import ir as I  # noqa: E741
     from tvm.script import relax as R
     from tvm.script import tirx as T
@@ -63,6 +64,12 @@ IRModule = tvm.IRModule
 def structural_equal(a, b, map_free_vars: bool = False) -> bool:
     """Structural equality of TVM IR objects (0.27 moved it out of ``tvm.ir`` into ``tvm_ffi``)."""
     return bool(tvm_ffi.structural_equal(a, b, map_free_vars=map_free_vars))
+
+
+def cross_linker(cxx: str):
+    """An ``export_library`` link function for the cross compiler ``cxx``, whose target triple (for the object
+    that packs the imported modules, ``devc.o``) is the compiler's own (``cxx -dumpmachine``), not the host's."""
+    return cc.cross_compiler(cxx, get_target_triple=cc.get_target_by_dump_machine(cxx))
 
 
 def cpu_device():

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from sparseforge.errors import InternalError, UnsupportedOpError
+
 from .vm import VMRunner, flatten
 
 ALIGN = 64
@@ -36,8 +38,14 @@ _DTYPES = {"float32": (2, 32), "float64": (2, 64), "float16": (2, 16), "int64": 
            "int8": (0, 8), "uint8": (1, 8), "uint16": (1, 16), "int16": (0, 16), "uint32": (1, 32), "bool": (6, 8)}
 
 
-class AotError(RuntimeError):
-    """The model cannot be run without the VM (e.g. it uses a data-moving builtin)."""
+class AotError(UnsupportedOpError):
+    """The model cannot be run without the VM (e.g. it uses a data-moving builtin): a limitation of the wasm
+    target, refused like an unsupported op (exit 2)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"the wasm target cannot compile this model: {what}",
+                         hint="the wasm artifact replays the model's kernels without TVM's VM; compile it for x86 "
+                              "or arm, or export the model without these ops")
 
 
 @dataclasses.dataclass
@@ -80,15 +88,15 @@ def host_llvm_module(executable):
     for m in mod.imports:
         if m.kind == "llvm":
             return m
-    raise AotError(f"no LLVM module in the executable ({mod.kind})")
+    raise AotError(f"it has no kernels to run (the outputs are inputs or constants; the executable is {mod.kind})")
 
 
 def check_same_kernels(host_executable, device_llvm_module) -> set[str]:
     host = kernel_names(host_llvm_module(host_executable))
     device = kernel_names(device_llvm_module)
     if host != device:
-        raise AotError(f"host and device builds differ in kernels: only host {sorted(host - device)[:5]}, "
-                       f"only device {sorted(device - host)[:5]}")
+        raise InternalError(f"host and device builds differ in kernels: only host {sorted(host - device)[:5]}, "
+                            f"only device {sorted(device - host)[:5]}")
     return host
 
 

@@ -16,6 +16,7 @@ runtime.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -52,6 +53,18 @@ def set_num_threads(n: int) -> int:
     if int(tvm.runtime.num_threads()) != int(n):
         tvm.get_global_func("runtime.config_threadpool")(1, int(n))  # mode 1: "big" cores
     return int(tvm.runtime.num_threads())
+
+
+#: Registry functions a Relax VM executable may call that TVM's runtime-only library (what a device loads) has.
+RUNTIME_FUNCTION_PREFIXES = ("vm.builtin.", "runtime.")
+
+
+def registry_functions(executable) -> set[str]:
+    """Global registry functions ``executable`` calls (``relax.run.nonzero``, ``tvm.contrib.sort.topk``, ...):
+    packed functions with a dotted name (the model's own kernels are plain identifiers) that are not VM builtins.
+    They live in TVM's compiler library, so a device with the runtime alone cannot run them."""
+    names = re.findall(r"^@([^\s]+) packed_func;", executable.as_text(), flags=re.MULTILINE)
+    return {n for n in names if "." in n and not n.startswith(RUNTIME_FUNCTION_PREFIXES)}
 
 
 def flatten(result: Any) -> list:

@@ -114,7 +114,8 @@ def run_vm(library: Path, inputs: list[np.ndarray], *, threads: int = 1, timeout
         for line in result.stdout.splitlines():
             if not line.startswith("output "):
                 continue
-            _, index, dtype, dims = line.split()
+            _, index, dtype, *rest = line.split()  # a 0-d output prints no dims
+            dims = rest[0] if rest else ""
             shape = [int(d) for d in dims.split(",")] if dims else []
             data = (Path(tmp) / f"out.{index}.bin").read_bytes()
             outputs.append(np.frombuffer(data, np.dtype(dtype)).reshape(shape).copy())

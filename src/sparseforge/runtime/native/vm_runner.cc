@@ -36,7 +36,8 @@ static bool ParseDType(const std::string& s, DLDataType* out) {
   struct { const char* name; uint8_t code; uint8_t bits; } table[] = {
       {"float32", kDLFloat, 32}, {"float64", kDLFloat, 64}, {"float16", kDLFloat, 16},
       {"int64", kDLInt, 64},     {"int32", kDLInt, 32},     {"int8", kDLInt, 8},
-      {"uint8", kDLUInt, 8},     {"bool", kDLBool, 8}};
+      {"int16", kDLInt, 16},     {"uint8", kDLUInt, 8},     {"uint16", kDLUInt, 16},
+      {"uint32", kDLUInt, 32},   {"uint64", kDLUInt, 64},   {"bool", kDLBool, 8}};
   for (auto& e : table) {
     if (s == e.name) { *out = DLDataType{e.code, e.bits, 1}; return true; }
   }
