@@ -35,7 +35,8 @@ SILENT_BUILTINS = frozenset({
 })
 
 _DTYPES = {"float32": (2, 32), "float64": (2, 64), "float16": (2, 16), "int64": (0, 64), "int32": (0, 32),
-           "int8": (0, 8), "uint8": (1, 8), "uint16": (1, 16), "int16": (0, 16), "uint32": (1, 32), "bool": (6, 8)}
+           "int8": (0, 8), "uint8": (1, 8), "uint16": (1, 16), "int16": (0, 16), "uint32": (1, 32), "uint64": (1, 64),
+           "bool": (6, 8)}
 
 
 class AotError(UnsupportedOpError):

@@ -6,26 +6,14 @@ runtime (from the aarch64 wheels).
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
-from sparseforge.errors import SparseforgeError, UnsupportedOpError
+from sparseforge.errors import SparseforgeError
 
-from .base import Target
+from .base import Target, compiler_functions_in, refuse_compiler_functions
 
 CROSS_CXX = "aarch64-linux-gnu-g++"
-
-
-def _refuse_compiler_functions(names: set) -> None:
-    """Refuse (exit 2) a model whose code calls functions of TVM's compiler library: the aarch64 device has the
-    runtime library only."""
-    if names:
-        listing = ", ".join(sorted(n.decode() if isinstance(n, bytes) else n for n in names))
-        raise UnsupportedOpError(
-            f"the model needs functions that TVM's device runtime does not have: {listing} (data-dependent "
-            "shapes such as NonZero/Unique/dynamic Squeeze axes, or TopK/sorting)",
-            hint="compile it for x86, or make those shapes static (e.g. --bind the shape/axes inputs)")
 
 
 class ArmTarget(Target):
@@ -36,7 +24,7 @@ class ArmTarget(Target):
         from sparseforge.codegen.vm import registry_functions  # TVM is optional
 
         executable = super().build(mod, description, tune=tune)
-        _refuse_compiler_functions(registry_functions(executable))
+        refuse_compiler_functions(registry_functions(executable))
         return executable
 
     def write_artifact(self, tmpdir: Path, executable, **_):
@@ -46,9 +34,7 @@ class ArmTarget(Target):
         from sparseforge.codegen._tvm import cross_linker  # TVM is optional
 
         executable.export_library(str(tmpdir / "model.so"), fcompile=cross_linker(CROSS_CXX))
-        # kernels that call TVM's compiler library by name (topi's sort/topk call tvm.contrib.sort.*)
-        _refuse_compiler_functions(set(re.findall(rb"(?:tvm\.contrib|relax\.run)\.[A-Za-z0-9_.]+",
-                                                  (tmpdir / "model.so").read_bytes())))
+        refuse_compiler_functions(compiler_functions_in(tmpdir / "model.so"))
         return {"library": "model.so", "runtime": "TVM runtime (libtvm_runtime.so + libtvm_ffi.so) for aarch64"}
 
 

@@ -8,10 +8,11 @@ executes its artifacts. Adding a target is one module in this package plus one l
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from sparseforge.errors import TargetError
+from sparseforge.errors import TargetError, UnsupportedOpError
 
 from .. import build as relax_build
 from .. import kernels
@@ -19,6 +20,23 @@ from ..cost.rules import RuleCostModel
 from ..cpu_target import CompileTarget, make_target
 from ..kernels.rules import CPU_RULES
 from ..schedules import default_rules
+
+
+def compiler_functions_in(path: Path) -> set[str]:
+    """Names of TVM compiler-library functions a built library calls by name (topi's sort/topk kernels call
+    ``tvm.contrib.sort.*``; data-dependent shapes ``relax.run.*``)."""
+    found = re.findall(rb"(?:tvm\.contrib|relax\.run)\.[A-Za-z0-9_.]+", Path(path).read_bytes())
+    return {name.decode() for name in found}
+
+
+def refuse_compiler_functions(names: set[str]) -> None:
+    """Refuse (exit 2) a model whose code needs functions of TVM's compiler library: a device has the runtime
+    library only (arm), or no TVM at all (wasm)."""
+    if names:
+        raise UnsupportedOpError(
+            f"the model needs functions that only TVM's compiler library has: {', '.join(sorted(names))} "
+            "(data-dependent shapes such as NonZero/Unique/dynamic Squeeze axes, or TopK/sorting)",
+            hint="compile it for x86, or make those shapes static (e.g. --bind the shape/axes inputs)")
 
 
 class Target:

@@ -14,7 +14,7 @@ from typing import Any
 from .. import _tvm, aot, wasm
 from .. import build as relax_build
 from ..cpu_target import host_shadow_of
-from .base import Target
+from .base import Target, compiler_functions_in, refuse_compiler_functions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,7 @@ class WasmTarget(Target):
         facts = wasm.write_artifact(tmpdir, host_executable=executable.host,
                                     device_llvm_module=executable.device_module, example_inputs=example_inputs,
                                     manifest=manifest)
+        refuse_compiler_functions(compiler_functions_in(tmpdir / "model.wasm"))
         return {"library": "model.wasm", "loader": "model.mjs", "wasm": facts}
 
 
