@@ -20,6 +20,7 @@ The same cases run in ONNX Runtime (CPU) for the reference column. Writes the pe
     .venv/bin/python benchmarks/conformance.py --sample 300 --seed 0    # a seeded, op-stratified sample
     .venv/bin/python benchmarks/conformance.py --cases 'test_expand*'   # fnmatch patterns
     .venv/bin/python benchmarks/conformance.py --write-expected         # refresh tests/codegen/conformance_expected.json
+    .venv/bin/python benchmarks/conformance.py --target arm --expected-pass --random 100 --seed 3 --no-ort
 
 ``tests/codegen/test_conformance.py`` runs a seeded sample (:data:`TEST_SAMPLE`) against the expectation file.
 """
@@ -506,6 +507,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per case")
     parser.add_argument("--sample", type=int, default=0, help="a seeded, op-stratified sample of this size")
+    parser.add_argument("--random", type=int, default=0,
+                        help="a seeded uniform sample of this size (of the cases --expected-pass selects)")
+    parser.add_argument("--expected-pass", action="store_true",
+                        help="only cases the x86 expectation file expects to pass (for the other targets)")
     parser.add_argument("--seed", type=int, default=TEST_SEED)
     parser.add_argument("--cases", nargs="*", default=(), help="fnmatch patterns of case names")
     parser.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime column")
@@ -533,8 +538,13 @@ def main(argv=None) -> int:
     names = sorted(index)
     if args.cases:
         names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in args.cases)]
+    if args.expected_pass:
+        expected = json.loads(EXPECTED.read_text())["cases"]
+        names = [n for n in names if n not in expected]
     if args.sample:
         names = [n for n in sample(index, args.sample, args.seed) if n in set(names)]
+    if args.random:
+        names = sorted(random.Random(args.seed).sample(names, min(args.random, len(names))))
     start = time.time()
 
     def progress(done, total, name, record):

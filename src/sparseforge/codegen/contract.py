@@ -73,8 +73,8 @@ def _node_problem(node: onnx.NodeProto, constants: set[str], types: dict[str, in
     if op in ("ReduceMax", "ReduceMin") and types.get(node.input[0]) == onnx.TensorProto.BOOL:
         return "bool inputs are not supported (TVM's constant folding has no bool identity)"
     if op == "Split" and (len(node.input) > 1 and node.input[1] in zero_size_splits
-                          or 0 in (_attr(node, "split") or ())):
-        return "zero-size splits are not supported"
+                          or 0 in list(_attr(node, "split") or ())[:-1]):
+        return "zero-size splits before the last output are not supported"
     if op == "BatchNormalization" and _attr(node, "training_mode", 0):
         return "training_mode=1 is not supported"
     if op == "Dropout" and (len(node.input) > 2 and node.input[2] or any(node.output[1:])):
@@ -107,7 +107,7 @@ def violations(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
     constants = {t.name for t in graph.initializer}
     zero_size_splits = frozenset(t.name for t in graph.initializer if len(t.dims) == 1 and t.dims[0] <= 256
                                  and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-                                 and 0 in onnx.numpy_helper.to_array(t))
+                                 and 0 in onnx.numpy_helper.to_array(t)[:-1])
     types = {t.name: t.data_type for t in graph.initializer}
     shapes = {t.name: len(t.dims) for t in graph.initializer}
     for value in list(graph.input) + list(graph.output) + list(graph.value_info):

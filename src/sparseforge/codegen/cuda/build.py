@@ -13,6 +13,8 @@ import re
 import tempfile
 from typing import Any
 
+from sparseforge.errors import UnsupportedOpError
+
 from .._tvm import IRModule, Target, relax, tirx, tvm
 from .._tvm import dlight as dl
 from ..kernels._common import SparseKernel
@@ -171,7 +173,10 @@ def export(executable, path: str, arch: str | None = None, **build_opts) -> dict
     if not hasattr(executable, "export_library"):
         executable = build(executable, arch or DEFAULT_ARCH, **build_opts)
     info = device_code_info(executable)
-    if info["format"] in (None, "cuda-source"):
+    if info["format"] is None:
+        raise UnsupportedOpError("the cuda target cannot compile this model: it has no device kernels (its outputs "
+                                 "are inputs or constants)", hint="compile it for x86 or arm")
+    if info["format"] == "cuda-source":
         raise CudaToolError("the executable holds CUDA source only (no device binary): rebuild it with "
                             "build(mod, arch) where a C compiler is available for the stub driver")
     if arch is not None:
