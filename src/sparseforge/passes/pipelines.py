@@ -6,6 +6,7 @@ from sparseforge.passes.analysis.analyse import StructureAnalysisPass
 from sparseforge.passes.canonicalize import canonicalize_passes
 from sparseforge.passes.decide import DecideFormatPass
 from sparseforge.passes.infra import ReportingPass
+from sparseforge.passes.rewrites.factorize import LowRankPass
 from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass
 from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
@@ -22,8 +23,8 @@ def analysis(*, with_rank: bool = True, max_svd_dim: int = 2048) -> list[Reporti
 
 
 def export() -> list[ReportingPass]:
-    """Canonicalize and remove dead channels exactly (the ``export`` command)."""
-    return [*canonicalize(), ShrinkChannelsPass()]
+    """Canonicalize, remove dead channels exactly and factor exactly low-rank weights (the ``export`` command)."""
+    return [*canonicalize(), ShrinkChannelsPass(), LowRankPass()]
 
 
 def prune(config: PruneConfig) -> list[ReportingPass]:
@@ -32,8 +33,9 @@ def prune(config: PruneConfig) -> list[ReportingPass]:
 
 
 def before_decisions() -> list[ReportingPass]:
-    """What runs before the per-layer kernel decisions: canonicalize and remove dead channels exactly."""
-    return [*canonicalize(), ShrinkChannelsPass()]
+    """What runs before the per-layer kernel decisions: canonicalize, remove dead channels and factor exactly
+    low-rank weights."""
+    return [*canonicalize(), ShrinkChannelsPass(), LowRankPass()]
 
 
 def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:

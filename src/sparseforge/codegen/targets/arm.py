@@ -11,6 +11,8 @@ from pathlib import Path
 
 from sparseforge.errors import SparseforgeError
 
+from .._tvm import cross_linker
+from ..vm import registry_functions
 from .base import Target, compiler_functions_in, refuse_compiler_functions
 
 CROSS_CXX = "aarch64-linux-gnu-g++"
@@ -21,8 +23,6 @@ class ArmTarget(Target):
     runner = "qemu-aarch64"
 
     def build(self, mod, description, *, tune: int = 0):
-        from sparseforge.codegen.vm import registry_functions  # TVM is optional
-
         executable = super().build(mod, description, tune=tune)
         refuse_compiler_functions(registry_functions(executable))
         return executable
@@ -31,8 +31,6 @@ class ArmTarget(Target):
         if shutil.which(CROSS_CXX) is None:
             raise SparseforgeError(f"{CROSS_CXX} not found: cannot link the aarch64 library",
                                    hint="apt-get install g++-aarch64-linux-gnu")
-        from sparseforge.codegen._tvm import cross_linker  # TVM is optional
-
         executable.export_library(str(tmpdir / "model.so"), fcompile=cross_linker(CROSS_CXX))
         refuse_compiler_functions(compiler_functions_in(tmpdir / "model.so"))
         return {"library": "model.so", "runtime": "TVM runtime (libtvm_runtime.so + libtvm_ffi.so) for aarch64"}

@@ -1,0 +1,85 @@
+"""Low-rank factorization of weights (exact at fp32 tolerance): one MatMul/Gemm becomes two thin ones.
+
+:class:`LowRankPass` factors every ``MatMul(x, B)`` and ``Gemm(x, B, C)`` (``transA=0``, unit ``alpha``/``beta``,
+either ``transB``) whose weight has numerical rank ``r`` with ``r * (N + K) <= N * K / 2``
+(:func:`sparseforge.ir.forms.low_rank.break_even_rank`): ``y = x @ W.T (+ C)`` becomes
+``y = (x @ V.T) @ U.T (+ C)`` with ``W = U @ V`` (:func:`sparseforge.ir.forms.low_rank.factor`, which refuses
+weights that are only approximately low rank). Both factors are standard MatMul/Gemm operands, so the result runs
+in ONNX Runtime and compiles for every target with the dense kernels. The second node keeps the layer's name;
+the first is ``<name>/low_rank``. Weights read by other nodes too, weights under :data:`MIN_ELEMENTS` and the
+constant-left ``W @ x`` form are left alone; every weight considered gets a note with what was found.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from sparseforge.ir.forms import low_rank
+from sparseforge.ir.weights import view_of
+from sparseforge.passes.canonicalize import new_initializer
+from sparseforge.passes.infra import PassReport, ReportingPass
+
+#: Weights smaller than this are not worth a second op.
+MIN_ELEMENTS = 4096
+#: Ranks above this are not tested (the refutation SVD grows with the cube of the rank tested).
+MAX_TESTED_RANK = 511
+
+
+class LowRankPass(ReportingPass):
+    """Factor exactly low-rank MatMul/Gemm weights into two thin products."""
+
+    name = "LowRank"
+
+    def run(self, model: ir.Model, report: PassReport) -> None:
+        for node in list(model.graph):
+            view = view_of(node)
+            if view is None or node.op_type not in ("MatMul", "Gemm") or view.data_index != 0:
+                continue
+            stored = view.stored()
+            if stored.size < MIN_ELEMENTS or stored.dtype.kind != "f":
+                continue
+            if node.op_type == "Gemm" and not _plain_gemm(node):
+                report.note("low-rank.skip", "Gemm with transA or non-unit alpha/beta", node.name)
+                continue
+            if any(user is not node for user, _ in view.weight.uses()) or view.weight.is_graph_output():
+                report.note("low-rank.skip", f"the weight '{view.weight.name}' is shared with other layers",
+                            node.name)
+                continue
+            n, k = view.shape
+            factors, why = low_rank.factor(view.matrix(), min(low_rank.break_even_rank(n, k), MAX_TESTED_RANK))
+            report.counts["weights-checked"] += 1
+            if factors is None:
+                report.note("low-rank.not-factored", why, node.name)
+                continue
+            _rewrite(model, node, factors)
+            self.stamp(node, f"low rank: {why}")
+            report.changed("factored", f"{why}: {n * k} -> {factors.rank * (n + k)} weights, two MatMuls "
+                           "(exact at fp32 tolerance)", node.name)
+        ir.passes.common.RemoveUnusedNodesPass()(model)
+
+
+def _plain_gemm(node: ir.Node) -> bool:
+    attrs = node.attributes
+    return (int(attrs["transA"].value) if "transA" in attrs else 0) == 0 and \
+        all(float(attrs[key].value) == 1.0 for key in ("alpha", "beta") if key in attrs)
+
+
+def _rewrite(model: ir.Model, node: ir.Node, factors: low_rank.Factors) -> None:
+    """``node`` (``x @ W.T (+ C)``) in place: ``h = x @ V.T`` inserted before it, ``node`` reads ``h`` and
+    ``U.T``."""
+    base = node.name or "layer"
+    first = ir.Node("", "MatMul", [node.inputs[0], new_initializer(model, f"{base}.low_rank_v",
+                                                                   np.ascontiguousarray(factors.v.T))],
+                    name=f"{base}/low_rank")
+    hidden = first.outputs[0]
+    hidden.name = f"{node.outputs[0].name or base}_low_rank"
+    x = node.inputs[0]
+    if x.shape is not None:
+        hidden.shape = ir.Shape([*list(x.shape)[:-1], factors.rank])
+    hidden.type = x.type
+    model.graph.insert_before(node, first)
+    node.replace_input_with(0, hidden)
+    node.replace_input_with(1, new_initializer(model, f"{base}.low_rank_u", np.ascontiguousarray(factors.u.T)))
+    if node.op_type == "Gemm" and "transB" in node.attributes:
+        node.attributes.pop("transB")
