@@ -23,7 +23,7 @@ from sparseforge.passes.infra import PassReport, ReportingPass
 #: Weights smaller than this are not worth a second op.
 MIN_ELEMENTS = 4096
 #: Ranks above this are not tested (the refutation SVD grows with the cube of the rank tested).
-MAX_TESTED_RANK = 511
+MAX_TESTED_RANK = 1023
 
 
 class LowRankPass(ReportingPass):
