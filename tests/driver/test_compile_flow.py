@@ -122,3 +122,15 @@ def test_bound_input_compiles_and_other_values_are_refused(tmp_path) -> None:
     np.testing.assert_allclose(api.run(result.outdir, {"x": x, "axes": np.array([1])})["y"], x.sum(axis=1))
     with pytest.raises(Exception, match=r"bound at compile time to \[1\]; got \[0\]"):
         api.run(result.outdir, {"x": x, "axes": np.array([0])})
+
+
+def test_low_rank_layer_compiles_as_two_products(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((256, 8)) @ rng.standard_normal((8, 192))).astype(np.float32)  # [K, N], rank 8
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], [vinfo("x", [4, 256])],
+                       [vinfo("y", [4, 192])], [helper.make_tensor("w", onnx.TensorProto.FLOAT, w.shape, w.ravel())])
+    result = api.compile(model, tmp_path / "out", threads=1, dense=True, verify=True)
+    assert result.manifest["verify"]["ok"], result.manifest["verify"]
+    assert "LowRank" in result.manifest["passes"]
+    assert [d["node"] for d in result.manifest["decisions"]] == ["fc/low_rank", "fc"]
+    assert [list(d["shape"]) for d in result.manifest["decisions"]] == [[8, 256], [192, 8]]
