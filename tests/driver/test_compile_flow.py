@@ -129,8 +129,9 @@ def test_low_rank_layer_compiles_as_two_products(tmp_path) -> None:
     w = (rng.standard_normal((256, 8)) @ rng.standard_normal((8, 192))).astype(np.float32)  # [K, N], rank 8
     model = make_model([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], [vinfo("x", [4, 256])],
                        [vinfo("y", [4, 192])], [helper.make_tensor("w", onnx.TensorProto.FLOAT, w.shape, w.ravel())])
-    result = api.compile(model, tmp_path / "out", threads=1, dense=True, verify=True)
+    result = api.compile(model, tmp_path / "out", threads=1, calibrate=False, verify=True)
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
     assert "LowRank" in result.manifest["passes"]
+    assert "LowRank" not in api.compile(model, None, threads=1, dense=True).manifest["passes"]  # the control
     assert [d["node"] for d in result.manifest["decisions"]] == ["fc/low_rank", "fc"]
     assert [list(d["shape"]) for d in result.manifest["decisions"]] == [[8, 256], [192, 8]]

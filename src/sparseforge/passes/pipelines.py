@@ -33,9 +33,8 @@ def prune(config: PruneConfig) -> list[ReportingPass]:
 
 
 def before_decisions() -> list[ReportingPass]:
-    """What runs before the per-layer kernel decisions: canonicalize, remove dead channels and factor exactly
-    low-rank weights."""
-    return [*canonicalize(), ShrinkChannelsPass(), LowRankPass()]
+    """What runs before the per-layer kernel decisions: canonicalize and remove dead channels exactly."""
+    return [*canonicalize(), ShrinkChannelsPass()]
 
 
 def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
@@ -45,5 +44,7 @@ def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
 
 
 def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa: A001 - the command's name
-    """The ``compile`` command's passes: :func:`before_decisions`, the decisions, the sparse rewrites."""
-    return [*before_decisions(), *decisions(cost_model, dense=dense), SparsifyPass()]
+    """The ``compile`` command's passes: :func:`before_decisions`, the low-rank factorization (not with
+    ``dense``: the dense control compiles the weights as they are), the decisions, the sparse rewrites."""
+    structured = [] if dense else [LowRankPass()]
+    return [*before_decisions(), *structured, *decisions(cost_model, dense=dense), SparsifyPass()]
