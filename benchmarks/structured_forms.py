@@ -1,0 +1,98 @@
+"""Structured forms against the fastest dense peer (issue 10): one layer per form, side by side in one process.
+
+Each case is a one-layer ONNX model whose weight has the structure exactly. Interleaved rounds (median, process
+pinned to ``--threads`` CPUs, ``sparseforge.driver.bench``) time ONNX Runtime, PyTorch (the same product on the
+same weight), sparseforge dense (the control: the weight compiled as it is) and sparseforge (the structured
+rewrite), reported against the fastest dense peer. OpenVINO is not installed here.
+
+* ``low-rank``: ``MatMul(x[M, 4096], W[4096, 4096])`` with ``rank(W) = 512`` (n/8), ``M`` in 1 and 128.
+
+    .venv/bin/python benchmarks/structured_forms.py                     # every case, 1 and 2 threads
+    .venv/bin/python benchmarks/structured_forms.py --threads 1 --m 128 --json benchmarks/results/structured.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def low_rank_model(m: int, n: int = 4096, rank: int = 512, seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, n)) / np.sqrt(rank * n)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "low_rank",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+                              [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+CASES = {"low-rank": low_rank_model}
+
+
+def bench_case(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -> dict:
+    """ONNX Runtime, PyTorch (the same product, ``torch.from_numpy`` weights), sparseforge dense and structured,
+    interleaved in one process pinned to ``threads`` CPUs; medians in ms and speedups against the best peer."""
+    import torch
+
+    import onnx_ir as ir
+    from sparseforge.driver import bench
+    from sparseforge.driver.compile import compile_model
+    from sparseforge.runtime.compare import random_inputs, session
+
+    pinned = bench.pin_threads(threads)
+    feeds = random_inputs(session(proto), 0)
+    weight = torch.from_numpy(numpy_helper.to_array(proto.graph.initializer[0]).copy())
+    x = torch.from_numpy(feeds["x"].copy())
+
+    class Layer(torch.nn.Module):
+        def forward(self, a):
+            return a @ weight
+
+    dense = compile_model(ir.from_proto(proto), None, threads=threads, dense=True)
+    structured = compile_model(ir.from_proto(proto), None, threads=threads)
+    engines = {"onnxruntime": bench.ort_engine(proto, feeds, threads),
+               "pytorch": bench.torch_engine(Layer().eval(), (x,), threads),
+               "sparseforge-dense": bench.artifact_engine(dense.executable, feeds, ["x"], threads),
+               "sparseforge": bench.artifact_engine(structured.executable, feeds, ["x"], threads)}
+    results = {r.engine: r.median_ms for r in bench.time_engines(engines, rounds=rounds, repeat=repeat)}
+    best = min(results["onnxruntime"], results["pytorch"])
+    return dict(threads=threads, pinned=pinned, ms={k: round(v, 4) for k, v in results.items()},
+                speedup_vs_best_dense_peer=round(best / results["sparseforge"], 2),
+                passes=structured.manifest["passes"],
+                layers=[(d["node"], list(d["shape"])) for d in structured.manifest["decisions"]])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--m", type=int, nargs="*", default=[1, 128], help="rows of the activation")
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--json", type=pathlib.Path)
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    rows = []
+    for case in args.cases:
+        for m in args.m:
+            proto = CASES[case](m)
+            for threads in args.threads:
+                row = dict(case=case, m=m, **bench_case(proto, threads, args.rounds, args.repeat))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
