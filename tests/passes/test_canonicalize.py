@@ -112,3 +112,23 @@ def test_tied_weight_stays_shared() -> None:
 
     lm_head = next(n for n in model.graph if n.name == "lm_head")
     assert "transpose of 'wte', which other layers share" in runtime_weight(lm_head)
+
+
+def test_idempotent_chains_collapse_in_one_sweep() -> None:
+    """Relu(Relu(Relu(x))) -> Relu(x); a Relu whose output is also read elsewhere stays; results match ORT."""
+    from onnx import TensorProto
+
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Relu", ["h"], ["r1"], name="r1"),
+             helper.make_node("Relu", ["r1"], ["r2"], name="r2"),
+             helper.make_node("Relu", ["r2"], ["r3"], name="r3"),
+             helper.make_node("Abs", ["r3"], ["a1"], name="a1"),
+             helper.make_node("Abs", ["a1"], ["a2"], name="a2"),
+             helper.make_node("Add", ["a2", "a1"], ["y"], name="add")]  # a1 has two readers: kept
+    proto = make_model(nodes, [vinfo("x", [2, 3])], [vinfo("y", [2, 4], TensorProto.FLOAT)],
+                       [init("w", randn(3, 4))])
+    model = to_ir(proto)
+    OptimizePass()(model)
+    ops = [n.op_type for n in model.graph]
+    assert ops.count("Relu") == 1 and ops.count("Abs") == 2, ops
+    assert_equivalent(proto, model)

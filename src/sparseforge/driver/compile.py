@@ -25,6 +25,7 @@ from sparseforge.codegen import contract, importer
 from sparseforge.codegen._tvm import native_logs_to_debug
 from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError, UnsupportedOpError
+from sparseforge.ir import keys
 from sparseforge.ir.bind import bind_inputs
 from sparseforge.ir.expand import expand_functions
 from sparseforge.ir.frontend import load, require_static_shapes
@@ -98,6 +99,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     require_static_shapes(model, source_label(source))
     original = ir.to_proto(model)
     expanded = expand_functions(model, importer.lowers)
+    if bound or expanded:
+        model.meta.pop(keys.META_CHECKED, None)  # changed after the load's check: CheckWeights checks again
     refused = contract.early_refusals(model.graph)
     if refused:
         listing = "; ".join(f"{op} node '{name}': {reason}" for op, name, reason in refused[:20])

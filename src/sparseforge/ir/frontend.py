@@ -37,7 +37,8 @@ from onnx import numpy_helper
 
 from sparseforge.errors import InvalidModelError, ModelLoadError, UnsupportedModelError
 from sparseforge.ir.expand import function_body_false_alarm
-from sparseforge.ir.validate import checker_problem, model_tensor_problem
+from sparseforge.ir import keys
+from sparseforge.ir.validate import checker_problem, fully_checkable, model_tensor_problem
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def load(source: Any, example_inputs: Any = None, *, input_shapes: Mapping[str, 
         freeze_initializer_inputs_of(model)
     if input_shapes:
         set_input_shapes(model, input_shapes)
+    if freeze_initializer_inputs or input_shapes:
+        model.meta.pop(keys.META_CHECKED, None)  # changed after the check: CheckWeights checks again
     return model
 
 
@@ -67,8 +70,8 @@ def _load_any(source: Any, example_inputs: Any, allow_invalid: bool = False) -> 
     if isinstance(source, ir.Model):
         return source
     if isinstance(source, onnx.ModelProto):
-        check_input(source, "<ModelProto>", allow_invalid)
-        return _from_proto(source, "<ModelProto>")
+        problem = check_input(source, "<ModelProto>", allow_invalid)
+        return _checked(_from_proto(source, "<ModelProto>"), problem is None and fully_checkable(source))
     if _is_torch_module(source):
         if example_inputs is None:
             raise ModelLoadError(
@@ -145,8 +148,14 @@ def load_onnx(path: str | os.PathLike, *, allow_invalid: bool = False) -> ir.Mod
         raise ModelLoadError("not an ONNX model (no graph or IR version in the file)", where=str(path),
                              hint="re-export the model, or check that the download/copy completed")
     _load_external_data(proto, path.parent.resolve(), str(path))
-    check_input(proto, str(path), allow_invalid)
-    return _from_proto(proto, str(path))
+    problem = check_input(proto, str(path), allow_invalid)
+    return _checked(_from_proto(proto, str(path)), problem is None and fully_checkable(proto))
+
+
+def _checked(model: ir.Model, checked: bool) -> ir.Model:
+    if checked:
+        model.meta[keys.META_CHECKED] = True
+    return model
 
 
 def _iter_graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:

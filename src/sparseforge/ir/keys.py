@@ -10,6 +10,11 @@ META_STRUCTURE = "sparseforge.structure"
 #: (:data:`sparseforge.passes.analysis.FACTS`), stored by StructureAnalysis.
 META_FACTS = "sparseforge.facts"
 
+#: ``model.meta`` key: True when the loaded model passed the ONNX checker with full (strict) shape inference, so
+#: ``CheckWeights`` need not run that inference again (a few seconds at 100k nodes). Cleared by any change made
+#: before the passes run.
+META_CHECKED = "sparseforge.checked"
+
 #: ``node.metadata_props`` key: the pass that created or last rewrote the node (survives export).
 PROV_PASS = "pkg.sparseforge.pass"
 #: ``node.metadata_props`` key: a short human-readable description of what the rewrite did.

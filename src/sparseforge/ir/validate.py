@@ -114,6 +114,12 @@ def model_tensor_problem(proto: onnx.ModelProto) -> str | None:
     return None
 
 
+def fully_checkable(proto: onnx.ModelProto) -> bool:
+    """Whether :func:`checker_problem` checks ``proto`` with full shape inference in memory (no sparse
+    initializers, under the protobuf size limit)."""
+    return not len(proto.graph.sparse_initializer) and proto.ByteSize() <= _PROTO_LIMIT
+
+
 def checker_problem(model: onnx.ModelProto | str | os.PathLike, *, full_check: bool = True) -> str | None:
     """What ``onnx.checker.check_model(..., full_check=True)`` rejects in ``model`` (a proto or a file path)."""
     try:
