@@ -186,7 +186,7 @@ def command_line(command: str, path: str, work: str) -> list[str]:
     raise ValueError(command)
 
 
-def exponent(sizes: list[int], seconds: list[float], smallest: int = 4000) -> float:
+def exponent(sizes: list[int], seconds: list[float], smallest: int = 3900) -> float:
     pairs = [(math.log(n), math.log(t)) for n, t in zip(sizes, seconds) if n >= smallest and math.isfinite(t) and t > 0]
     if len(pairs) < 2:
         return float("nan")
