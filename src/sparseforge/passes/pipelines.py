@@ -6,6 +6,7 @@ from sparseforge.passes.analysis.analyse import StructureAnalysisPass
 from sparseforge.passes.canonicalize import canonicalize_passes
 from sparseforge.passes.decide import DecideFormatPass
 from sparseforge.passes.infra import ReportingPass
+from sparseforge.passes.rewrites.block_diagonal import BlockDiagonalPass
 from sparseforge.passes.rewrites.factorize import LowRankPass
 from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass
 from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
@@ -23,8 +24,13 @@ def analysis(*, with_rank: bool = True, max_svd_dim: int = 2048) -> list[Reporti
 
 
 def export() -> list[ReportingPass]:
-    """Canonicalize, remove dead channels exactly and factor exactly low-rank weights (the ``export`` command)."""
-    return [*canonicalize(), ShrinkChannelsPass(), LowRankPass()]
+    """Canonicalize, remove dead channels and apply the exact structured rewrites (the ``export`` command)."""
+    return [*canonicalize(), ShrinkChannelsPass(), *structured()]
+
+
+def structured() -> list[ReportingPass]:
+    """The exact structured rewrites: low-rank factorization, then block-diagonal weights as grouped products."""
+    return [LowRankPass(), BlockDiagonalPass()]
 
 
 def prune(config: PruneConfig) -> list[ReportingPass]:
@@ -46,5 +52,5 @@ def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
 def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa: A001 - the command's name
     """The ``compile`` command's passes: :func:`before_decisions`, the low-rank factorization (not with
     ``dense``: the dense control compiles the weights as they are), the decisions, the sparse rewrites."""
-    structured = [] if dense else [LowRankPass()]
-    return [*before_decisions(), *structured, *decisions(cost_model, dense=dense), SparsifyPass()]
+    forms = [] if dense else structured()
+    return [*before_decisions(), *forms, *decisions(cost_model, dense=dense), SparsifyPass()]

@@ -39,7 +39,7 @@ class LowRankPass(ReportingPass):
             stored = view.stored()
             if stored.size < MIN_ELEMENTS or stored.dtype.kind != "f":
                 continue
-            if node.op_type == "Gemm" and not _plain_gemm(node):
+            if node.op_type == "Gemm" and not plain_gemm(node):
                 report.note("low-rank.skip", "Gemm with transA or non-unit alpha/beta", node.name)
                 continue
             if any(user is not node for user, _ in view.weight.uses()) or view.weight.is_graph_output():
@@ -59,7 +59,7 @@ class LowRankPass(ReportingPass):
         ir.passes.common.RemoveUnusedNodesPass()(model)
 
 
-def _plain_gemm(node: ir.Node) -> bool:
+def plain_gemm(node: ir.Node) -> bool:
     attrs = node.attributes
     return (int(attrs["transA"].value) if "transA" in attrs else 0) == 0 and \
         all(float(attrs[key].value) == 1.0 for key in ("alpha", "beta") if key in attrs)
