@@ -6,6 +6,7 @@ same weight), sparseforge dense (the control: the weight compiled as it is) and 
 rewrite), reported against the fastest dense peer. OpenVINO is not installed here.
 
 * ``low-rank``: ``MatMul(x[M, 4096], W[4096, 4096])`` with ``rank(W) = 512`` (n/8), ``M`` in 1 and 128.
+* ``block-diagonal``: the same shape, ``W`` block-diagonal with 8 blocks of 512 x 512, rows and columns shuffled.
 
     .venv/bin/python benchmarks/structured_forms.py                     # every case, 1 and 2 threads
     .venv/bin/python benchmarks/structured_forms.py --threads 1 --m 128 --json benchmarks/results/structured.json
@@ -35,7 +36,22 @@ def low_rank_model(m: int, n: int = 4096, rank: int = 512, seed: int = 0) -> onn
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-CASES = {"low-rank": low_rank_model}
+def block_diagonal_model(m: int, n: int = 4096, blocks: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """``W`` block-diagonal with ``blocks`` equal blocks, rows and columns shuffled (a grouped layer)."""
+    rng = np.random.default_rng(seed)
+    size = n // blocks
+    w = np.zeros((n, n), np.float32)
+    for b in range(blocks):
+        w[b * size:(b + 1) * size, b * size:(b + 1) * size] = rng.standard_normal((size, size)) / np.sqrt(size)
+    w = w[rng.permutation(n)][:, rng.permutation(n)]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "block_diagonal",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+                              [numpy_helper.from_array(np.ascontiguousarray(w.T), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+CASES = {"low-rank": low_rank_model, "block-diagonal": block_diagonal_model}
 
 
 def bench_case(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -> dict:
