@@ -37,3 +37,22 @@ def test_a_tensor_never_loses_all_its_channels() -> None:
     graph = ChannelGraph(chain(bias1=np.zeros(4, np.float32), act="Relu"))
     for t in graph.slots.tensors.values():
         assert not all(graph.slots.component(s) in plan_removal(graph).removed for s in t.slots)
+
+
+def test_each_weight_is_decoded_once(monkeypatch) -> None:
+    """plan_removal read ``view.matrix()`` once per channel (``dict.setdefault`` evaluates its default): a
+    4096-wide layer decoded its 64 MB weight 4096 times and ShrinkChannels took minutes."""
+    from sparseforge.ir import weights
+
+    calls = []
+    original = weights.WeightView.matrix
+
+    def counting(self):
+        calls.append(self.node.name)
+        return original(self)
+
+    monkeypatch.setattr(weights.WeightView, "matrix", counting)
+    graph = ChannelGraph(chain())
+    calls.clear()
+    plan_removal(graph)
+    assert len(calls) == len(set(calls)), calls

@@ -33,7 +33,9 @@ def plan_removal(graph: ChannelGraph) -> RemovalPlan:
         if t is None:
             continue
         root = slots.component(t.slots[sink.channel])
-        mat = matrices.setdefault(id(sink.view.node), sink.view.matrix())
+        mat = matrices.get(id(sink.view.node))
+        if mat is None:  # once per layer (setdefault would decode the weight again for every channel)
+            mat = matrices[id(sink.view.node)] = sink.view.matrix()
         if not (mat[:, sink.columns] != 0).any():
             continue  # dead columns: the sink ignores this channel
         value = consts[sink.tensor][sink.channel]
