@@ -38,6 +38,12 @@ class _WeightEdit:
     col_keep: np.ndarray | None = None  # over matrix columns
     in_keep: np.ndarray | None = None  # over input channels (Conv)
     bias_delta: np.ndarray | None = None
+    matrix: np.ndarray | None = None  # the weight, decoded once per layer
+
+    def weight(self) -> np.ndarray:
+        if self.matrix is None:
+            self.matrix = self.view.matrix()
+        return self.matrix
 
 
 class ShrinkChannelsPass(ReportingPass):
@@ -82,7 +88,7 @@ class ShrinkChannelsPass(ReportingPass):
             if mask[sink.channel]:
                 continue
             e = edit(sink.view)
-            mat = sink.view.matrix()
+            mat = e.weight()
             if e.col_keep is None:
                 e.col_keep = np.ones(mat.shape[1], dtype=bool)
             e.col_keep[sink.columns] = False
@@ -224,9 +230,15 @@ class ShrinkChannelsPass(ReportingPass):
                 reason = plan.blocked.get(slots.component(t.slots[kept[0]]), ["unknown"])[0]
                 report.note("kept.dead-output", f"{len(kept)} dead output channel(s) kept: {reason}", view.name)
         kept_inputs: dict[str, list[str]] = defaultdict(list)
+        live_columns: dict[int, np.ndarray] = {}  # per layer, decoded once (not once per channel)
         for sink in slots.sinks:
             t = slots.tensors.get(sink.tensor)
-            if t is None or (sink.view.matrix()[:, sink.columns] != 0).any():
+            if t is None:
+                continue
+            live = live_columns.get(id(sink.view.node))
+            if live is None:
+                live = live_columns[id(sink.view.node)] = (sink.view.matrix() != 0).any(axis=0)
+            if live[sink.columns].any():
                 continue
             root = slots.component(t.slots[sink.channel])
             if root not in plan.removed:
