@@ -49,9 +49,10 @@ class OptimizePass(ReportingPass):
     def run(self, model: ir.Model, report: PassReport) -> None:
         before = _op_histogram(model)
         for _ in range(self.iterations):
-            # static shapes let the folder fold Shape/Size and the shape arithmetic behind them (it infers none);
-            # a graph without them is not re-inferred here (a whole-graph inference costs seconds at 100k nodes)
-            if any(node.op_type in _SHAPE_READERS for node in model.graph):
+            # static shapes let the folder fold Shape/Size and the shape arithmetic behind them, and it folds a
+            # node only when its output shape is known (it infers none); a graph that has neither is not re-inferred
+            # here (a whole-graph inference costs seconds at 100k nodes)
+            if _needs_shapes(model):
                 infer_shapes(model)
             folded = onnxscript.optimizer.fold_constants(
                 model, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT,
@@ -74,6 +75,19 @@ class OptimizePass(ReportingPass):
         if before != after:
             report.changed("folded", f"{sum(before.values()) - sum(after.values())} node(s) folded or removed; "
                            f"{sum(before.values())} -> {sum(after.values())} nodes")
+
+
+def _needs_shapes(model: ir.Model) -> bool:
+    """Whether shape inference can let the folder do more: a Shape/Size node, or a node whose inputs are all
+    constants with an output of unknown shape."""
+    for node in model.graph:
+        if node.op_type in _SHAPE_READERS:
+            return True
+        inputs = [v for v in node.inputs if v is not None]
+        if inputs and all(v.const_value is not None and not v.is_graph_input() for v in inputs) and \
+                any(o.shape is None or not o.shape.is_static() for o in node.outputs):
+            return True
+    return False
 
 
 #: Unary ops with ``f(f(x)) == f(x)`` exactly, for every dtype they take.
