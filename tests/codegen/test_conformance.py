@@ -75,7 +75,7 @@ def _cross_names(target: str) -> list[str]:
 
 @pytest.mark.cross
 @pytest.mark.parametrize("target,tools", [("arm", ("qemu-aarch64", "aarch64-linux-gnu-g++")),
-                                          ("wasm", ("wasmtime",))])
+                                          ("wasm", ("clang-14", "wasm-ld-14"))])
 def test_cross_target_sample(target, tools):
     import shutil
 
