@@ -36,6 +36,7 @@ class WeightStructure:
     rank_99: int | None
     rank_method: str
     long_conv: bool
+    diagonal_blocks: int
 
     @property
     def sparsity(self) -> float:
