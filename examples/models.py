@@ -5,6 +5,8 @@ Every factory returns ``(module, example_inputs)`` so it can be given to the CLI
 
 * ``transformer_encoder``: a stack of ``torch.nn.TransformerEncoderLayer`` (small, for the demo and tests).
 * ``bert_encoder``: a 12-layer BERT-base-shaped encoder (hidden 768, 12 heads, FFN 3072), for benchmarks.
+* ``structured_mlp``: an MLP whose weights have structure beyond zeros: a low-rank adapter merged on a zero base
+  (rank 16) and a grouped (block-diagonal, 4 groups) projection, as trained adapters and grouped layers leave them.
 * ``mobilenetv2``: a MobileNetV2-style CNN (inverted residuals, depthwise 3x3, 1x1 expand/project, BatchNorm,
   ReLU6), ``width`` scales the channels.
 """
@@ -140,3 +142,30 @@ def small_cnn(seed: int = 0):
     model = MobileNetV2(0.5, 100, settings)
     _randomize_bn(model)
     return model.eval(), (torch.randn(1, 3, 96, 96),)
+
+
+class StructuredMLP(nn.Module):
+    """``x -> LoRA-merged Linear (rank 16) -> GELU -> grouped Linear (4 groups) -> GELU -> Linear``."""
+
+    def __init__(self, width: int = 512, rank: int = 16, groups: int = 4, classes: int = 10):
+        super().__init__()
+        self.adapter = nn.Linear(width, width)
+        self.grouped = nn.Linear(width, width)
+        self.head = nn.Linear(width, classes)
+        with torch.no_grad():
+            # an adapter merged on a zero base: W = B @ A, rank 16
+            self.adapter.weight.copy_(torch.randn(width, rank) @ torch.randn(rank, width) / width)
+            # a grouped layer written as one Linear: block-diagonal, its channels shuffled as pruning leaves them
+            mask = torch.block_diag(*[torch.ones(width // groups, width // groups) for _ in range(groups)])
+            perm_out, perm_in = torch.randperm(width), torch.randperm(width)
+            self.grouped.weight.mul_(mask[perm_out][:, perm_in])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.nn.functional.gelu(self.grouped(torch.nn.functional.gelu(self.adapter(x)))))
+
+
+def structured_mlp(batch: int = 8, width: int = 512, seed: int = 0):
+    """An MLP with a rank-16 merged adapter and a 4-group block-diagonal layer (for the structured-forms demo)."""
+    _seeded(seed)
+    model = StructuredMLP(width).eval()
+    return model, (torch.randn(batch, width),)
