@@ -74,3 +74,13 @@ def test_check_bound() -> None:
     assert check_bound("axes", np.array([1], np.int32), record) is None
     assert "bound at compile time to [1]; got [0]" in check_bound("axes", np.array([0]), record)
     assert check_bound("axes", np.array([1, 1]), record) is not None
+
+
+def test_float_values_round_like_literals_and_overflow_is_refused() -> None:
+    proto = make_model([helper.make_node("Mul", ["x", "s"], ["y"], name="mul")],
+                       [vinfo("x", [2]), vinfo("s", [1])], [vinfo("y", [2])])
+    model = ir.from_proto(proto)
+    bind_inputs(model, parse_bindings(["s=0.1"]))
+    assert model.graph.initializers["s"].const_value.numpy().tolist() == [np.float32(0.1)]
+    with pytest.raises(UnsupportedModelError, match="do not fit"):
+        bind_inputs(ir.from_proto(proto), {"s": np.array([1e300])})

@@ -70,8 +70,22 @@ def _read_file(path_text: str, base: Path | None) -> np.ndarray:
 
 
 def _exact(name: str, value: Any, dtype: np.dtype) -> np.ndarray:
-    """``value`` in ``dtype``, refused if any element changes (1.5 -> int, 300 -> uint8, 2**60 -> float32...)."""
+    """``value`` in ``dtype``: integers and bools refused if any element changes (1.5 -> int, 300 -> uint8);
+    floats rounded to the nearest value of the type, as a decimal literal is (0.1 -> float32), refused if a finite
+    value overflows."""
     source = np.asarray(value)
+    if dtype.kind == "f":
+        try:
+            wide = np.array(source.tolist(), dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            wide = None
+        if wide is not None:
+            with np.errstate(over="ignore"):
+                converted = wide.astype(dtype)
+            if not np.any(np.isfinite(wide) & ~np.isfinite(converted)):
+                return converted
+        raise UnsupportedModelError(f"--bind {name}: the values do not fit the input's dtype {dtype}",
+                                    hint=f"give values representable as {dtype}")
     try:
         converted = source.astype(dtype) if source.dtype != object else np.array(source.tolist(), dtype=dtype)
     except (OverflowError, ValueError, TypeError):
