@@ -82,5 +82,8 @@ def test_float_values_round_like_literals_and_overflow_is_refused() -> None:
     model = ir.from_proto(proto)
     bind_inputs(model, parse_bindings(["s=0.1"]))
     assert model.graph.initializers["s"].const_value.numpy().tolist() == [np.float32(0.1)]
+    record = {"dtype": "float32", "shape": [1], "values": [float(np.float32(0.1))]}
+    assert check_bound("s", np.array([0.1]), record) is None  # float64 0.1 is the bound float32 0.1
+    assert check_bound("s", np.array([0.2]), record) is not None
     with pytest.raises(UnsupportedModelError, match="do not fit"):
         bind_inputs(ir.from_proto(proto), {"s": np.array([1e300])})

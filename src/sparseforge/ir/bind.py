@@ -164,6 +164,8 @@ def check_bound(name: str, given: Any, bound: Mapping[str, Any]) -> str | None:
     """Why ``given`` for the bound input ``name`` differs from its bound value (None: it is the same value)."""
     expected = np.asarray(bound["values"], dtype=np.dtype(bound["dtype"])).reshape(bound["shape"])
     array = np.asarray(given)
+    if expected.dtype.kind == "f" and array.dtype.kind in "fiu":
+        array = array.astype(expected.dtype)  # rounded as at binding time (0.1 given as float64)
     same = array.size == expected.size and np.array_equal(
         array.reshape(expected.shape), expected, equal_nan=expected.dtype.kind == "f" and array.dtype.kind == "f")
     if same:
