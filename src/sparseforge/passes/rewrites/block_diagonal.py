@@ -14,10 +14,9 @@ import numpy as np
 import onnx_ir as ir
 
 from sparseforge.ir.forms import block_diagonal
-from sparseforge.ir.weights import view_of
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.factorize import MIN_ELEMENTS, plain_gemm
+from sparseforge.passes.rewrites.candidates import plain_gemm, structured_candidate
 
 
 class BlockDiagonalPass(ReportingPass):
@@ -27,11 +26,8 @@ class BlockDiagonalPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
-            view = view_of(node)
-            if view is None or node.op_type not in ("MatMul", "Gemm") or view.data_index != 0:
-                continue
-            stored = view.stored()
-            if stored.size < MIN_ELEMENTS or stored.dtype.kind != "f":
+            view = structured_candidate(node)
+            if view is None:
                 continue
             x = node.inputs[0]
             if x.shape is None or not x.shape.is_static():

@@ -6,7 +6,7 @@ either ``transB``) whose weight has numerical rank ``r`` with ``r * (N + K) <= N
 ``y = (x @ V.T) @ U.T (+ C)`` with ``W = U @ V`` (:func:`sparseforge.ir.forms.low_rank.factor`, which refuses
 weights that are only approximately low rank). Both factors are standard MatMul/Gemm operands, so the result runs
 in ONNX Runtime and compiles for every target with the dense kernels. The second node keeps the layer's name;
-the first is ``<name>/low_rank``. Weights read by other nodes too, weights under :data:`MIN_ELEMENTS` and the
+the first is ``<name>/low_rank``. Weights read by other nodes too, weights under :data:`~.candidates.MIN_ELEMENTS` and the
 constant-left ``W @ x`` form are left alone; every weight considered gets a note with what was found.
 """
 
@@ -16,12 +16,10 @@ import numpy as np
 import onnx_ir as ir
 
 from sparseforge.ir.forms import low_rank
-from sparseforge.ir.weights import view_of
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
+from sparseforge.passes.rewrites.candidates import plain_gemm, structured_candidate
 
-#: Weights smaller than this are not worth a second op.
-MIN_ELEMENTS = 4096
 #: Ranks above this are not tested (the refutation SVD grows with the cube of the rank tested).
 MAX_TESTED_RANK = 1023
 
@@ -33,11 +31,8 @@ class LowRankPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
-            view = view_of(node)
-            if view is None or node.op_type not in ("MatMul", "Gemm") or view.data_index != 0:
-                continue
-            stored = view.stored()
-            if stored.size < MIN_ELEMENTS or stored.dtype.kind != "f":
+            view = structured_candidate(node)
+            if view is None:
                 continue
             if node.op_type == "Gemm" and not plain_gemm(node):
                 report.note("low-rank.skip", "Gemm with transA or non-unit alpha/beta", node.name)
@@ -57,12 +52,6 @@ class LowRankPass(ReportingPass):
             report.changed("factored", f"{why}: {n * k} -> {factors.rank * (n + k)} weights, two MatMuls "
                            "(exact at fp32 tolerance)", node.name)
         ir.passes.common.RemoveUnusedNodesPass()(model)
-
-
-def plain_gemm(node: ir.Node) -> bool:
-    attrs = node.attributes
-    return (int(attrs["transA"].value) if "transA" in attrs else 0) == 0 and \
-        all(float(attrs[key].value) == 1.0 for key in ("alpha", "beta") if key in attrs)
 
 
 def _rewrite(model: ir.Model, node: ir.Node, factors: low_rank.Factors) -> None:
