@@ -7,6 +7,7 @@ rewrite), reported against the fastest dense peer. OpenVINO is not installed her
 
 * ``low-rank``: ``MatMul(x[M, 4096], W[4096, 4096])`` with ``rank(W) = 512`` (n/8), ``M`` in 1 and 128.
 * ``block-diagonal``: the same shape, ``W`` block-diagonal with 8 blocks of 512 x 512, rows and columns shuffled.
+* ``monarch``: the same shape, ``W`` a Monarch product with 64 blocks of 64 x 64 in each factor.
 
     .venv/bin/python benchmarks/structured_forms.py                     # every case, 1 and 2 threads
     .venv/bin/python benchmarks/structured_forms.py --threads 1 --m 128 --json benchmarks/results/structured.json
@@ -51,7 +52,23 @@ def block_diagonal_model(m: int, n: int = 4096, blocks: int = 8, seed: int = 0) 
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-CASES = {"low-rank": low_rank_model, "block-diagonal": block_diagonal_model}
+def monarch_model(m: int, n: int = 4096, blocks: int = 64, seed: int = 0) -> onnx.ModelProto:
+    """``W`` a Monarch product of ``blocks`` blocks of ``n/blocks`` squared in each factor (Monarch's ``P L P^T R``)."""
+    from sparseforge.ir.forms.monarch import Monarch
+
+    rng = np.random.default_rng(seed)
+    size = n // blocks
+    left = rng.standard_normal((blocks, size, blocks)) / np.sqrt(blocks)
+    right = rng.standard_normal((blocks, blocks, size)) / np.sqrt(size)
+    w = Monarch(right, left, "gf", 0.0).dense().astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "monarch",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+                              [numpy_helper.from_array(np.ascontiguousarray(w.T), "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+CASES = {"low-rank": low_rank_model, "block-diagonal": block_diagonal_model, "monarch": monarch_model}
 
 
 def bench_case(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -> dict:
@@ -88,6 +105,7 @@ def bench_case(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -
 
 
 def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT / "src"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--m", type=int, nargs="*", default=[1, 128], help="rows of the activation")
@@ -96,7 +114,6 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--json", type=pathlib.Path)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "src"))
     rows = []
     for case in args.cases:
         for m in args.m:

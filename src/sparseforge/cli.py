@@ -284,6 +284,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
             click.echo(json.dumps(result.manifest, indent=1))
             return code
         out.print(render.decisions_table(result.manifest["decisions"]))
+        render.structured_changes(out, result.manifest.get("structured", []))
         sparse = sum(1 for d in result.manifest["decisions"] if d["fmt"] != "dense")
         t = result.manifest["target"]
         detail = t.get("arch") or f"{t.get('mcpu')}, {t.get('threads')} threads"

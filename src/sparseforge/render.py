@@ -152,6 +152,14 @@ def bench_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def structured_changes(console: Console, changes: list[dict[str, Any]]) -> None:
+    """One line per layer a structured rewrite changed (low rank, grouped, Monarch, FFT)."""
+    if changes:
+        console.print(f"{len(changes)} layer(s) rewritten to structured forms:", markup=False)
+    for c in changes:
+        console.print(f"  {c['node']}: {c['form']}: {c['message']}", markup=False, highlight=False)
+
+
 def verify_report(console: Console, report: dict[str, Any]) -> None:
     console.print(f"verify ({report['target']}): {report['how']}")
     for runner, c in report["comparisons"].items():

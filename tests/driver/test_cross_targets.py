@@ -176,7 +176,8 @@ def test_measured_decisions(tmp_path, monkeypatch) -> None:
 
 
 def _structured_models() -> dict:
-    """A low-rank and a (shuffled) block-diagonal layer, as ONNX models."""
+    """A low-rank, a (shuffled) block-diagonal and a Monarch layer, and a long causal depthwise Conv1d, as ONNX
+    models."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -186,8 +187,18 @@ def _structured_models() -> dict:
     for b in range(4):
         block[b * 32:(b + 1) * 32, b * 24:(b + 1) * 24] = rng.standard_normal((32, 24))
     block = block[rng.permutation(128)][:, rng.permutation(96)]
+    from sparseforge.ir.forms.monarch import Monarch
+
+    monarch = Monarch(rng.standard_normal((8, 16, 12)), rng.standard_normal((16, 8, 8)), "gf", 0.0).dense()
     models = {}
-    for name, weight in (("low_rank", low), ("block_diagonal", np.ascontiguousarray(block.T))):
+    conv_w = (rng.standard_normal((6, 1, 96)) / 10).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="fc", group=6, pads=[95, 0])],
+                              "fft", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 256])],
+                              [numpy_helper.from_array(conv_w, "w")])
+    models["fft_conv"] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for name, weight in (("low_rank", low), ("block_diagonal", np.ascontiguousarray(block.T)),
+                         ("monarch", np.ascontiguousarray(monarch.T.astype(np.float32)))):
         graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], name,
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 96])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 128])],
@@ -197,7 +208,7 @@ def _structured_models() -> dict:
     return models
 
 
-@pytest.mark.parametrize("form", ["low_rank", "block_diagonal"])
+@pytest.mark.parametrize("form", ["low_rank", "block_diagonal", "monarch", "fft_conv"])
 @pytest.mark.parametrize("target", ["arm", "wasm"])
 def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
     """The structured rewrites (standard ops) compile for the cross targets and match ONNX Runtime on the original
@@ -209,5 +220,5 @@ def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
     result = api.compile(_structured_models()[form], tmp_path / "artifact", target=target, threads=1,
                          cost_model=RuleCostModel.for_target(target), verify=True)
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
-    passes = {"low_rank": "fc/low_rank", "block_diagonal": "fc/block0"}
-    assert passes[form] in [d["node"] for d in result.decisions]
+    forms = {"low_rank": "factored", "block_diagonal": "grouped", "monarch": "monarch", "fft_conv": "fft"}
+    assert [c["form"] for c in result.manifest["structured"]] == [forms[form]], result.manifest["structured"]

@@ -23,6 +23,7 @@ try:
     from tvm.relax.frontend.onnx import onnx_frontend
     from tvm.s_tir import dlight
     from tvm.support import cc
+    from tvm.sym import Analyzer  # tvm.arith in TVM < 0.27
     from tvm.script import ir as I  # noqa: E741
     from tvm.script import relax as R
     from tvm.script import tirx as T
@@ -82,6 +83,7 @@ def to_tvm_tensor(array, device=None):
 
 
 __all__ = [
+    "Analyzer",
     "I",
     "native_logs_to_debug",
     "IRModule",

@@ -19,12 +19,14 @@ from onnx import numpy_helper
 
 from sparseforge.errors import UnsupportedOpError
 from sparseforge.ir import forms, keys, ops
+from sparseforge.ir.forms import fft_conv
 
 from . import _tvm, contract, precision
 from .converters import CONVERTERS
 from .converters._util import DEFER
 from . import kernels as K
 from .kernels import activations
+from .kernels import fft_conv as fft_kernels
 from .kernels import rules as R
 from .schedules.relax_conv import _imap
 
@@ -143,7 +145,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         for node in graph.node:
             op = node.op_type
             if node.domain == keys.DOMAIN:
-                if op not in ops.OP_TYPES:
+                if op not in ops.ALL_OP_TYPES:
                     missing[f"{keys.DOMAIN}.{op}"] += 1
                     where.setdefault(f"{keys.DOMAIN}.{op}", node.name)
                 continue
@@ -179,6 +181,8 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             return inputs[0] if op_name != "Mul" else self._nodes[self._absorbed[node_name]]
         if op_name in ops.OP_TYPES:
             return self._convert_sparse(op_name, node_name, inputs, attrs)
+        if op_name == fft_conv.OP_TYPE:
+            return self._convert_fft_conv(node_name, inputs)
         low = precision.low_float_dtype(op_name, inputs)
         if low is None:
             return self._convert_standard(op_name, inputs, attrs, opset)
@@ -239,6 +243,27 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         if tuple(kernel.out_shape) != out_shape:
             y = self.bb.emit(relax.op.reshape(y, out_shape))
         self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, activation, dict(kernel.info)))
+        return y
+
+    def _convert_fft_conv(self, node_name: str, inputs):
+        """``FftConv``: the FFT kernel on CPU targets; elsewhere (CUDA) the direct depthwise convolution."""
+        x = inputs[0]
+        weight, bias, plan = (self._constant(inputs[i], w, node_name)
+                              for i, w in ((1, "weight"), (2, "bias"), (3, "plan")))
+        x_shape = tuple(int(d) for d in x.ty.shape)
+        pads = fft_conv.pads_of(plan, x_shape[-1], weight.shape[-1])
+        if R.target_lanes(self.kernel_target) is None:
+            y = self.bb.emit(relax.op.nn.conv1d(x, relax.const(weight.astype(np.float32)), padding=pads,
+                                                groups=weight.shape[0]))
+            self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, "dense", "fft", "none",
+                                             dict(format="dense", variant="direct-conv1d")))
+            return self.bb.emit(relax.op.add(y, relax.const(bias.astype(np.float32).reshape(-1, 1))))
+        kernel = fft_kernels.fft_conv1d(weight, x_shape, pads=pads, bias=bias, target=self.kernel_target,
+                                        name=self._kernel_name(node_name))
+        gv = self.bb.add_func(kernel.func, kernel.name)
+        consts = [relax.const(c) for c in kernel.constants]
+        y = self.bb.emit(relax.call_tir(gv, [x, *consts], relax.TensorType(kernel.out_shape, "float32")))
+        self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, kernel.name, "fft", "none", dict(kernel.info)))
         return y
 
     def _dense(self, x, op, node_name, op_name):

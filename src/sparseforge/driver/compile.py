@@ -132,6 +132,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "passes": [r.pass_name for r in reports],
         "expanded_functions": dict(sorted(expanded.items())),
         "decisions": decide.details.get("decisions", []),
+        "structured": pipelines.structured_changes(reports),
         "kernels": [dataclasses.asdict(r) for r in records],
     }
     if out is not None:

@@ -17,6 +17,9 @@ op                   values                                      indices        
 ``NmMatMul``         ``[N, G*n]`` kept values                    ``[N, G*n]`` uint8 offset in group  ``[N, K, G, M]``
 ===================  ==========================================  ==================================  ============
 
+Structured ops (:data:`STRUCTURED_OPS`) have inputs of their own: ``FftConv(X, W, bias, plan)``, a depthwise
+long 1-D convolution through the DFT (:mod:`sparseforge.ir.forms.fft_conv`).
+
 ``*Conv1x1`` variants take ``X[B, K, H, W]`` (NCHW) and give ``Y[B, N, H, W]``; the ``*MatMul`` variants take
 ``X[..., K]`` and give ``Y[..., N]``. ``bias`` is ``[N]`` (zeros when the layer had none). Exactness: decompression is
 exact, so results match the dense op up to fp32 summation order.
@@ -29,6 +32,7 @@ import onnx_ir as ir
 
 from sparseforge.ir import forms
 from sparseforge.ir.forms import Encoded, decode, encode  # noqa: F401 - re-exported (op-level API)
+from sparseforge.ir.forms import fft_conv
 from sparseforge.ir.forms.onnx_body import Builder
 from sparseforge.ir.keys import DOMAIN, DOMAIN_VERSION
 
@@ -37,6 +41,10 @@ KINDS = ("matmul", "conv1x1")
 _KIND_SUFFIX = {"matmul": "MatMul", "conv1x1": "Conv1x1"}
 _OP_TYPES = {(fmt, kind): fmt.capitalize() + suffix for fmt in FORMATS for kind, suffix in _KIND_SUFFIX.items()}
 OP_TYPES = frozenset(_OP_TYPES.values())
+#: Structured ops (own inputs, own function body): op type -> form module.
+STRUCTURED_OPS = {fft_conv.OP_TYPE: fft_conv}
+#: Every op of the domain.
+ALL_OP_TYPES = OP_TYPES | frozenset(STRUCTURED_OPS)
 
 
 def op_type(fmt: str, kind: str) -> str:
@@ -63,8 +71,10 @@ def attributes(enc: Encoded) -> list[ir.Attr]:
 
 
 def reference(op: str, x: np.ndarray, values: np.ndarray, indices: np.ndarray, dims: np.ndarray,
-              bias: np.ndarray) -> np.ndarray:
-    """NumPy reference of every ``ai.sparseforge`` op."""
+              bias: np.ndarray | None = None) -> np.ndarray:
+    """NumPy reference of every ``ai.sparseforge`` op (a structured op's own inputs in order after ``x``)."""
+    if op in STRUCTURED_OPS:
+        return STRUCTURED_OPS[op].op_reference(x, values, indices, dims)
     fmt, kind = op_format(op)
     w = decode(values, indices, dims, fmt)
     if kind == "matmul":
@@ -82,7 +92,9 @@ DEFAULT_FUNCTION_OPSET = 18
 
 def function(op: str, opset: int = DEFAULT_FUNCTION_OPSET) -> ir.Function:
     """The model-local ONNX function of ``op`` (its body is the dense computation), importing default opset
-    ``opset`` (>= :data:`MIN_FUNCTION_OPSET`)."""
+    ``opset`` (>= :data:`MIN_FUNCTION_OPSET`; a structured op may need more)."""
+    if op in STRUCTURED_OPS:
+        return STRUCTURED_OPS[op].function(opset)
     if opset < MIN_FUNCTION_OPSET:
         raise ValueError(f"the ai.sparseforge function bodies need opset {MIN_FUNCTION_OPSET} or later, got {opset}")
     fmt, kind = op_format(op)

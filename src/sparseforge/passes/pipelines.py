@@ -8,6 +8,8 @@ from sparseforge.passes.decide import DecideFormatPass
 from sparseforge.passes.infra import ReportingPass
 from sparseforge.passes.rewrites.block_diagonal import BlockDiagonalPass
 from sparseforge.passes.rewrites.factorize import LowRankPass
+from sparseforge.passes.rewrites.fft_conv import FftConvPass
+from sparseforge.passes.rewrites.monarch import MonarchPass
 from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass
 from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
@@ -29,8 +31,20 @@ def export() -> list[ReportingPass]:
 
 
 def structured() -> list[ReportingPass]:
-    """The exact structured rewrites: low-rank factorization, then block-diagonal weights as grouped products."""
-    return [LowRankPass(), BlockDiagonalPass()]
+    """The exact structured rewrites: low-rank factorization, block-diagonal weights as grouped products, Monarch
+    weights as two block-diagonal batched products, long depthwise 1-D convolutions as FFT convolutions."""
+    return [LowRankPass(), BlockDiagonalPass(), MonarchPass(), FftConvPass()]
+
+
+#: The diagnostic code each structured rewrite records for a rewritten layer.
+STRUCTURED_CHANGES = {"LowRank": "factored", "BlockDiagonal": "grouped", "Monarch": "monarch", "FftConv": "fft"}
+
+
+def structured_changes(reports) -> list[dict]:
+    """``[{pass, node, form, message}]``: every layer the structured rewrites changed, from the pass reports."""
+    return [dict(pass_name=r.pass_name, node=d.node, form=d.code, message=d.message)
+            for r in reports if r.pass_name in STRUCTURED_CHANGES
+            for d in r.diagnostics if d.code == STRUCTURED_CHANGES[r.pass_name]]
 
 
 def prune(config: PruneConfig) -> list[ReportingPass]:

@@ -37,6 +37,7 @@ class WeightStructure:
     rank_method: str
     long_conv: bool
     diagonal_blocks: int
+    monarch: list[int] | None
 
     @property
     def sparsity(self) -> float:

@@ -1,0 +1,71 @@
+"""The FFT convolution kernel against the direct NumPy correlation, and FftConv through the whole compile flow.
+
+Errors are checked against :func:`sparseforge.ir.forms.fft_conv.tolerance` (``8 eps log2(N) |x| |w|``), the
+bound the FFT's rounding obeys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+from sparseforge.codegen.kernels import build, make_target, run  # noqa: E402
+from sparseforge.codegen.kernels.fft_conv import fft_conv1d  # noqa: E402
+from sparseforge.ir.forms import fft_conv  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+CASES = [  # batch, channels, length, taps, pads
+    (1, 6, 256, 96, (95, 0)),  # causal
+    (2, 5, 300, 100, (50, 49)),  # odd channel count, centred
+    (1, 3, 200, 80, (0, 0)),  # valid, shorter output
+    (2, 40, 128, 128, (127, 0)),  # more channels than one vector of pairs, kernel as long as the signal
+    (1, 2, 100, 64, (200, 7)),  # padding wider than the kernel
+]
+
+
+@pytest.mark.parametrize("lanes", [4, None], ids=["lanes4", "host"])
+def test_kernel_matches_direct_correlation(lanes) -> None:
+    tgt = make_target(threads=2, lanes=lanes)
+    rng = np.random.default_rng(0)
+    kernels, data = [], []
+    for i, (b, c, t, taps, pads) in enumerate(CASES):
+        w = rng.standard_normal((c, 1, taps)).astype(np.float32)
+        bias = rng.standard_normal(c).astype(np.float32) if i % 2 else None
+        x = rng.standard_normal((b, c, t)).astype(np.float32)
+        kernels.append(fft_conv1d(w, x.shape, pads=pads, bias=bias, target=tgt))
+        data.append((x, w, bias, pads))
+    lib = build(kernels, tgt)
+    for kernel, (x, w, bias, pads) in zip(kernels, data):
+        y = run(kernel, x, tgt, lib)
+        ref = fft_conv.reference(x, w, bias, pads)
+        assert y.shape == ref.shape
+        err = float(np.abs(y - ref).max())
+        assert err <= fft_conv.tolerance(x, w, kernel.info["fft_length"]), (kernel.info, err)
+        assert err < 1e-4 * float(np.abs(ref).max())  # far inside the bound in practice
+
+
+def test_compile_flow_uses_the_fft_kernel_and_verifies(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sparseforge import api
+
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((8, 1, 256)) / 16).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="hyena/long", group=8,
+                                                pads=[255, 0])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 1024])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 1024])],
+                              [numpy_helper.from_array(w, "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(proto)
+    result = api.compile(proto, tmp_path / "artifact", target="x86", threads=1, verify=True)
+    assert result.manifest["verify"]["ok"], result.manifest["verify"]
+    (kernel,) = result.manifest["kernels"]
+    assert kernel["op_type"] == "FftConv" and kernel["info"]["fft_length"] == 2048
+    assert result.manifest["structured"][0]["form"] == "fft"
+    dense = api.compile(proto, None, target="x86", threads=1, dense=True)
+    assert dense.manifest["structured"] == [] and dense.manifest["kernels"] == []
