@@ -8,6 +8,10 @@ rewrite), reported against the fastest dense peer. OpenVINO is not installed her
 * ``low-rank``: ``MatMul(x[M, 4096], W[4096, 4096])`` with ``rank(W) = 512`` (n/8), ``M`` in 1 and 128.
 * ``block-diagonal``: the same shape, ``W`` block-diagonal with 8 blocks of 512 x 512, rows and columns shuffled.
 * ``monarch``: the same shape, ``W`` a Monarch product with 64 blocks of 64 x 64 in each factor.
+* ``fft-conv``: a Hyena-shaped long convolution, ``Conv(x[1, 256, 4096], W[256, 1, 4096])``, depthwise and causal
+  (``--m`` does not apply). Peers: ONNX Runtime's Conv, PyTorch's ``conv1d``, and PyTorch computing the same
+  convolution with ``torch.fft.rfft`` the way Hyena's ``fftconv`` does (the kernel's spectrum every call), plus the
+  same with the kernel spectrum precomputed (``pytorch-rfft-cached``, shown, not a Hyena peer).
 
     .venv/bin/python benchmarks/structured_forms.py                     # every case, 1 and 2 threads
     .venv/bin/python benchmarks/structured_forms.py --threads 1 --m 128 --json benchmarks/results/structured.json
@@ -68,7 +72,77 @@ def monarch_model(m: int, n: int = 4096, blocks: int = 64, seed: int = 0) -> onn
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-CASES = {"low-rank": low_rank_model, "block-diagonal": block_diagonal_model, "monarch": monarch_model}
+def fft_conv_model(m: int = 1, channels: int = 256, length: int = 4096, taps: int = 4096, seed: int = 0
+                   ) -> onnx.ModelProto:
+    """A depthwise causal ``Conv1d`` with ``taps`` taps over ``length`` samples (Hyena's long convolution)."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((channels, 1, taps)) * np.exp(-np.arange(taps) / 512.0) / 20).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="long_conv", group=channels, pads=[taps - 1, 0])
+    graph = helper.make_graph([node], "fft_conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, length])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, length])],
+                              [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def bench_fft_conv(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -> dict:
+    """ONNX Runtime's Conv, PyTorch ``conv1d`` and ``torch.fft.rfft`` (Hyena's ``fftconv``), sparseforge's FftConv;
+    medians in ms. The direct dense control is not compiled (a direct 4096-tap convolution takes seconds)."""
+    import torch
+
+    import onnx_ir as ir
+    from sparseforge.driver import bench
+    from sparseforge.driver.compile import compile_model
+    from sparseforge.ir.forms.fft_conv import fft_length
+    from sparseforge.runtime.compare import random_inputs, session
+
+    pinned = bench.pin_threads(threads)
+    feeds = random_inputs(session(proto), 0)
+    w = torch.from_numpy(numpy_helper.to_array(proto.graph.initializer[0]).copy())  # [C, 1, L]
+    x = torch.from_numpy(feeds["x"].copy())
+    channels, length, taps = w.shape[0], x.shape[-1], w.shape[-1]
+    n = fft_length(length + taps - 1)
+    flipped = torch.flip(w[:, 0, :], dims=[-1])  # ONNX Conv correlates; a convolution takes the flipped kernel
+    cached = torch.fft.rfft(flipped, n=n)
+
+    class Conv(torch.nn.Module):
+        def forward(self, a):
+            return torch.nn.functional.conv1d(a, w, padding=taps - 1, groups=channels)[..., :length]
+
+    class HyenaFFT(torch.nn.Module):  # hyena-dna's fftconv: the kernel spectrum is computed every call
+        def forward(self, a):
+            k_f = torch.fft.rfft(flipped, n=n) / n
+            u_f = torch.fft.rfft(a, n=n)
+            return torch.fft.irfft(u_f * k_f, n=n, norm="forward")[..., :length]
+
+    class CachedFFT(torch.nn.Module):
+        def forward(self, a):
+            return torch.fft.irfft(torch.fft.rfft(a, n=n) * cached, n=n)[..., :length]
+
+    structured = compile_model(ir.from_proto(proto), None, threads=threads)
+    reference = session(proto, threads=threads).run(None, feeds)[0]
+    for module in (Conv(), HyenaFFT(), CachedFFT()):
+        with torch.inference_mode():
+            got = module(x).numpy()
+        assert np.allclose(got, reference, atol=1e-3 * np.abs(reference).max()), type(module).__name__
+    engines = {"onnxruntime": bench.ort_engine(proto, feeds, threads),
+               "pytorch-conv1d": bench.torch_engine(Conv(), (x,), threads),
+               "pytorch-rfft-hyena": bench.torch_engine(HyenaFFT(), (x,), threads),
+               "pytorch-rfft-cached": bench.torch_engine(CachedFFT(), (x,), threads),
+               "sparseforge": bench.artifact_engine(structured.executable, feeds, ["x"], threads)}
+    results = {r.engine: r.median_ms for r in bench.time_engines(engines, rounds=rounds, repeat=repeat,
+                                                                  max_seconds=300)}
+    ours = results["sparseforge"]
+    return dict(threads=threads, pinned=pinned, ms={k: round(v, 3) for k, v in results.items()},
+                speedup_vs_onnxruntime=round(results["onnxruntime"] / ours, 1),
+                speedup_vs_pytorch_rfft_hyena=round(results["pytorch-rfft-hyena"] / ours, 2),
+                speedup_vs_pytorch_rfft_cached=round(results["pytorch-rfft-cached"] / ours, 2),
+                speedup_vs_best_dense_peer=round(min(results["onnxruntime"], results["pytorch-conv1d"]) / ours, 1),
+                structured=structured.manifest["structured"], kernels=structured.manifest["kernels"])
+
+
+CASES = {"low-rank": low_rank_model, "block-diagonal": block_diagonal_model, "monarch": monarch_model,
+         "fft-conv": fft_conv_model}
 
 
 def bench_case(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -> dict:
@@ -116,10 +190,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = []
     for case in args.cases:
-        for m in args.m:
+        for m in ([1] if case == "fft-conv" else args.m):
             proto = CASES[case](m)
             for threads in args.threads:
-                row = dict(case=case, m=m, **bench_case(proto, threads, args.rounds, args.repeat))
+                run = bench_fft_conv if case == "fft-conv" else bench_case
+                row = dict(case=case, m=m, **run(proto, threads, args.rounds, args.repeat))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.json:

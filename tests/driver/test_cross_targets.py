@@ -191,10 +191,10 @@ def _structured_models() -> dict:
 
     monarch = Monarch(rng.standard_normal((8, 16, 12)), rng.standard_normal((16, 8, 8)), "gf", 0.0).dense()
     models = {}
-    conv_w = (rng.standard_normal((6, 1, 96)) / 10).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="fc", group=6, pads=[95, 0])],
-                              "fft", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 256])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 256])],
+    conv_w = (rng.standard_normal((6, 1, 256)) / 16).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="fc", group=6, pads=[255, 0])],
+                              "fft", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 512])],
                               [numpy_helper.from_array(conv_w, "w")])
     models["fft_conv"] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     for name, weight in (("low_rank", low), ("block_diagonal", np.ascontiguousarray(block.T)),
