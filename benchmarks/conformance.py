@@ -157,6 +157,21 @@ def sample(index: dict[str, str], size: int, seed: int) -> list[str]:
 
 # ------------------------------------------------------------------ one case
 
+#: Ops whose every output is a sum over a whole axis (Fourier transforms): an output that should be 0 carries the
+#: rounding of that sum, ~eps * sum |x|, so their absolute tolerance is 1e-5 of the largest expected value (the
+#: onnx test data itself, made with float64 NumPy, fails the fixed atol=1e-7 in ONNX Runtime for all of them).
+WHOLE_AXIS_SUMS = frozenset({"DFT", "STFT"})
+
+
+def case_atol(model: onnx.ModelProto, data: dict) -> float:
+    atol = data.get("atol", ATOL)
+    if any(n.op_type in WHOLE_AXIS_SUMS for n in model.graph.node):
+        scale = max((float(np.abs(np.asarray(o, np.float64)).max()) for o in data["outputs"]
+                     if isinstance(o, np.ndarray) and o.size and o.dtype.kind == "f"), default=0.0)
+        atol = max(atol, 1e-5 * scale)
+    return atol
+
+
 def compare(ref_outputs, outputs, rtol=RTOL, atol=ATOL) -> None:
     """onnx's backend runner comparison (``Runner.assert_similar_outputs``): count, shape, dtype, allclose."""
     np.testing.assert_equal(len(outputs), len(ref_outputs))
@@ -263,7 +278,7 @@ def run_sparseforge(case_dir: pathlib.Path, model: onnx.ModelProto, data: dict, 
     try:
         if missing:
             raise AssertionError(f"outputs missing: {missing}")
-        compare(data["outputs"], outputs, data.get("rtol", RTOL), data.get("atol", ATOL))
+        compare(data["outputs"], outputs, data.get("rtol", RTOL), case_atol(model, data))
     except AssertionError as exc:
         return dict(record, status="wrong", reason=" ".join(str(exc).split())[:400])
     return dict(record, status="pass")
@@ -283,7 +298,7 @@ def run_ort(model: onnx.ModelProto, data: dict) -> dict:
     except BaseException as exc:  # noqa: BLE001
         return dict(status="error", reason=_short(exc, 200))
     try:
-        compare(data["outputs"], outputs, data.get("rtol", RTOL), data.get("atol", ATOL))
+        compare(data["outputs"], outputs, data.get("rtol", RTOL), case_atol(model, data))
     except (AssertionError, TypeError, ValueError) as exc:
         return dict(status="wrong", reason=" ".join(str(exc).split())[:200])
     return dict(status="pass")

@@ -7,6 +7,9 @@ Every factory returns ``(module, example_inputs)`` so it can be given to the CLI
 * ``bert_encoder``: a 12-layer BERT-base-shaped encoder (hidden 768, 12 heads, FFN 3072), for benchmarks.
 * ``structured_mlp``: an MLP whose weights have structure beyond zeros: a low-rank adapter merged on a zero base
   (rank 16) and a grouped (block-diagonal, 4 groups) projection, as trained adapters and grouped layers leave them.
+* ``hyena``: a Hyena-style long-convolution model (gated projections, a short depthwise conv, and a causal
+  depthwise convolution as long as the sequence whose filter an implicit MLP generates), as Hyena/H3 layers are at
+  inference time.
 * ``mobilenetv2``: a MobileNetV2-style CNN (inverted residuals, depthwise 3x3, 1x1 expand/project, BatchNorm,
   ReLU6), ``width`` scales the channels.
 """
@@ -169,3 +172,54 @@ def structured_mlp(batch: int = 8, width: int = 512, seed: int = 0):
     _seeded(seed)
     model = StructuredMLP(width).eval()
     return model, (torch.randn(batch, width),)
+
+
+class HyenaOperator(nn.Module):
+    """One order-2 Hyena operator on ``[batch, channels, seq]``: ``out(x1 * long(x2 * short(v)))``.
+
+    The long filter ``h [channels, 1, seq]`` comes from an implicit filter (sine positional features -> MLP with
+    sine activations -> exponential decay per channel), evaluated once: at inference it is a constant, which the
+    export carries as the weight of a causal depthwise ``Conv1d`` (``F.pad`` left by ``seq - 1``).
+    """
+
+    def __init__(self, channels: int, seq: int, filter_hidden: int = 32):
+        super().__init__()
+        self.seq = seq
+        self.in_proj = nn.Conv1d(channels, 3 * channels, 1)
+        self.short = nn.Conv1d(3 * channels, 3 * channels, 3, padding=2, groups=3 * channels)
+        self.out_proj = nn.Conv1d(channels, channels, 1)
+        t = torch.linspace(0, 1, seq)[:, None]
+        bands = torch.arange(1, 9, dtype=torch.float32)[None, :]
+        features = torch.cat([t, torch.sin(2 * torch.pi * bands * t), torch.cos(2 * torch.pi * bands * t)], dim=1)
+        mlp = nn.Sequential(nn.Linear(features.shape[1], filter_hidden), nn.Linear(filter_hidden, channels))
+        with torch.no_grad():
+            h = mlp[1](torch.sin(mlp[0](features))).T  # [channels, seq]
+            decay = torch.exp(-t.T * torch.linspace(2, 12, channels)[:, None])
+            self.filter = nn.Parameter((h * decay / seq ** 0.5)[:, None, :], requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v, x1, x2 = self.short(self.in_proj(x))[..., : self.seq].chunk(3, dim=1)
+        z = nn.functional.pad(x2 * v, (self.seq - 1, 0))
+        z = nn.functional.conv1d(z, self.filter, groups=z.shape[1])
+        return self.out_proj(x1 * z)
+
+
+class HyenaModel(nn.Module):
+    """``layers`` Hyena operators with residuals and LayerNorm over channels; input ``[batch, channels, seq]``."""
+
+    def __init__(self, channels: int, seq: int, layers: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(HyenaOperator(channels, seq) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.GroupNorm(1, channels) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block, norm in zip(self.blocks, self.norms):
+            x = x + block(norm(x))
+        return x
+
+
+def hyena(channels: int = 128, seq: int = 2048, layers: int = 2, batch: int = 1, seed: int = 0):
+    """A small Hyena-style long-convolution model (2 order-2 operators, 128 channels, sequence 2048)."""
+    _seeded(seed)
+    model = HyenaModel(channels, seq, layers).eval()
+    return model, (torch.randn(batch, channels, seq),)

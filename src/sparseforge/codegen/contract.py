@@ -44,7 +44,7 @@ CONSTANT_INPUTS = {
     "ReduceMax": (1,), "ReduceMin": (1,), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceProd": (1,),
     "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
     "Split": (1,), "TopK": (1,), "CumSum": (1,), "CumProd": (1,), "Pad": (1, 2, 3), "OneHot": (1, 2), "Expand": (1,),
-    "Slice": (1, 2, 3, 4), "Range": (0, 1, 2), "Resize": (1, 2, 3),
+    "Slice": (1, 2, 3, 4), "Range": (0, 1, 2), "Resize": (1, 2, 3), "DFT": (1, 2), "STFT": (1, 3),
 }
 
 
@@ -159,6 +159,27 @@ _FOLDABLE = frozenset({"Shape", "Size"})
 
 def early_refusals(nodes) -> list[tuple[str, str, str]]:
     """``(op, node name, reason)`` for top-level nodes (``onnx_ir`` nodes) refused whatever folding does, checked
-    before the passes run: some of them (``SplitToSequence``) make constant folding itself fail."""
+    before the passes run: some of them (``SplitToSequence``) make constant folding itself fail. A
+    ``SplitToSequence`` read only by ``SequenceAt`` with constant positions (``torch.chunk``/``split`` as the
+    dynamo exporter writes them) is not refused: the optimizer turns it into a ``Split``, and what is left after
+    the passes is checked again before import."""
     return [(n.op_type, n.name or "", REFUSED_OPS[n.op_type]) for n in nodes
-            if n.domain in ("", "ai.onnx") and n.op_type in REFUSED_OPS and n.op_type not in _FOLDABLE]
+            if n.domain in ("", "ai.onnx") and n.op_type in REFUSED_OPS and n.op_type not in _FOLDABLE
+            and not _split_to_tensors(n)]
+
+
+def _split_to_tensors(node) -> bool:
+    """A ``SplitToSequence`` whose sequence is only read by ``SequenceAt`` at constant positions."""
+    if node.op_type != "SplitToSequence" or node.outputs[0].is_graph_output():
+        return False
+    uses = list(node.outputs[0].uses())
+    return bool(uses) and all(user.op_type == "SequenceAt" and len(user.inputs) > 1 and _constant(user.inputs[1])
+                              for user, _ in uses)
+
+
+def _constant(value) -> bool:
+    """An initializer or the output of a ``Constant`` node."""
+    if value is None:
+        return False
+    producer = value.producer()
+    return value.const_value is not None or (producer is not None and producer.op_type == "Constant")

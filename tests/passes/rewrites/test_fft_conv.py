@@ -70,3 +70,19 @@ def test_refusals_say_why(case, reason) -> None:
     assert [n.op_type for n in model.graph] == ["Conv"]
     notes = [d.message for d in report.diagnostics if d.code == "fft.not-rewritten"]
     assert notes and reason in notes[0], notes
+
+
+def test_a_zero_pad_in_front_is_folded_in() -> None:
+    """``F.pad(x, (L - 1, 0))`` then a valid conv (how causal long convolutions are written) becomes one FftConv."""
+    rng = np.random.default_rng(4)
+    w = (rng.standard_normal((4, 1, 256)) / 16).astype(np.float32)
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["xp"], name="pad"),
+             helper.make_node("Conv", ["xp", "w"], ["y"], name="long", group=4)]
+    proto = make_model(nodes, [vinfo("x", [1, 4, 600])], [vinfo("y", [1, 4, 600])],
+                       [init("w", w), init("pads", np.array([0, 0, 255, 0, 0, 0], np.int64))])
+    model, report = _run(proto)
+    assert [n.op_type for n in model.graph] == ["FftConv"]
+    plan = model.graph.initializers["long.fft_plan"].const_value.numpy()
+    assert fft_conv.pads_of(plan, 600, 256) == (255, 0)
+    result = compare(proto, model, rtol=1e-4, runs=2)
+    assert result.ok, result.to_dict()

@@ -11,10 +11,12 @@ contract (:mod:`sparseforge.codegen.contract`).
 
 from __future__ import annotations
 
-from . import attention, elementwise, losses, normalization, resize, scan
+from . import attention, conv, dft, elementwise, losses, normalization, resize, scan
 
 CONVERTERS = {
     **attention.CONVERTERS,
+    **conv.CONVERTERS,
+    **dft.CONVERTERS,
     **elementwise.CONVERTERS,
     **losses.CONVERTERS,
     **normalization.CONVERTERS,

@@ -1,7 +1,8 @@
 """Long depthwise 1-D convolutions become FFT convolutions (``ai.sparseforge.FftConv``).
 
 :class:`FftConvPass` replaces ``Conv(X [B, C, T], W [C, 1, L], bias)`` with ``group = C``, unit strides and
-dilations, explicit (or ``VALID``) pads, a constant weight and a static ``X``, when the kernel has at least
+dilations, explicit (or ``VALID``) pads (a zero ``Pad`` of the signal's last axis in front is folded in), a
+constant weight and a static ``X``, when the kernel has at least
 :data:`~sparseforge.ir.forms.fft_conv.MIN_TAPS` taps and the FFT needs fewer operations
 (:func:`~sparseforge.ir.forms.fft_conv.worth_it`). Causal (``pads = [L-1, 0]``) and centred pads alike. The node
 keeps its name and output. The result is not bit-exact: its error is bounded by
@@ -36,11 +37,11 @@ class FftConvPass(ReportingPass):
                 continue
             why = _refusal(node, opset)
             if why is None:
-                length = int(node.inputs[0].shape[-1])
-                pads = _pads(node)
+                source, pads = _absorb_pad(node)
+                length = int(source.shape[-1])
                 ok, why = fft_conv.worth_it(length, int(weight.shape[-1]), pads)
                 if ok:
-                    _rewrite(model, node, pads)
+                    _rewrite(model, node, source, pads)
                     report.changed("fft", f"{why} (FFT rounding: error ~ eps log2(N) |x| |w|)", node.name)
                     continue
             report.note("fft.not-rewritten", why, node.name)
@@ -55,6 +56,28 @@ def _attr(node: ir.Node, key: str, default):
 def _pads(node: ir.Node) -> tuple[int, int]:
     pads = list(_attr(node, "pads", [0, 0]))
     return int(pads[0]), int(pads[1])
+
+
+def _absorb_pad(node: ir.Node) -> tuple[ir.Value, tuple[int, int]]:
+    """The signal and its ``(p0, p1)``: a zero ``Pad`` of the last axis alone (``F.pad(x, (L - 1, 0))`` before a
+    causal conv) read only by this Conv is folded into the pads; otherwise the Conv's own input and pads."""
+    x, pads = node.inputs[0], _pads(node)
+    pad = x.producer()
+    if pad is None or pad.op_type != "Pad" or pad.domain not in ("", "ai.onnx") or len(x.uses()) != 1:
+        return x, pads
+    src = pad.inputs[0]
+    amounts = pad.inputs[1].const_value if len(pad.inputs) > 1 and pad.inputs[1] is not None else None
+    value = pad.inputs[2] if len(pad.inputs) > 2 else None
+    axes = pad.inputs[3] if len(pad.inputs) > 3 else None
+    if (amounts is None or axes is not None or str(_attr(pad, "mode", "constant")) != "constant"
+            or src.shape is None or len(src.shape) != 3 or not src.shape.is_static()):
+        return x, pads
+    if value is not None and (value.const_value is None or np.any(value.const_value.numpy() != 0)):
+        return x, pads
+    amounts = [int(a) for a in amounts.numpy().reshape(-1)]
+    if len(amounts) != 6 or any(amounts[i] for i in (0, 1, 3, 4)) or min(amounts) < 0:
+        return x, pads
+    return src, (pads[0] + amounts[2], pads[1] + amounts[5])
 
 
 def _refusal(node: ir.Node, opset: int) -> str | None:
@@ -79,8 +102,8 @@ def _refusal(node: ir.Node, opset: int) -> str | None:
     return None
 
 
-def _rewrite(model: ir.Model, node: ir.Node, pads: tuple[int, int]) -> None:
-    x, w = node.inputs[0], node.inputs[1]
+def _rewrite(model: ir.Model, node: ir.Node, x: ir.Value, pads: tuple[int, int]) -> None:
+    w = node.inputs[1]
     channels, taps = int(w.const_value.shape[0]), int(w.const_value.shape[-1])
     base = node.name or "conv"
     bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else \
@@ -92,5 +115,6 @@ def _rewrite(model: ir.Model, node: ir.Node, pads: tuple[int, int]) -> None:
     name, shape, type_ = old.name, old.shape, old.type
     old.replace_all_uses_with(new.outputs[0], replace_graph_outputs=True)
     model.graph.remove(node, safe=True)
+    ir.passes.common.RemoveUnusedNodesPass()(model)  # an absorbed Pad
     out = new.outputs[0]
     out.name, out.shape, out.type = name, shape, type_

@@ -1,0 +1,149 @@
+"""``DFT`` (opset 17 and 20) and ``STFT`` (opset 17), which TVM's importer lacks, as products with constant
+transform matrices.
+
+Semantics follow ``onnx.reference`` (``op_dft``, ``op_stft``): the last axis holds ``[re]`` or ``[re, im]``; the
+transform runs along ``axis`` (an attribute, default 1, in opset 17; a constant input, default -2, from 20) over
+``dft_length`` points (the input truncated or zero-padded; default the axis length, or ``2 (K - 1)`` for a
+one-sided inverse); ``onesided`` keeps bins ``0..n/2`` of a forward transform and makes an inverse one real
+(``irfft``); the inverse divides by ``n``.
+
+The transform is ``[re, im] @ [[C, -S], [S, C]]``-style products with ``C = cos(2 pi t k / n)``,
+``S = sin(2 pi t k / n)`` computed in float64 and stored as float32: ``O(n^2)`` work per signal, matrices up to
+:data:`MAX_LENGTH` points (long power-of-two convolutions through the DFT are the FftConv rewrite's business).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparseforge.errors import UnsupportedOpError
+
+from ._util import constant_value, dtype, op, padded, relax, shape
+
+#: Longest transform built as a matrix (two float32 ``n x n`` matrices: 128 MiB at 4096).
+MAX_LENGTH = 4096
+
+
+def _int_input(expr, what: str, node: str) -> int | None:
+    if expr is None:
+        return None
+    value = constant_value(expr)
+    if value is None:
+        raise UnsupportedOpError(f"{node}: the {what} input is computed at run time; it must be a constant")
+    return int(np.asarray(value).reshape(-1)[0])
+
+
+def _resize(bb, x, length: int, n: int):
+    """``x [B, length]`` truncated or zero-padded to ``[B, n]``."""
+    if length > n:
+        return bb.emit(op.strided_slice(x, axes=[1], begin=[0], end=[n]))
+    if length < n:
+        return bb.emit(op.nn.pad(x, [0, 0, 0, n - length]))
+    return x
+
+
+def _matrices(n: int, bins: int, sign: float, scale: float, weights=None):
+    t = np.arange(n)[:, None]
+    k = np.arange(bins)[None, :]
+    angle = 2.0 * np.pi * (t * k % n) / n
+    cos, sin = np.cos(angle) * scale, sign * np.sin(angle) * scale
+    if weights is not None:  # rows are bins for the one-sided inverse
+        cos, sin = cos * weights[None, :], sin * weights[None, :]
+    return cos, sin
+
+
+def transform(bb, re, im, n: int, *, inverse: bool, onesided: bool):
+    """``(re, im)`` (``[B, L]`` float32, ``im`` may be None) transformed over ``n`` points: ``(re, im)`` of the
+    result (``im`` None for a one-sided inverse)."""
+    length = shape(re)[1]
+    if n > MAX_LENGTH:
+        raise UnsupportedOpError(f"a DFT of {n} points (sparseforge builds transforms of up to {MAX_LENGTH})")
+
+    def mm(x, m):
+        return bb.emit(op.matmul(x, relax.const(np.ascontiguousarray(m, dtype=np.float32))))
+
+    if inverse and onesided:  # irfft: bins 0..n/2 of a Hermitian spectrum -> real signal
+        bins = n // 2 + 1
+        re = _resize(bb, re, length, bins)
+        weights = np.full(bins, 2.0)
+        weights[0] = 1.0
+        if n % 2 == 0:
+            weights[-1] = 1.0
+        cos, sin = _matrices(n, bins, 1.0, 1.0 / n, weights)  # [n, bins]
+        out = mm(re, cos.T)
+        if im is not None:
+            out = bb.emit(op.subtract(out, mm(_resize(bb, im, length, bins), sin.T)))
+        return out, None
+    re = _resize(bb, re, length, n)
+    im = None if im is None else _resize(bb, im, length, n)
+    bins = n // 2 + 1 if onesided and not inverse else n
+    sign = 1.0 if inverse else -1.0  # exp(sign * i * angle)
+    cos, sin = _matrices(n, bins, sign, 1.0 / n if inverse else 1.0)
+    out_re, out_im = mm(re, cos), mm(re, sin)
+    if im is not None:  # (re + i im)(cos + i sin) = re cos - im sin + i (re sin + im cos)
+        out_re = bb.emit(op.subtract(out_re, mm(im, sin)))
+        out_im = bb.emit(op.add(out_im, mm(im, cos)))
+    return out_re, out_im
+
+
+def _along(bb, x, axis: int, body):
+    """Apply ``body(re, im) -> (re, im | None)`` (``[B, L]`` each) along ``axis`` of ``x [..., L, ..., c]``; the
+    result keeps ``x``'s layout with the new length and complex dimension."""
+    dims = shape(x)
+    rank = len(dims)
+    order = [d for d in range(rank - 1) if d != axis] + [axis, rank - 1]
+    moved = bb.emit(op.permute_dims(x, order)) if order != list(range(rank)) else x
+    lead = [dims[d] for d in order[:-2]]
+    batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    flat = bb.emit(op.reshape(moved, (batch, dims[axis], dims[-1])))
+    re = bb.emit(op.squeeze(op.strided_slice(flat, axes=[2], begin=[0], end=[1]), [2]))
+    im = bb.emit(op.squeeze(op.strided_slice(flat, axes=[2], begin=[1], end=[2]), [2])) if dims[-1] == 2 else None
+    out_re, out_im = body(re, im)
+    parts = [out_re] if out_im is None else [out_re, out_im]
+    stacked = bb.emit(op.stack(parts, axis=2))
+    length = shape(out_re)[1]
+    result = bb.emit(op.reshape(stacked, (*lead, length, len(parts))))
+    inverse = [order.index(d) for d in range(rank)]
+    return op.permute_dims(result, inverse) if inverse != list(range(rank)) else result
+
+
+def dft(bb, inputs, attrs):
+    x, length_in, axis_in = padded(inputs, 3)
+    node = attrs.get("tvm_custom", {}).get("name", "") or "DFT"
+    opset = int(attrs.get("tvm_custom", {}).get("opset", 17))
+    if dtype(x) != "float32":
+        raise UnsupportedOpError(f"DFT node '{node}': {dtype(x)} input (sparseforge's DFT is float32)")
+    rank = len(shape(x))
+    axis = _int_input(axis_in, "axis", node) if opset >= 20 else None
+    axis = (axis if axis is not None else (-2 if opset >= 20 else int(attrs.get("axis", 1)))) % rank
+    if axis == rank - 1:
+        raise UnsupportedOpError(f"DFT node '{node}': axis is the complex dimension")
+    inverse, onesided = bool(attrs.get("inverse", 0)), bool(attrs.get("onesided", 0))
+    n = _int_input(length_in, "dft_length", node)
+    if n is None:
+        n = 2 * (shape(x)[axis] - 1) if inverse and onesided else shape(x)[axis]
+    return _along(bb, x, axis, lambda re, im: transform(bb, re, im, n, inverse=inverse, onesided=onesided))
+
+
+def stft(bb, inputs, attrs):
+    x, step_in, window, length_in = padded(inputs, 4)
+    node = attrs.get("tvm_custom", {}).get("name", "") or "STFT"
+    if dtype(x) != "float32":
+        raise UnsupportedOpError(f"STFT node '{node}': {dtype(x)} input (sparseforge's STFT is float32)")
+    batch, length, c = shape(x)
+    step = _int_input(step_in, "frame_step", node)
+    frame = _int_input(length_in, "frame_length", node)
+    if frame is None:
+        frame = shape(window)[0] if window is not None else length
+    frames = 1 + (length - frame) // step
+    index = (np.arange(frames)[:, None] * step + np.arange(frame)[None, :]).reshape(-1).astype(np.int64)
+    framed = bb.emit(op.take(x, relax.const(index), axis=1))  # [B, frames * frame, c]
+    if window is not None:
+        tiled = bb.emit(op.tile(op.reshape(window, (frame, 1)), (frames, 1)))  # [frames * frame, 1]
+        framed = bb.emit(op.multiply(framed, tiled))
+    framed = bb.emit(op.reshape(framed, (batch, frames, frame, c)))
+    onesided = bool(attrs.get("onesided", 1))
+    return _along(bb, framed, 2, lambda re, im: transform(bb, re, im, frame, inverse=False, onesided=onesided))
+
+
+CONVERTERS = {"DFT": dft, "STFT": stft}
