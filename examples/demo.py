@@ -64,6 +64,18 @@ def main() -> None:
                 "--threads", "1", "--no-calibrate", "--verify")
     sparseforge("bench", f"{MODELS}:structured_mlp", "--threads", "1", "--rounds", "3")
 
+    banner("5. A Hyena-style model: its long causal convolutions become FFT convolutions")
+    sparseforge("inspect", f"{MODELS}:hyena", "--no-rank")
+    sparseforge("compile", f"{MODELS}:hyena", "--target", "x86", "-o", f"{rel}/hyena_x86", "--threads", "1",
+                "--no-calibrate", "--verify")
+    sparseforge("bench", f"{MODELS}:hyena", "--threads", "1", "--rounds", "3", "--repeat", "3")
+
+    banner("6. Attention heads pruned to zero: ShrinkChannels removes them through the attention pattern")
+    sparseforge("export", f"{MODELS}:transformer_dead_heads", "-o", f"{rel}/transformer_heads.onnx", "--verify")
+    sparseforge("compile", f"{MODELS}:transformer_dead_heads", "--target", "x86", "-o", f"{rel}/heads_x86",
+                "--threads", "1", "--no-calibrate", "--verify")
+    sparseforge("bench", f"{MODELS}:transformer_dead_heads", "--threads", "1", "--rounds", "3")
+
     banner(f"Done in {time.time() - start:.0f} s. Files are in {rel}/; every exported model runs in ONNX Runtime.")
 
 

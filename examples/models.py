@@ -10,6 +10,8 @@ Every factory returns ``(module, example_inputs)`` so it can be given to the CLI
 * ``hyena``: a Hyena-style long-convolution model (gated projections, a short depthwise conv, and a causal
   depthwise convolution as long as the sequence whose filter an implicit MLP generates), as Hyena/H3 layers are at
   inference time.
+* ``transformer_dead_heads``: ``transformer_encoder`` after head pruning: value rows of heads 1 and 2 zero in layer
+  0, output-projection columns of head 3 zero in layer 1 (the heads ShrinkChannels removes).
 * ``mobilenetv2``: a MobileNetV2-style CNN (inverted residuals, depthwise 3x3, 1x1 expand/project, BatchNorm,
   ReLU6), ``width`` scales the channels.
 """
@@ -47,6 +49,19 @@ def transformer_encoder(
     _seeded(seed)
     model = TransformerEncoderModel(d_model, nhead, dim_ff, layers).eval()
     return model, (torch.randn(batch, seq, d_model),)
+
+
+def transformer_dead_heads(seq: int = 32, batch: int = 1, seed: int = 0):
+    """``transformer_encoder`` (4 heads of 32) with three heads pruned the way head pruning leaves them."""
+    model, inputs = transformer_encoder(seq=seq, batch=batch, seed=seed)
+    d_model, head = 128, 32
+    with torch.no_grad():
+        first = model.encoder.layers[0].self_attn
+        rows = slice(2 * d_model + head, 2 * d_model + 3 * head)  # V rows of heads 1 and 2 in the fused in_proj
+        first.in_proj_weight[rows] = 0
+        first.in_proj_bias[rows] = 0
+        model.encoder.layers[1].self_attn.out_proj.weight[:, 3 * head:] = 0  # head 3 is never read
+    return model, inputs
 
 
 def bert_encoder(seq: int = 128, batch: int = 1, layers: int = 12, seed: int = 0):

@@ -267,7 +267,10 @@ def runtime_weight(node: ir.Node) -> str | None:
         producer = w.producer()
         if producer is not None and producer.op_type == "Transpose" and producer.inputs \
                 and constant_array(producer.inputs[0]) is not None:
-            shared = producer.inputs[0].name
+            source = producer.inputs[0]
+            if not source.is_graph_output() and all(user is producer for user, _ in source.uses()):
+                return None  # only this layer reads it: constant folding makes the transpose a plain weight
+            shared = source.name
             return (f"the weight is the transpose of '{shared}', which other layers share (tied weights, kept as "
                     "one tensor): the layer is compiled dense and not analysed")
         return None

@@ -10,7 +10,9 @@ This covers:
 * input channels whose weight columns are all zero, when the producer feeds nothing else;
 
 carried consistently through elementwise ops, BatchNorm, pooling, depthwise Conv, Reshape/Flatten, residual Add
-and Concat. Graph inputs and outputs never change shape; a tensor never loses all its channels.
+and Concat. Graph inputs and outputs never change shape; a tensor never loses all its channels. First, dead
+attention heads (zero value rows or zero output-projection columns) are removed through the attention pattern
+(:mod:`sparseforge.passes.channels.heads`).
 
 Exactness: only zero terms are dropped and constants are folded in float64 then rounded to the weight dtype, so
 outputs match the original up to fp32 summation order (rtol ~1e-5).
@@ -27,6 +29,7 @@ import onnx_ir as ir
 from sparseforge.ir.weights import WeightView, constant_array
 from sparseforge.passes.canonicalize import infer_shapes, new_initializer
 from sparseforge.passes.channels.graph import ChannelGraph
+from sparseforge.passes.channels.heads import shrink_heads
 from sparseforge.passes.channels.plan import RemovalPlan, plan_removal
 from sparseforge.passes.infra import PassReport, ReportingPass
 
@@ -57,6 +60,7 @@ class ShrinkChannelsPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         infer_shapes(model)  # channel counts come from static shapes
+        shrink_heads(model, report)
         graph = ChannelGraph(model)
         plan = plan_removal(graph)
         for _ in range(self.max_rounds):
