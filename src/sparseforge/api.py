@@ -60,6 +60,7 @@ class InspectResult:
     layers: list[WeightStructure]
     reports: list[PassReport]
     stats: ModelStats
+    attention: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         total = sum(layer.shape[0] * layer.shape[1] for layer in self.layers)
@@ -74,13 +75,16 @@ class InspectResult:
             "layers_2_4": sum(1 for l in self.layers if l.nm.get("2:4", 0) >= 1.0),
             "layers_low_rank": sum(1 for l in self.layers if l.rank is not None and l.rank < min(l.shape)),
             "long_conv_candidates": sum(1 for l in self.layers if l.long_conv),
+            "monarch_layers": sum(1 for l in self.layers if l.monarch),
+            "attention_cores": len(self.attention),
+            "dead_heads": sum(len(a["dead"]) for a in self.attention),
             "parameters": self.stats.parameters,
             "flops": self.stats.flops,
             "nonzero_flops": self.stats.nonzero_flops,
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "layers": [l.to_dict() for l in self.layers],
+        return {"summary": self.summary(), "layers": [l.to_dict() for l in self.layers], "attention": self.attention,
                 "passes": [r.to_dict() for r in self.reports]}
 
 
@@ -92,7 +96,7 @@ def inspect(source: Any, example_inputs: Any = None, *, with_rank: bool = True, 
     result = Pipeline(pipelines.analysis(with_rank=with_rank, max_svd_dim=max_svd_dim))(model)
     analysis = result.report("StructureAnalysis")
     layers = [WeightStructure(**_structure_fields(d)) for d in analysis.details["layers"]]
-    return InspectResult(model, layers, result.reports, model_stats(model))
+    return InspectResult(model, layers, result.reports, model_stats(model), analysis.details.get("attention", []))
 
 
 def _structure_fields(d: dict[str, Any]) -> dict[str, Any]:

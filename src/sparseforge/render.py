@@ -65,6 +65,10 @@ def inspect_summary(summary: dict[str, Any]) -> str:
     ]
     if summary["long_conv_candidates"]:
         parts.append(f"{summary['long_conv_candidates']} long-conv candidates")
+    if summary.get("monarch_layers"):
+        parts.append(f"{summary['monarch_layers']} Monarch layers")
+    if summary.get("attention_cores"):
+        parts.append(f"{summary['attention_cores']} attention cores, {summary['dead_heads']} dead heads")
     return "Summary: " + ", ".join(parts)
 
 

@@ -37,11 +37,13 @@ def structured() -> list[ReportingPass]:
 
 
 #: The diagnostic code each structured rewrite records for a rewritten layer.
-STRUCTURED_CHANGES = {"LowRank": "factored", "BlockDiagonal": "grouped", "Monarch": "monarch", "FftConv": "fft"}
+STRUCTURED_CHANGES = {"ShrinkChannels": "heads", "LowRank": "factored", "BlockDiagonal": "grouped",
+                      "Monarch": "monarch", "FftConv": "fft"}
 
 
 def structured_changes(reports) -> list[dict]:
-    """``[{pass, node, form, message}]``: every layer the structured rewrites changed, from the pass reports."""
+    """``[{pass, node, form, message}]``: every layer the structured rewrites changed (and every attention core
+    whose dead heads ShrinkChannels removed), from the pass reports."""
     return [dict(pass_name=r.pass_name, node=d.node, form=d.code, message=d.message)
             for r in reports if r.pass_name in STRUCTURED_CHANGES
             for d in r.diagnostics if d.code == STRUCTURED_CHANGES[r.pass_name]]

@@ -18,6 +18,7 @@ import onnx_ir as ir
 
 from sparseforge.ir import keys
 from sparseforge.ir.weights import QuantizedWeightView, WeightView, quantized_views, weight_views
+from sparseforge.passes.channels import heads
 from sparseforge.passes.analysis import FACTS, AnalysisOptions, WeightStructure, get
 from sparseforge.passes.analysis.channels import DeadChannels
 from sparseforge.passes.analysis.rank import RankInfo
@@ -84,6 +85,16 @@ class StructureAnalysisPass(ReportingPass):
             layers.append(structure.to_dict())
             self._summarise(view, facts, report)
         report.details["layers"] = layers
+        report.details["attention"] = attention = heads.summary(model)
+        for core in attention:
+            if core["dead"]:
+                report.note("found.dead-heads", f"{len(core['dead'])} of {core['heads']} heads contribute nothing "
+                            f"(heads {core['dead']}: zero value rows or output columns): export removes them",
+                            core["node"])
+            if core["zero_q"] or core["zero_k"]:
+                report.note("found.uniform-heads", f"heads {sorted(set(core['zero_q'] + core['zero_k']))} have zero "
+                            "Q or K weights: their softmax is uniform, they still average V (not removable)",
+                            core["node"])
 
     def _summarise(self, view: WeightView, facts: dict[str, Any], report: PassReport) -> None:
         channels: DeadChannels = facts["channels"]

@@ -344,6 +344,24 @@ def dead_heads(att: Attention) -> tuple[list[int], list[str]]:
     return dead, notes
 
 
+def summary(model: ir.Model) -> list[dict]:
+    """Per attention core: ``{node, heads, dead, zero_q, zero_k}`` (head indices): what ``inspect`` reports."""
+    attentions, _ = find(model)
+    out = []
+    for att in attentions:
+        def zero(role: str, head: int) -> bool:
+            src = att.sources[role]
+            chans = att.channels[role][head]
+            bias = src.bias()
+            return not np.any(src.view.matrix()[chans]) and (bias is None or not np.any(bias.reshape(-1)[chans]))
+
+        dead, _ = dead_heads(att)
+        out.append(dict(node=att.name, heads=att.heads, dead=dead,
+                        zero_q=[h for h in range(att.heads) if h not in dead and zero("q", h)],
+                        zero_k=[h for h in range(att.heads) if h not in dead and zero("k", h)]))
+    return out
+
+
 def _varying_axes(labels: np.ndarray) -> list[int]:
     return [a for a in range(labels.ndim) if labels.shape[a] > 1 and np.any(np.diff(labels, axis=a) != 0)]
 
