@@ -10,6 +10,7 @@ from sparseforge.passes.rewrites.block_diagonal import BlockDiagonalPass
 from sparseforge.passes.rewrites.factorize import LowRankPass
 from sparseforge.passes.rewrites.fft_conv import FftConvPass
 from sparseforge.passes.rewrites.monarch import MonarchPass
+from sparseforge.passes.rewrites.separable import SeparablePass
 from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass
 from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
@@ -32,13 +33,14 @@ def export() -> list[ReportingPass]:
 
 def structured() -> list[ReportingPass]:
     """The exact structured rewrites: low-rank factorization, block-diagonal weights as grouped products, Monarch
-    weights as two block-diagonal batched products, long depthwise 1-D convolutions as FFT convolutions."""
-    return [LowRankPass(), BlockDiagonalPass(), MonarchPass(), FftConvPass()]
+    weights as two block-diagonal batched products, long depthwise 1-D convolutions as FFT convolutions, 2-D
+    convolutions with rank-1 kernels as a vertical and a horizontal one."""
+    return [LowRankPass(), BlockDiagonalPass(), MonarchPass(), FftConvPass(), SeparablePass()]
 
 
 #: The diagnostic code each structured rewrite records for a rewritten layer.
 STRUCTURED_CHANGES = {"ShrinkChannels": "heads", "LowRank": "factored", "BlockDiagonal": "grouped",
-                      "Monarch": "monarch", "FftConv": "fft"}
+                      "Monarch": "monarch", "FftConv": "fft", "Separable": "separable"}
 
 
 def structured_changes(reports) -> list[dict]:

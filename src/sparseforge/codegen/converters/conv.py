@@ -5,12 +5,16 @@ same product as a Conv2d).
 ``Conv(X [B, C, T], W [O, C/g, K], bias)`` becomes ``Reshape [B, C, 1, T] -> Conv2d(W [O, C/g, 1, K],
 pads (0, p0, 0, p1), strides (1, s), dilations (1, d), groups g) (+ bias) -> Reshape [B, O, T_out]``: the same
 sums in the same order, so exact. Other ranks, ``auto_pad`` other than ``NOTSET``/``VALID`` and non-float inputs
-go to TVM's converter.
+go to TVM's converter, and so do kernels longer than :data:`MAX_TAPS` (the depthwise NCHWc schedule unrolls
+the taps: a 2048-tap kernel took minutes to compile; long convolutions are FftConv's business).
 """
 
 from __future__ import annotations
 
 from ._util import DEFER, attr_str, dtype, op, shape
+
+#: Longest kernel lowered as a Conv2d.
+MAX_TAPS = 64
 
 
 def conv(bb, inputs, attrs):
@@ -22,6 +26,8 @@ def conv(bb, inputs, attrs):
         return DEFER
     b, c, t = shape(x)
     o, _, k = shape(w)
+    if k > MAX_TAPS:
+        return DEFER
     pads = [int(p) for p in attrs.get("pads", (0, 0))]
     stride = int(list(attrs.get("strides", (1,)))[0])
     dilation = int(list(attrs.get("dilations", (1,)))[0])

@@ -1,4 +1,5 @@
-"""Which layers the structured rewrites (:mod:`.factorize`, :mod:`.block_diagonal`) consider."""
+"""Which layers the structured rewrites (:mod:`.factorize`, :mod:`.block_diagonal`, :mod:`.monarch`,
+:mod:`.separable`) consider."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ def structured_candidate(node: ir.Node) -> WeightView | None:
     :data:`MIN_ELEMENTS` elements, else None."""
     view = view_of(node)
     if view is None or node.op_type not in ("MatMul", "Gemm") or view.data_index != 0:
+        return None
+    stored = view.stored()
+    if stored.size < MIN_ELEMENTS or stored.dtype.kind != "f":
+        return None
+    return view
+
+
+def conv_candidate(node: ir.Node) -> WeightView | None:
+    """The weight view of an ungrouped ``Conv`` (any rank, constant float weight of at least
+    :data:`MIN_ELEMENTS` elements), else None."""
+    view = view_of(node)
+    if view is None or node.op_type != "Conv" or view.groups != 1:
         return None
     stored = view.stored()
     if stored.size < MIN_ELEMENTS or stored.dtype.kind != "f":

@@ -4,7 +4,9 @@
 either ``transB``) whose weight has numerical rank ``r`` with ``r * (N + K) <= N * K / 2``
 (:func:`sparseforge.ir.forms.low_rank.break_even_rank`): ``y = x @ W.T (+ C)`` becomes
 ``y = (x @ V.T) @ U.T (+ C)`` with ``W = U @ V`` (:func:`sparseforge.ir.forms.low_rank.factor`, which refuses
-weights that are only approximately low rank). Both factors are standard MatMul/Gemm operands, so the result runs
+weights that are only approximately low rank). An ungrouped ``Conv`` whose ``[O, C*k]`` matrix has such a rank
+becomes ``Conv(x, V [r, C, k...])`` (the layer's strides, pads and dilations) then the 1x1 ``Conv(., U, b)``.
+Both factors are standard MatMul/Gemm/Conv operands, so the result runs
 in ONNX Runtime and compiles for every target with the dense kernels. The second node keeps the layer's name;
 the first is ``<name>/low_rank``. Weights read by other nodes too, weights under :data:`~.candidates.MIN_ELEMENTS` and the
 constant-left ``W @ x`` form are left alone; every weight considered gets a note with what was found.
@@ -18,7 +20,7 @@ import onnx_ir as ir
 from sparseforge.ir.forms import low_rank
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import plain_gemm, structured_candidate
+from sparseforge.passes.rewrites.candidates import conv_candidate, plain_gemm, structured_candidate
 
 #: Ranks above this are not tested (the refutation SVD grows with the cube of the rank tested).
 MAX_TESTED_RANK = 1023
@@ -31,7 +33,7 @@ class LowRankPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
-            view = structured_candidate(node)
+            view = structured_candidate(node) or conv_candidate(node)
             if view is None:
                 continue
             if node.op_type == "Gemm" and not plain_gemm(node):
@@ -47,7 +49,10 @@ class LowRankPass(ReportingPass):
             if factors is None:
                 report.note("low-rank.not-factored", why, node.name)
                 continue
-            _rewrite(model, node, factors)
+            if node.op_type == "Conv":
+                _rewrite_conv(model, node, view, factors)
+            else:
+                _rewrite(model, node, factors)
             self.stamp(node, f"low rank: {why}")
             report.changed("factored", f"{why}: {n * k} -> {factors.rank * (n + k)} weights, two MatMuls "
                            "(exact at fp32 tolerance)", node.name)
@@ -72,3 +77,26 @@ def _rewrite(model: ir.Model, node: ir.Node, factors: low_rank.Factors) -> None:
     node.replace_input_with(1, new_initializer(model, f"{base}.low_rank_u", np.ascontiguousarray(factors.u.T)))
     if node.op_type == "Gemm" and "transB" in node.attributes:
         node.attributes.pop("transB")
+
+
+def _rewrite_conv(model: ir.Model, node: ir.Node, view, factors: low_rank.Factors) -> None:
+    """``Conv(x, W, b)`` with ``W [O, C*k] = U V`` in place: ``h = Conv(x, V [r, C, k...])`` (same strides, pads,
+    dilations) inserted before it; ``node`` becomes the 1x1 ``Conv(h, U [O, r, 1...], b)``."""
+    base = node.name or "conv"
+    stored = view.stored()
+    spatial = stored.shape[2:]
+    first = ir.Node("", "Conv", [node.inputs[0], new_initializer(
+        model, f"{base}.low_rank_v", np.ascontiguousarray(factors.v.reshape(factors.rank, *stored.shape[1:])))],
+        attributes=[a for key, a in node.attributes.items() if key != "kernel_shape"], name=f"{base}/low_rank")
+    hidden = first.outputs[0]
+    hidden.name = f"{node.outputs[0].name or base}_low_rank"
+    out = node.outputs[0]
+    if out.shape is not None:
+        hidden.shape = ir.Shape([out.shape[0], factors.rank, *list(out.shape)[2:]])
+    hidden.type = node.inputs[0].type
+    model.graph.insert_before(node, first)
+    node.replace_input_with(0, hidden)
+    node.replace_input_with(1, new_initializer(model, f"{base}.low_rank_u", np.ascontiguousarray(
+        factors.u.reshape(factors.u.shape[0], factors.rank, *([1] * len(spatial))))))
+    for key in ("pads", "strides", "dilations", "kernel_shape", "auto_pad"):
+        node.attributes.pop(key, None)
