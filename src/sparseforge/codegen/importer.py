@@ -192,7 +192,9 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
     def _convert_standard(self, op_name, inputs, attrs, opset):
         converter = CONVERTERS.get(op_name)
         if converter is not None:
-            attrs.setdefault("tvm_custom", {})["opset"] = opset
+            custom = attrs.setdefault("tvm_custom", {})
+            custom["opset"] = opset
+            custom["kernel_target"] = self.kernel_target if R.target_lanes(self.kernel_target) else None
             result = converter(self.bb, inputs, attrs)
             if result is not DEFER:
                 return self.bb.normalize(result) if isinstance(result, relax.Expr) else result

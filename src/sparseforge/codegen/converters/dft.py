@@ -7,9 +7,11 @@ transform runs along ``axis`` (an attribute, default 1, in opset 17; a constant 
 one-sided inverse); ``onesided`` keeps bins ``0..n/2`` of a forward transform and makes an inverse one real
 (``irfft``); the inverse divides by ``n``.
 
-The transform is ``[re, im] @ [[C, -S], [S, C]]``-style products with ``C = cos(2 pi t k / n)``,
-``S = sin(2 pi t k / n)`` computed in float64 and stored as float32: ``O(n^2)`` work per signal, matrices up to
-:data:`MAX_LENGTH` points (long power-of-two convolutions through the DFT are the FftConv rewrite's business).
+On CPU targets a power-of-two transform of at least :data:`MIN_FFT` points runs as sparseforge's batched FFT
+kernel (:func:`sparseforge.codegen.kernels.fft.fft_batched`, ``O(n log n)``); a one-sided inverse first rebuilds the
+Hermitian spectrum (imaginary parts of the DC and Nyquist bins dropped, as ``irfft`` does). Other lengths, and every
+length on CUDA, are products with constant matrices ``C = cos(2 pi t k / n)``, ``S = sin(2 pi t k / n)`` (float64,
+stored as float32): ``O(n^2)`` work per signal, up to :data:`MAX_LENGTH` points.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from ._util import constant_value, dtype, op, padded, relax, shape
 
 #: Longest transform built as a matrix (two float32 ``n x n`` matrices: 128 MiB at 4096).
 MAX_LENGTH = 4096
+#: Shortest power-of-two transform run by the FFT kernel (shorter ones are cheap as matrices).
+MIN_FFT = 16
 
 
 def _int_input(expr, what: str, node: str) -> int | None:
@@ -52,10 +56,53 @@ def _matrices(n: int, bins: int, sign: float, scale: float, weights=None):
     return cos, sin
 
 
-def transform(bb, re, im, n: int, *, inverse: bool, onesided: bool):
-    """``(re, im)`` (``[B, L]`` float32, ``im`` may be None) transformed over ``n`` points: ``(re, im)`` of the
-    result (``im`` None for a one-sided inverse)."""
+def _fft(bb, re, im, n: int, inverse: bool, target):
+    """``(re, im)`` ``[B, n]`` through the FFT kernel: ``[B, n, 2]``."""
+    from ..kernels.fft import fft_batched  # the kernels need TVM's script parser: imported when used
+
+    batch = shape(re)[0]
+    if im is None:
+        im = bb.emit(op.zeros((batch, n), "float32"))
+    x = bb.emit(op.stack([re, im], axis=2))
+    kernel = fft_batched(batch, n, inverse=inverse, target=target)
+    gv = bb.add_func(kernel.func, kernel.name)
+    return bb.emit(relax.call_tir(gv, [x, *(relax.const(c) for c in kernel.constants)],
+                                  relax.TensorType(kernel.out_shape, "float32")))
+
+
+def _parts(bb, z, bins: int | None = None):
+    end = shape(z)[1] if bins is None else bins
+    re = bb.emit(op.squeeze(op.strided_slice(z, axes=[1, 2], begin=[0, 0], end=[end, 1]), [2]))
+    im = bb.emit(op.squeeze(op.strided_slice(z, axes=[1, 2], begin=[0, 1], end=[end, 2]), [2]))
+    return re, im
+
+
+def _transform_fft(bb, re, im, n: int, *, inverse: bool, onesided: bool, target):
     length = shape(re)[1]
+    if inverse and onesided:  # rebuild the Hermitian spectrum from bins 0..n/2, then a complex inverse
+        bins = n // 2 + 1
+        re = _resize(bb, re, length, bins)
+        index = np.concatenate([np.arange(bins), np.arange(n // 2 - 1, 0, -1)]).astype(np.int64)
+        sign = np.concatenate([[0.0], np.ones(n // 2 - 1), [0.0], -np.ones(n // 2 - 1)]).astype(np.float32)
+        full_re = bb.emit(op.take(re, relax.const(index), axis=1))
+        full_im = None
+        if im is not None:
+            im = _resize(bb, im, length, bins)
+            full_im = bb.emit(op.multiply(op.take(im, relax.const(index), axis=1), relax.const(sign)))
+        out_re, _ = _parts(bb, _fft(bb, full_re, full_im, n, True, target))
+        return out_re, None
+    re = _resize(bb, re, length, n)
+    im = None if im is None else _resize(bb, im, length, n)
+    z = _fft(bb, re, im, n, inverse, target)
+    return _parts(bb, z, n // 2 + 1 if onesided and not inverse else None)
+
+
+def transform(bb, re, im, n: int, *, inverse: bool, onesided: bool, target=None):
+    """``(re, im)`` (``[B, L]`` float32, ``im`` may be None) transformed over ``n`` points: ``(re, im)`` of the
+    result (``im`` None for a one-sided inverse). ``target``: a CPU kernel target (the FFT kernel) or None."""
+    length = shape(re)[1]
+    if target is not None and getattr(target, "lanes", None) and n >= MIN_FFT and not n & (n - 1):
+        return _transform_fft(bb, re, im, n, inverse=inverse, onesided=onesided, target=target)
     if n > MAX_LENGTH:
         raise UnsupportedOpError(f"a DFT of {n} points (sparseforge builds transforms of up to {MAX_LENGTH})")
 
@@ -122,7 +169,9 @@ def dft(bb, inputs, attrs):
     n = _int_input(length_in, "dft_length", node)
     if n is None:
         n = 2 * (shape(x)[axis] - 1) if inverse and onesided else shape(x)[axis]
-    return _along(bb, x, axis, lambda re, im: transform(bb, re, im, n, inverse=inverse, onesided=onesided))
+    target = attrs.get("tvm_custom", {}).get("kernel_target")
+    return _along(bb, x, axis, lambda re, im: transform(bb, re, im, n, inverse=inverse, onesided=onesided,
+                                                        target=target))
 
 
 def stft(bb, inputs, attrs):
@@ -143,7 +192,9 @@ def stft(bb, inputs, attrs):
         framed = bb.emit(op.multiply(framed, tiled))
     framed = bb.emit(op.reshape(framed, (batch, frames, frame, c)))
     onesided = bool(attrs.get("onesided", 1))
-    return _along(bb, framed, 2, lambda re, im: transform(bb, re, im, frame, inverse=False, onesided=onesided))
+    target = attrs.get("tvm_custom", {}).get("kernel_target")
+    return _along(bb, framed, 2, lambda re, im: transform(bb, re, im, frame, inverse=False, onesided=onesided,
+                                                          target=target))
 
 
 CONVERTERS = {"DFT": dft, "STFT": stft}

@@ -27,6 +27,8 @@ import numpy as np
 from sparseforge.ir.forms.fft_conv import fft_length, reference, tolerance  # noqa: F401 - re-exported
 
 from ._common import Src, SparseKernel, func_header, parallel_or_serial, parse, resolve_target, unique_name
+from .fft import emit_fft as _emit_fft
+from .fft import twiddles
 
 #: Largest FFT length built (scratch per task is ``4 * N * lanes`` floats).
 MAX_FFT = 1 << 20
@@ -47,43 +49,6 @@ def spectra(weight: np.ndarray, n: int, lanes: int) -> tuple[np.ndarray, ...]:
         return np.ascontiguousarray(a.reshape(groups, lanes, n).transpose(0, 2, 1), dtype=np.float32)
 
     return layout(p.real), layout(p.imag), layout(q.real), layout(q.imag)
-
-
-def twiddles(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Twiddles of the Stockham stages of length ``N, N/2, ..., 2``: ``exp(-2 pi i p / len)`` for
-    ``p < len / 2``, concatenated (the stage of length ``len`` starts at ``N - len``); padded to ``N``."""
-    parts = [np.exp(-2j * np.pi * np.arange(size // 2) / size) for size in (n >> s for s in range(int(np.log2(n))))]
-    tw = np.concatenate([*parts, [1.0]])
-    return tw.real.astype(np.float32), tw.imag.astype(np.float32)
-
-
-def _emit_fft(src: Src, n: int, lanes: int, bufs: list[tuple[str, str]], start: int) -> int:
-    """Stockham stages from ``bufs[start]`` ping-ponging with the other buffer; returns the index of the buffer
-    that holds the result."""
-    length, stride, cur = n, 1, start
-    while length > 1:
-        half = length // 2
-        (sr, si), (dr, di) = bufs[cur], bufs[1 - cur]
-        offset = n - length
-        with src.block(f"for p in T.serial({half}):"):
-            wr = src.let("wr", f"TWr[{offset} + p]")
-            wi = src.let("wi", f"TWi[{offset} + p]")
-            with src.block(f"for q in T.serial({stride}):"):
-                with src.block(f"for v in T.vectorized({lanes}):"):
-                    a = f"(q + {stride} * p) * {lanes} + v"
-                    b = f"(q + {stride} * (p + {half})) * {lanes} + v"
-                    ar = src.let("ar", f"{sr}[{a}]")
-                    ai = src.let("ai", f"{si}[{a}]")
-                    br = src.let("br", f"{sr}[{b}]")
-                    bi = src.let("bi", f"{si}[{b}]")
-                    even = f"(q + {stride} * 2 * p) * {lanes} + v"
-                    odd = f"(q + {stride} * (2 * p + 1)) * {lanes} + v"
-                    src(f"{dr}[{even}] = {ar} + {br}")
-                    src(f"{di}[{even}] = {ai} + {bi}")
-                    src(f"{dr}[{odd}] = ({ar} - {br}) * {wr} - ({ai} - {bi}) * {wi}")
-                    src(f"{di}[{odd}] = ({ar} - {br}) * {wi} + ({ai} - {bi}) * {wr}")
-        length, stride, cur = half, stride * 2, 1 - cur
-    return cur
 
 
 def fft_conv1d(weight: np.ndarray, x_shape: tuple[int, int, int], *, pads=(0, 0), bias=None, target=None,

@@ -69,3 +69,40 @@ def test_compile_flow_uses_the_fft_kernel_and_verifies(tmp_path) -> None:
     assert result.manifest["structured"][0]["form"] == "fft"
     dense = api.compile(proto, None, target="x86", threads=1, dense=True)
     assert dense.manifest["structured"] == [] and dense.manifest["kernels"] == []
+
+
+@pytest.mark.parametrize("n", [16, 256])
+def test_batched_fft_matches_numpy(n) -> None:
+    from sparseforge.codegen.kernels.fft import fft_batched
+
+    tgt = make_target(threads=2)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((11, n, 2)).astype(np.float32)  # 11 signals: not a whole number of vector groups
+    kernels = [fft_batched(11, n, inverse=inv, target=tgt) for inv in (False, True)]
+    lib = build(kernels, tgt)
+    for kernel in kernels:
+        y = run(kernel, x, tgt, lib)
+        ref = kernel.reference(x)
+        scale = np.abs(ref).max()
+        assert np.abs(y - ref).max() <= 8 * np.finfo(np.float32).eps * np.log2(n) * np.sqrt(n) * scale
+
+
+def test_rfft_product_irfft_model_compiles_with_fft_kernels(tmp_path) -> None:
+    """Hyena's explicit ``rfft -> multiply -> irfft`` as torch exports it (DFT onesided forward and inverse)."""
+    torch = pytest.importorskip("torch")
+    from sparseforge import api
+
+    class FFTConv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.k = torch.nn.Parameter(torch.randn(8, 256) / 16)
+
+        def forward(self, u):
+            n = 2 * u.shape[-1]
+            k_f = torch.fft.rfft(self.k, n=n) / n
+            y = torch.fft.irfft(torch.fft.rfft(u, n=n) * k_f, n=n, norm="forward")[..., : u.shape[-1]]
+            return y + u
+
+    result = api.compile(FFTConv().eval(), tmp_path / "artifact", (torch.randn(1, 8, 256),), target="x86",
+                         threads=1, verify=True)
+    assert result.manifest["verify"]["ok"], result.manifest["verify"]
