@@ -199,8 +199,13 @@ def _structured_models() -> dict:
     models["fft_conv"] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     sep = np.einsum("op,oq->opq", rng.standard_normal((8, 7)), rng.standard_normal((8, 7)))[:, None].astype(np.float32)
     conv_low = (rng.standard_normal((32, 3)) @ rng.standard_normal((3, 16 * 9))).reshape(32, 16, 3, 3).astype(np.float32)
+    grouped = np.zeros((32, 16, 3, 3), np.float32)  # 4 groups of 8 x 4 channels, shuffled
+    for g in range(4):
+        grouped[g * 8:(g + 1) * 8, g * 4:(g + 1) * 4] = rng.standard_normal((8, 4, 3, 3))
+    grouped = grouped[rng.permutation(32)][:, rng.permutation(16)]
     for name, weight, attrs, c_in in (("separable", sep, dict(group=8, pads=[3, 3, 3, 3]), 8),
-                                      ("conv_low_rank", conv_low, dict(pads=[1, 1, 1, 1]), 16)):
+                                      ("conv_low_rank", conv_low, dict(pads=[1, 1, 1, 1]), 16),
+                                      ("grouped_conv", grouped, dict(pads=[1, 1, 1, 1]), 16)):
         graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="fc", **attrs)], name,
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, 12, 12])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, weight.shape[0], 12, 12])],
@@ -217,7 +222,8 @@ def _structured_models() -> dict:
     return models
 
 
-@pytest.mark.parametrize("form", ["low_rank", "block_diagonal", "monarch", "fft_conv", "separable", "conv_low_rank"])
+@pytest.mark.parametrize("form", ["low_rank", "block_diagonal", "monarch", "fft_conv", "separable", "conv_low_rank",
+                                  "grouped_conv"])
 @pytest.mark.parametrize("target", ["arm", "wasm"])
 def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
     """The structured rewrites (standard ops) compile for the cross targets and match ONNX Runtime on the original
@@ -230,5 +236,5 @@ def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
                          cost_model=RuleCostModel.for_target(target), verify=True)
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
     forms = {"low_rank": "factored", "block_diagonal": "grouped", "monarch": "monarch", "fft_conv": "fft",
-             "separable": "separable", "conv_low_rank": "factored"}
+             "separable": "separable", "conv_low_rank": "factored", "grouped_conv": "grouped"}
     assert [c["form"] for c in result.manifest["structured"]] == [forms[form]], result.manifest["structured"]

@@ -22,6 +22,9 @@ from sparseforge.errors import InternalError, UnsupportedModelError
 EXACT_RTOL = 1e-5
 #: Default tolerance of compiled code against ONNX Runtime in fp32 (other summation orders, fast exp/erf).
 COMPILED_RTOL = 1e-4
+#: Default tolerance of a rewrite through the FFT (FftConv) in fp32: its rounding grows with ``|x| |w| log2 N``,
+#: not with the output, and outputs are sums of many cancelling terms.
+FFT_RTOL = 1e-4
 #: Tolerances follow the dtype: half-precision outputs carry ~3 decimal digits.
 _HALF_RTOL = 1e-2
 

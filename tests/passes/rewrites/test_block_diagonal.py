@@ -70,3 +70,24 @@ def test_dense_or_unstructured_sparse_weights_stay() -> None:
     model, report = _run(proto)
     assert [nd.op_type for nd in model.graph] == ["MatMul"]
     assert any(d.code == "block-diagonal.not-rewritten" for d in report.diagnostics)
+
+
+@pytest.mark.parametrize("sizes, zero_rows", [([(16, 8)] * 4, 0), ([(16, 8), (8, 16), (24, 8)], 4)],
+                         ids=["equal-grouped", "unequal"])
+def test_block_diagonal_conv_recovers_groups(sizes, zero_rows) -> None:
+    pattern = _permuted_blocks(sizes, seed=3, zero_rows=zero_rows)  # [O, C] channel pattern
+    rng = np.random.default_rng(4)
+    w = (pattern[:, :, None, None] != 0) * rng.standard_normal((*pattern.shape, 3, 3))
+    o, c = pattern.shape
+    bias = rng.standard_normal(o).astype(np.float32)
+    proto = make_model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                       [vinfo("x", [1, c, 10, 10])], [vinfo("y", [1, o, 10, 10])],
+                       [init("w", w.astype(np.float32)), init("b", bias)])
+    model, report = _run(proto)
+    convs = [nd for nd in model.graph if nd.op_type == "Conv"]
+    if zero_rows == 0:
+        assert len(convs) == 1 and convs[0].attributes["group"].value == 4
+    else:
+        assert len(convs) == 3 and "Concat" in [nd.op_type for nd in model.graph]
+    assert any(d.code == "grouped" and "channel pattern" in d.message for d in report.diagnostics)
+    assert_equivalent(proto, model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 import pytest
 from helpers import init, make_model, to_ir, vinfo
 from onnx import helper
@@ -11,7 +12,7 @@ from sparseforge.ir import ops
 from sparseforge.ir.forms import fft_conv
 from sparseforge.passes.infra import Pipeline
 from sparseforge.passes.pipelines import export
-from sparseforge.runtime.compare import compare
+from sparseforge.runtime.compare import FFT_RTOL, compare
 
 
 def long_conv(channels=6, length=1000, taps=256, pads=(255, 0), *, bias=True, group=None, opset=18, strides=1,
@@ -86,3 +87,53 @@ def test_a_zero_pad_in_front_is_folded_in() -> None:
     assert fft_conv.pads_of(plan, 600, 256) == (255, 0)
     result = compare(proto, model, rtol=1e-4, runs=2)
     assert result.ok, result.to_dict()
+
+
+class _SpectralConv:
+    """Hyena's ``fftconv`` written with ``torch.fft`` (two DFTs around a complex product once exported)."""
+
+    @staticmethod
+    def build(channels=6, length=200, window=True, nonlinear=False):
+        torch = pytest.importorskip("torch")
+
+        class Module(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.k = torch.nn.Parameter(torch.randn(channels, length) / 16)
+
+            def forward(self, u):
+                n = 2 * length
+                k_f = torch.fft.rfft(self.k, n=n) / n
+                u_f = torch.fft.rfft(u, n=n)
+                prod = u_f * k_f
+                if nonlinear:
+                    prod = prod * prod.abs()
+                y = torch.fft.irfft(prod, n=n, norm="forward")
+                return (y[..., :length] if window else y) + 1.0
+
+        torch.manual_seed(0)
+        return Module().eval(), (torch.randn(1, channels, length),)
+
+
+@pytest.mark.parametrize("window", [True, False], ids=["causal-window", "full-circular"])
+def test_explicit_rfft_product_irfft_becomes_fft_conv(window) -> None:
+    from sparseforge.ir.frontend import load
+
+    module, inputs = _SpectralConv.build(window=window)
+    model = load(module, inputs)
+    original = ir.to_proto(model)
+    report = Pipeline(export())(model).report("FftConv")
+    assert [n.op_type for n in model.graph if n.op_type in ("DFT", "FftConv")] == ["FftConv"], report.diagnostics
+    assert any(d.code == "fft" and "explicit rfft" in d.message for d in report.diagnostics)
+    result = compare(original, model, rtol=FFT_RTOL, runs=2)  # two float32 FFTs of different lengths
+    assert result.ok, result.to_dict()
+
+
+def test_a_nonlinear_spectral_product_is_left_alone() -> None:
+    from sparseforge.ir.frontend import load
+
+    module, inputs = _SpectralConv.build(nonlinear=True)
+    model = load(module, inputs)
+    report = Pipeline(export())(model).report("FftConv")
+    assert "FftConv" not in [n.op_type for n in model.graph]
+    assert any(d.code == "fft.not-rewritten" and "inverse DFT" in d.message for d in report.diagnostics)

@@ -20,6 +20,7 @@ import numpy as np
 
 from sparseforge.errors import UnsupportedOpError
 
+from ..kernels.fft import fft_batched
 from ._util import constant_value, dtype, op, padded, relax, shape
 
 #: Longest transform built as a matrix (two float32 ``n x n`` matrices: 128 MiB at 4096).
@@ -58,8 +59,6 @@ def _matrices(n: int, bins: int, sign: float, scale: float, weights=None):
 
 def _fft(bb, re, im, n: int, inverse: bool, target):
     """``(re, im)`` ``[B, n]`` through the FFT kernel: ``[B, n, 2]``."""
-    from ..kernels.fft import fft_batched  # the kernels need TVM's script parser: imported when used
-
     batch = shape(re)[0]
     if im is None:
         im = bb.emit(op.zeros((batch, n), "float32"))

@@ -4,7 +4,10 @@
 whose weight splits into independent blocks (:func:`sparseforge.ir.forms.block_diagonal.find_blocks`): per block
 ``b``, ``y_b = Gather(x, C_b, axis=-1) @ W_b.T``; the block outputs are concatenated (with zeros for the outputs no
 block writes) and put back in output order by one ``Gather`` (left out when the order is already the identity);
-a Gemm's ``C`` is added at the end. Only standard ops: ONNX Runtime and every target run the result as it is.
+a Gemm's ``C`` is added at the end. An ungrouped ``Conv`` whose channel-level pattern (``W[o, c]`` nonzero anywhere
+in the kernel) splits into blocks recovers the grouped Conv: input channels gathered in block order, one
+``Conv(group=g)`` when the blocks are equal and every output is written (else a Conv per block and a Concat),
+outputs put back in order. Only standard ops: ONNX Runtime and every target run the result as it is.
 The last node takes the layer's name and output; the others are ``<name>/block<b>``, ``<name>/concat``.
 """
 
@@ -16,7 +19,7 @@ import onnx_ir as ir
 from sparseforge.ir.forms import block_diagonal
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import plain_gemm, structured_candidate
+from sparseforge.passes.rewrites.candidates import conv_candidate, plain_gemm, structured_candidate
 
 
 class BlockDiagonalPass(ReportingPass):
@@ -26,6 +29,10 @@ class BlockDiagonalPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
+            conv = conv_candidate(node)
+            if conv is not None:
+                self._conv(model, node, conv, report)
+                continue
             view = structured_candidate(node)
             if view is None:
                 continue
@@ -43,6 +50,99 @@ class BlockDiagonalPass(ReportingPass):
             _rewrite(model, node, matrix, blocks)
             report.changed("grouped", f"{why}: {blocks.count} products (exact)", node.name)
         ir.passes.common.RemoveUnusedNodesPass()(model)
+
+    def _conv(self, model: ir.Model, node: ir.Node, view, report: PassReport) -> None:
+        """An ungrouped Conv whose channel-level nonzero pattern splits into blocks: one grouped Conv between two
+        channel Gathers when the blocks are equal and every output is written, else a Conv per block."""
+        stored = view.stored()
+        pattern = np.abs(stored.reshape(stored.shape[0], stored.shape[1], -1)).sum(axis=2)
+        if np.count_nonzero(pattern) == pattern.size:
+            return
+        blocks, why = block_diagonal.find_blocks(pattern)
+        if blocks is None:
+            report.note("block-diagonal.not-rewritten", why, node.name)
+            return
+        x = node.inputs[0]
+        if x.shape is None or not x.shape.is_static() or node.outputs[0].shape is None \
+                or not node.outputs[0].shape.is_static():
+            report.note("block-diagonal.not-rewritten", f"{why}, but the Conv's shapes are not static", node.name)
+            return
+        if any(user is not node for user, _ in view.weight.uses()):
+            return
+        equal = len({(r.size, c.size) for r, c in zip(blocks.rows, blocks.cols)}) == 1 and not blocks.zero_rows.size
+        _rewrite_conv(model, node, view, blocks, grouped=equal)
+        shape = "one grouped Conv (group=" + str(blocks.count) + ")" if equal else f"{blocks.count} Convs"
+        report.changed("grouped", f"{why} (channel pattern): {shape} (exact)", node.name)
+
+
+def _conv_attrs(node: ir.Node, group: int) -> list[ir.Attr]:
+    attrs = [a for key, a in node.attributes.items() if key != "group"]
+    return [*attrs, ir.AttrInt64("group", group)]
+
+
+def _rewrite_conv(model: ir.Model, node: ir.Node, view, blocks: block_diagonal.Blocks, *, grouped: bool) -> None:
+    base = node.name or "conv"
+    x, old = node.inputs[0], node.outputs[0]
+    stored = view.stored()
+    out_shape = [int(d) for d in old.shape]
+    x_shape = [int(d) for d in x.shape]
+    bias = view.bias_array()
+    dtype = x.dtype
+    new_nodes: list[ir.Node] = []
+    order = np.concatenate([*blocks.rows, blocks.zero_rows])
+    if grouped:
+        cols = np.concatenate(blocks.cols)
+        index = new_initializer(model, f"{base}.group_columns", cols.astype(np.int64))
+        gather = _node(model, "Gather", [x, index], f"{base}/group_in", [x_shape[0], cols.size, *x_shape[2:]], dtype,
+                       axis=1)
+        weight = np.concatenate([stored[np.ix_(r, c)] for r, c in zip(blocks.rows, blocks.cols)], axis=0)
+        inputs = [gather.outputs[0], new_initializer(model, f"{base}.group_weight", np.ascontiguousarray(weight))]
+        if bias is not None:
+            inputs.append(new_initializer(model, f"{base}.group_bias", bias[np.concatenate(blocks.rows)]))
+        conv = ir.Node("", "Conv", inputs, attributes=_conv_attrs(node, blocks.count), name=f"{base}/grouped")
+        conv.outputs[0].name, conv.outputs[0].shape = f"{base}/grouped_out", ir.Shape(out_shape)
+        conv.outputs[0].type = old.type
+        new_nodes += [gather, conv]
+        result = conv.outputs[0]
+    else:
+        parts = []
+        for b, (rows, cols) in enumerate(zip(blocks.rows, blocks.cols)):
+            index = new_initializer(model, f"{base}.block{b}_columns", cols.astype(np.int64))
+            gather = _node(model, "Gather", [x, index], f"{base}/block{b}_in", [x_shape[0], cols.size, *x_shape[2:]],
+                           dtype, axis=1)
+            inputs = [gather.outputs[0], new_initializer(model, f"{base}.block{b}_weight",
+                                                         np.ascontiguousarray(stored[np.ix_(rows, cols)]))]
+            if bias is not None:
+                inputs.append(new_initializer(model, f"{base}.block{b}_bias", bias[rows]))
+            conv = ir.Node("", "Conv", inputs, attributes=_conv_attrs(node, 1), name=f"{base}/block{b}")
+            conv.outputs[0].name = f"{base}/block{b}_out"
+            conv.outputs[0].shape = ir.Shape([out_shape[0], rows.size, *out_shape[2:]])
+            conv.outputs[0].type = old.type
+            new_nodes += [gather, conv]
+            parts.append(conv.outputs[0])
+        if blocks.zero_rows.size:  # outputs no block writes: their bias, everywhere
+            fill = np.zeros([out_shape[0], blocks.zero_rows.size, *out_shape[2:]], stored.dtype)
+            if bias is not None:
+                fill += bias[blocks.zero_rows].reshape([1, -1] + [1] * (len(out_shape) - 2))
+            parts.append(new_initializer(model, f"{base}.zero_outputs", fill))
+        concat = _node(model, "Concat", parts, f"{base}/concat", out_shape, dtype, axis=1)
+        new_nodes.append(concat)
+        result = concat.outputs[0]
+    if not np.array_equal(order, np.arange(order.size)):
+        inverse = np.empty(order.size, np.int64)
+        inverse[order] = np.arange(order.size)
+        index = new_initializer(model, f"{base}.output_order", inverse)
+        unpermute = _node(model, "Gather", [result, index], f"{base}/order", out_shape, dtype, axis=1)
+        new_nodes.append(unpermute)
+        result = unpermute.outputs[0]
+    last = new_nodes[-1]
+    for new in new_nodes:
+        model.graph.insert_before(node, new)
+    name, shape, type_ = old.name, old.shape, old.type
+    old.replace_all_uses_with(result, replace_graph_outputs=True)
+    model.graph.remove(node, safe=True)
+    result.name, result.shape, result.type = name, shape, type_
+    last.name = base
 
 
 def _node(model: ir.Model, op: str, inputs, name: str, shape, dtype, **attrs) -> ir.Node:

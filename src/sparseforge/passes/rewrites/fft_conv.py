@@ -7,7 +7,8 @@ constant weight and a static ``X``, when the kernel has at least
 (:func:`~sparseforge.ir.forms.fft_conv.worth_it`). Causal (``pads = [L-1, 0]``) and centred pads alike. The node
 keeps its name and output. The result is not bit-exact: its error is bounded by
 :func:`sparseforge.ir.forms.fft_conv.tolerance` (FFT rounding, ``~ eps log2(N) ||x|| ||w||``). Every long
-convolution left alone gets a note saying why.
+convolution left alone gets a note saying why. The explicit spectral form (``irfft(rfft(x) * K)``, two DFTs around
+a complex product) becomes an FftConv too (:mod:`.spectral_conv`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sparseforge.ir.forms import fft_conv
 from sparseforge.ir.keys import DOMAIN
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
+from sparseforge.passes.rewrites import spectral_conv
 
 
 class FftConvPass(ReportingPass):
@@ -29,6 +31,18 @@ class FftConvPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         opset = ops.model_opset(model)
+        for node in list(model.graph):
+            if node.op_type != "DFT" or node.graph is None or not int(_attr(node, "inverse", 0)):
+                continue
+            try:
+                found = spectral_conv.match(node, opset)
+            except spectral_conv.NoMatch as exc:
+                report.note("fft.not-rewritten", f"inverse DFT: {exc}", node.name)
+                continue
+            name = node.name or "spectral"
+            spectral_conv.rewrite(model, found, name)
+            report.changed("fft", f"explicit rfft -> product -> irfft: a depthwise convolution of {found.taps} taps, "
+                           "one FftConv (within the FFT tolerance)", name)
         for node in list(model.graph):
             if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
                 continue
