@@ -2,8 +2,8 @@
 
 Each case is a one-layer ONNX model whose weight has the structure exactly. Interleaved rounds (median, process
 pinned to ``--threads`` CPUs, ``sparseforge.driver.bench``) time ONNX Runtime, PyTorch (the same product on the
-same weight), sparseforge dense (the control: the weight compiled as it is) and sparseforge (the structured
-rewrite), reported against the fastest dense peer. OpenVINO is not installed here.
+same weight), OpenVINO (when installed), sparseforge dense (the control: the weight compiled as it is) and sparseforge (the
+structured rewrite), reported against the fastest dense peer.
 
 * ``low-rank``: ``MatMul(x[M, 4096], W[4096, 4096])`` with ``rank(W) = 512`` (n/8), ``M`` in 1 and 128.
 * ``block-diagonal``: the same shape, ``W`` block-diagonal with 8 blocks of 512 x 512, rows and columns shuffled.
@@ -85,6 +85,17 @@ def fft_conv_model(m: int = 1, channels: int = 256, length: int = 4096, taps: in
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
+def _openvino(proto, feeds, threads) -> dict:
+    """``{"openvino": engine}`` when OpenVINO is installed, else ``{}`` (a note is printed)."""
+    from sparseforge.driver import bench
+
+    engine = bench.openvino_engine(proto, feeds, threads)
+    if engine is None:
+        print("openvino not installed: skipped (pip install openvino)", file=sys.stderr)
+        return {}
+    return {"openvino": engine}
+
+
 def bench_fft_conv(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -> dict:
     """ONNX Runtime's Conv, PyTorch ``conv1d`` and ``torch.fft.rfft`` (Hyena's ``fftconv``), sparseforge's FftConv;
     medians in ms. The direct dense control is not compiled (a direct 4096-tap convolution takes seconds)."""
@@ -126,6 +137,7 @@ def bench_fft_conv(proto: onnx.ModelProto, threads: int, rounds: int, repeat: in
             got = module(x).numpy()
         assert np.allclose(got, reference, atol=1e-3 * np.abs(reference).max()), type(module).__name__
     engines = {"onnxruntime": bench.ort_engine(proto, feeds, threads),
+               **_openvino(proto, feeds, threads),
                "pytorch-conv1d": bench.torch_engine(Conv(), (x,), threads),
                "pytorch-rfft-hyena": bench.torch_engine(HyenaFFT(), (x,), threads),
                "pytorch-rfft-cached": bench.torch_engine(CachedFFT(), (x,), threads),
@@ -137,7 +149,8 @@ def bench_fft_conv(proto: onnx.ModelProto, threads: int, rounds: int, repeat: in
                 speedup_vs_onnxruntime=round(results["onnxruntime"] / ours, 1),
                 speedup_vs_pytorch_rfft_hyena=round(results["pytorch-rfft-hyena"] / ours, 2),
                 speedup_vs_pytorch_rfft_cached=round(results["pytorch-rfft-cached"] / ours, 2),
-                speedup_vs_best_dense_peer=round(min(results["onnxruntime"], results["pytorch-conv1d"]) / ours, 1),
+                speedup_vs_best_dense_peer=round(min(v for k, v in results.items()
+                                                     if k in ("onnxruntime", "openvino", "pytorch-conv1d")) / ours, 1),
                 structured=structured.manifest["structured"], kernels=structured.manifest["kernels"])
 
 
@@ -168,10 +181,11 @@ def bench_case(proto: onnx.ModelProto, threads: int, rounds: int, repeat: int) -
     structured = compile_model(ir.from_proto(proto), None, threads=threads)
     engines = {"onnxruntime": bench.ort_engine(proto, feeds, threads),
                "pytorch": bench.torch_engine(Layer().eval(), (x,), threads),
+               **_openvino(proto, feeds, threads),
                "sparseforge-dense": bench.artifact_engine(dense.executable, feeds, ["x"], threads),
                "sparseforge": bench.artifact_engine(structured.executable, feeds, ["x"], threads)}
     results = {r.engine: r.median_ms for r in bench.time_engines(engines, rounds=rounds, repeat=repeat)}
-    best = min(results["onnxruntime"], results["pytorch"])
+    best = min(v for k, v in results.items() if k in bench.DENSE_PEERS)
     return dict(threads=threads, pinned=pinned, ms={k: round(v, 4) for k, v in results.items()},
                 speedup_vs_best_dense_peer=round(best / results["sparseforge"], 2),
                 passes=structured.manifest["passes"],

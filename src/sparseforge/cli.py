@@ -367,10 +367,12 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int, repeat: int, dense_only: bool,
           rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
           shapes: tuple[str, ...], allow_invalid: bool) -> None:
-    """Median latency of ONNX Runtime, PyTorch (for PyTorch models), sparseforge dense and sparse, in one process.
+    """Median latency of ONNX Runtime, OpenVINO, PyTorch (for PyTorch models), sparseforge dense and sparse, in one
+    process.
 
     All engines use the same inputs and thread count (the process is pinned to that many CPUs) and are run in
-    interleaved rounds. Speedups are relative to the fastest dense peer (ONNX Runtime or PyTorch).
+    interleaved rounds. Speedups are relative to the fastest dense peer (ONNX Runtime, OpenVINO or PyTorch);
+    OpenVINO is skipped, with a note, when it is not installed.
 
     \b
     MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +108,26 @@ def test_bench_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     engines = {r["engine"] for r in doc["results"]}
-    assert engines == {"onnxruntime", "sparseforge-dense"}
+    assert engines == {"onnxruntime", "openvino", "sparseforge-dense"}, doc  # OpenVINO is in the test extra
     assert all(r["median_ms"] > 0 for r in doc["results"])
-    assert any(r["speedup_vs_best_dense_peer"] == 1.0 for r in doc["results"] if r["engine"] == "onnxruntime")
+    fastest = min(r["median_ms"] for r in doc["results"] if r["engine"] in ("onnxruntime", "openvino"))
+    assert all(r["speedup_vs_best_dense_peer"] == pytest.approx(fastest / r["median_ms"], rel=1e-2)
+               for r in doc["results"])
+
+
+def test_openvino_peer_matches_onnxruntime_and_is_optional(tmp_path: Path, monkeypatch) -> None:
+    from sparseforge.driver import bench
+    from sparseforge.runtime.compare import random_inputs, session
+
+    proto = onnx.load(mlp_file(tmp_path))
+    feeds = random_inputs(session(proto), 0)
+    engine = bench.openvino_engine(proto, feeds, 1)
+    assert engine is not None
+    got = list(engine().values())[0]
+    want = session(proto).run(None, feeds)[0]
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    assert bench.openvino_engine(proto, feeds, 1) is None
 
 
 def test_compile_bind(tmp_path: Path) -> None:

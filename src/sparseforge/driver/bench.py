@@ -1,9 +1,11 @@
-"""Side-by-side latency in one process: ONNX Runtime, PyTorch eager, sparseforge dense and sparse.
+"""Side-by-side latency in one process: ONNX Runtime, OpenVINO, PyTorch eager, sparseforge dense and sparse.
 
-Every engine runs the same inputs with the same thread count (ORT ``intra_op_num_threads``,
-``torch.set_num_threads``, TVM's pool size). Engines are interleaved in rounds; each round takes the median of
-``repeat`` calls per engine and the result is the median over rounds, which tolerates a noisy shared machine.
-Ratios are given against the fastest *dense peer* (ONNX Runtime, PyTorch).
+Every engine runs the same inputs with the same thread count (ORT ``intra_op_num_threads``, OpenVINO
+``INFERENCE_NUM_THREADS`` with the latency hint and one stream, ``torch.set_num_threads``, TVM's pool size).
+Engines are interleaved in rounds; each round takes the median of ``repeat`` calls per engine and the result is the
+median over rounds, which tolerates a noisy shared machine. Ratios are given against the fastest *dense peer*
+(ONNX Runtime, OpenVINO, PyTorch). OpenVINO is optional: without it the result says it was skipped and how to
+install it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sparseforge.runtime.remote import connect, time_remote
 
 from .compile import compile_model
 
-DENSE_PEERS = ("onnxruntime", "pytorch")
+DENSE_PEERS = ("onnxruntime", "openvino", "pytorch")
 
 
 @dataclasses.dataclass
@@ -87,6 +89,24 @@ def ort_engine(proto, feeds: dict[str, np.ndarray], threads: int) -> Callable[[]
     return lambda: sess.run(None, feeds)
 
 
+def openvino_engine(proto, feeds: dict[str, np.ndarray], threads: int) -> Callable[[], Any] | None:
+    """OpenVINO on the CPU (latency hint, one stream, ``threads`` threads), or None when it is not installed."""
+    try:
+        import openvino as ov  # optional peer: pip install openvino
+    except ImportError:
+        return None
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as tmp:  # read_model wants a file for ONNX
+        path = Path(tmp) / "model.onnx"
+        onnx.save(proto, str(path))
+        model = core.read_model(str(path))
+        compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
+                                                     "INFERENCE_NUM_THREADS": str(threads)})
+    request = compiled.create_infer_request()
+    inputs = {name: feeds[name] for name in (i.get_any_name() for i in compiled.inputs)}
+    return lambda: request.infer(inputs)
+
+
 def torch_engine(module, args: tuple, threads: int) -> Callable[[], Any]:
     import torch  # optional dependency: only for PyTorch sources
 
@@ -135,6 +155,12 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     peer = fresh()  # ONNX Runtime gets the canonicalized model (constants and BatchNorm folded): its best case
     Pipeline(pipelines.canonicalize())(peer)
     engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(ir.to_proto(peer), feeds, threads)}
+    skipped = {}
+    openvino = openvino_engine(ir.to_proto(peer), feeds, threads)
+    if openvino is None:
+        skipped["openvino"] = "not installed: pip install openvino (make install installs it)"
+    else:
+        engines["openvino"] = openvino
     torch_model = torch_source(source, example_inputs)
     if torch_model is not None:
         import torch  # optional dependency: only for PyTorch sources
@@ -148,7 +174,7 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     sparse_layers = [d for d in compiled.get("sparseforge-sparse", compiled["sparseforge-dense"]).decisions
                      if d["fmt"] != "dense"]
     return {"threads": threads, "target": target, "rounds": rounds, "repeat": repeat,
-            "results": [r.to_dict() for r in results],
+            "results": [r.to_dict() for r in results], "skipped": skipped,
             "sparse_layers": len(sparse_layers),
             "compile_seconds": {k: round(v.seconds, 2) for k, v in compiled.items()}}
 
