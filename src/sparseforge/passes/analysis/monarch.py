@@ -1,6 +1,7 @@
 """Fact ``monarch``: ``[A, F]``, the block counts of the two block-diagonal factors when the weight is exactly a
 Monarch product (:func:`sparseforge.ir.forms.monarch.find`), else null. Only weights at least half nonzero are
-tested (sparser ones are the sparse and grouped forms' business).
+tested (sparser ones are the sparse and grouped forms' business), and only with the rank analysis (``inspect
+--no-rank`` and the decision passes of ``compile`` skip both: the ``Monarch`` rewrite tests the weights itself).
 
 No column of its own: the table marks such a layer's ``op`` cell with ``(Monarch AxF)``. ``Monarch`` rewrites
 MatMul/Gemm layers that have it.
@@ -23,7 +24,7 @@ class MonarchFact(Fact):
     fields = ("monarch",)
 
     def compute(self, view: WeightView, matrix: np.ndarray, options: AnalysisOptions) -> list[int] | None:
-        if matrix.dtype.kind != "f" or np.count_nonzero(matrix) < matrix.size // 2:
+        if not options.with_rank or matrix.dtype.kind != "f" or np.count_nonzero(matrix) < matrix.size // 2:
             return None
         found, _ = find(matrix)
         return None if found is None else list(found.blocks)
