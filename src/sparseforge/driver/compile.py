@@ -132,7 +132,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "passes": [r.pass_name for r in reports],
         "expanded_functions": dict(sorted(expanded.items())),
         "decisions": decide.details.get("decisions", []),
-        "structured": pipelines.structured_changes(reports),
+        "structured": _with_lowering(pipelines.structured_changes(reports), records),
         "kernels": [dataclasses.asdict(r) for r in records],
     }
     if out is not None:
@@ -157,6 +157,15 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
             out = None
     manifest.setdefault("compile_seconds", round(time.perf_counter() - start, 2))
     return CompileResult(out, manifest, reports, executable, original, optimized, time.perf_counter() - start)
+
+
+def _with_lowering(changes: list[dict], records) -> list[dict]:
+    """Say so where the target computes a structured op another way (FftConv as a direct conv on CUDA)."""
+    direct = {r.node for r in records if r.info.get("variant") == "direct-conv1d"}
+    for change in changes:
+        if change["node"] in direct:
+            change["message"] += "; this target has no FFT kernel: computed as a direct convolution"
+    return changes
 
 
 def _json_ready(obj: Any) -> Any:
