@@ -71,6 +71,7 @@ def main() -> None:
     sparseforge("bench", f"{MODELS}:hyena", "--threads", "1", "--rounds", "3", "--repeat", "3")
 
     banner("6. Attention heads pruned to zero: ShrinkChannels removes them through the attention pattern")
+    sparseforge("inspect", f"{MODELS}:transformer_dead_heads", "--no-rank")
     sparseforge("export", f"{MODELS}:transformer_dead_heads", "-o", f"{rel}/transformer_heads.onnx", "--verify")
     sparseforge("compile", f"{MODELS}:transformer_dead_heads", "--target", "x86", "-o", f"{rel}/heads_x86",
                 "--threads", "1", "--no-calibrate", "--verify")
