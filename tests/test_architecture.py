@@ -10,9 +10,9 @@ import pytest
 
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "sparseforge"
 
-#: Imports that may stay inside functions: optional dependencies (TVM through the codegen floor, PyTorch,
+#: Imports that may stay inside functions: optional dependencies (TVM through the codegen floor, PyTorch, OpenVINO,
 #: wasmtime) and the package root's lazy attributes.
-OPTIONAL = ("torch", "wasmtime", "sparseforge.codegen", "sparseforge.driver", "sparseforge.api")
+OPTIONAL = ("torch", "wasmtime", "openvino", "sparseforge.codegen", "sparseforge.driver", "sparseforge.api")
 
 
 @pytest.fixture(scope="module")
