@@ -19,7 +19,7 @@ import onnx_ir as ir
 from sparseforge.ir.forms import block_diagonal
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import conv_candidate, plain_gemm, structured_candidate
+from sparseforge.passes.rewrites.candidates import conv_candidate, replace_layer, static_matmul_candidate
 
 
 class BlockDiagonalPass(ReportingPass):
@@ -33,13 +33,8 @@ class BlockDiagonalPass(ReportingPass):
             if conv is not None:
                 self._conv(model, node, conv, report)
                 continue
-            view = structured_candidate(node)
+            view = static_matmul_candidate(node)
             if view is None:
-                continue
-            x = node.inputs[0]
-            if x.shape is None or not x.shape.is_static():
-                continue
-            if node.op_type == "Gemm" and not plain_gemm(node):
                 continue
             matrix = view.matrix()
             blocks, why = block_diagonal.find_blocks(matrix)
@@ -135,14 +130,7 @@ def _rewrite_conv(model: ir.Model, node: ir.Node, view, blocks: block_diagonal.B
         unpermute = _node(model, "Gather", [result, index], f"{base}/order", out_shape, dtype, axis=1)
         new_nodes.append(unpermute)
         result = unpermute.outputs[0]
-    last = new_nodes[-1]
-    for new in new_nodes:
-        model.graph.insert_before(node, new)
-    name, shape, type_ = old.name, old.shape, old.type
-    old.replace_all_uses_with(result, replace_graph_outputs=True)
-    model.graph.remove(node, safe=True)
-    result.name, result.shape, result.type = name, shape, type_
-    last.name = base
+    replace_layer(model, node, new_nodes)
 
 
 def _node(model: ir.Model, op: str, inputs, name: str, shape, dtype, **attrs) -> ir.Node:
@@ -154,7 +142,7 @@ def _node(model: ir.Model, op: str, inputs, name: str, shape, dtype, **attrs) ->
 
 def _rewrite(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_diagonal.Blocks) -> None:
     base = node.name or "layer"
-    x, old = node.inputs[0], node.outputs[0]
+    x = node.inputs[0]
     lead = [int(d) for d in x.shape][:-1]
     dtype = x.dtype
     new_nodes: list[ir.Node] = []
@@ -187,11 +175,4 @@ def _rewrite(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_d
         add = _node(model, "Add", [result, node.inputs[2]], f"{base}/bias", [*lead, n], dtype)
         new_nodes.append(add)
         result = add.outputs[0]
-    last = new_nodes[-1]
-    for new in new_nodes:
-        model.graph.insert_before(node, new)
-    name, shape, type_ = old.name, old.shape, old.type
-    old.replace_all_uses_with(result, replace_graph_outputs=True)
-    model.graph.remove(node, safe=True)
-    result.name, result.shape, result.type = name, shape, type_
-    last.name = base
+    replace_layer(model, node, new_nodes)

@@ -23,6 +23,18 @@ def structured_candidate(node: ir.Node) -> WeightView | None:
     return view
 
 
+def static_matmul_candidate(node: ir.Node) -> WeightView | None:
+    """:func:`structured_candidate` with a static activation shape and, for a Gemm, :func:`plain_gemm` (what the
+    rewrites that reshape or gather the activation need), else None."""
+    view = structured_candidate(node)
+    if view is None:
+        return None
+    x = node.inputs[0]
+    if x.shape is None or not x.shape.is_static() or (node.op_type == "Gemm" and not plain_gemm(node)):
+        return None
+    return view
+
+
 def conv_candidate(node: ir.Node) -> WeightView | None:
     """The weight view of an ungrouped ``Conv`` (any rank, constant float weight of at least
     :data:`MIN_ELEMENTS` elements), else None."""
@@ -40,3 +52,17 @@ def plain_gemm(node: ir.Node) -> bool:
     attrs = node.attributes
     return (int(attrs["transA"].value) if "transA" in attrs else 0) == 0 and \
         all(float(attrs[key].value) == 1.0 for key in ("alpha", "beta") if key in attrs)
+
+
+def replace_layer(model: ir.Model, node: ir.Node, new_nodes: list[ir.Node]) -> None:
+    """Insert ``new_nodes`` before ``node`` and let the last one take ``node``'s place: its output takes over the
+    old output's uses, name, shape and type, the node its name; ``node`` is removed."""
+    old, last = node.outputs[0], new_nodes[-1]
+    for new in new_nodes:
+        model.graph.insert_before(node, new)
+    result = last.outputs[0]
+    name, shape, type_ = old.name, old.shape, old.type
+    old.replace_all_uses_with(result, replace_graph_outputs=True)
+    model.graph.remove(node, safe=True)
+    result.name, result.shape, result.type = name, shape, type_
+    last.name = node.name or last.name

@@ -20,7 +20,7 @@ import onnx_ir as ir
 from sparseforge.ir.forms import monarch
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import plain_gemm, structured_candidate
+from sparseforge.passes.rewrites.candidates import replace_layer, static_matmul_candidate
 
 
 class MonarchPass(ReportingPass):
@@ -30,13 +30,8 @@ class MonarchPass(ReportingPass):
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
-            view = structured_candidate(node)
+            view = static_matmul_candidate(node)
             if view is None:
-                continue
-            x = node.inputs[0]
-            if x.shape is None or not x.shape.is_static():
-                continue
-            if node.op_type == "Gemm" and not plain_gemm(node):
                 continue
             if any(user is not node for user, _ in view.weight.uses()) or view.weight.is_graph_output():
                 continue
@@ -66,7 +61,7 @@ def _node(op: str, inputs, name: str, shape, dtype, **attrs) -> ir.Node:
 
 def _rewrite(model: ir.Model, node: ir.Node, found: monarch.Monarch) -> None:
     base = node.name or "layer"
-    x, old = node.inputs[0], node.outputs[0]
+    x = node.inputs[0]
     lead = [int(d) for d in x.shape][:-1]
     p = int(np.prod(lead, dtype=np.int64))
     a, f, c = found.r.shape
@@ -92,11 +87,4 @@ def _rewrite(model: ir.Model, node: ir.Node, found: monarch.Monarch) -> None:
                        [*lead, n], dtype))
     if node.op_type == "Gemm" and len(node.inputs) > 2 and node.inputs[2] is not None:
         steps.append(_node("Add", [steps[-1].outputs[0], node.inputs[2]], f"{base}/monarch_bias", [*lead, n], dtype))
-    for new in steps:
-        model.graph.insert_before(node, new)
-    result = steps[-1].outputs[0]
-    name, shape, type_ = old.name, old.shape, old.type
-    old.replace_all_uses_with(result, replace_graph_outputs=True)
-    model.graph.remove(node, safe=True)
-    result.name, result.shape, result.type = name, shape, type_
-    steps[-1].name = base
+    replace_layer(model, node, steps)
