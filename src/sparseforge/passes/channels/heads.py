@@ -323,22 +323,24 @@ def _attention(av: ir.Node, softmax: ir.Node) -> Attention:
 # ------------------------------------------------------------------ deciding and removing
 
 
+def _rows_zero(att: Attention, role: str, head: int) -> bool:
+    """Whether the projection rows (and bias entries) of ``head`` for ``role`` ("q", "k", "v") are all zero."""
+    src = att.sources[role]
+    chans = att.channels[role][head]
+    bias = src.bias()
+    return not np.any(src.view.matrix()[chans]) and (bias is None or not np.any(bias.reshape(-1)[chans]))
+
+
 def dead_heads(att: Attention) -> tuple[list[int], list[str]]:
     """Heads whose value rows and bias are zero or whose output-projection columns are zero; notes for heads
     with zero Q or K rows only."""
-    def rows_zero(role: str, head: int) -> bool:
-        src = att.sources[role]
-        chans = att.channels[role][head]
-        bias = src.bias()
-        return not np.any(src.view.matrix()[chans]) and (bias is None or not np.any(bias.reshape(-1)[chans]))
-
     dead, notes = [], []
     out = att.out_view.matrix()
     for h in range(att.heads):
-        if rows_zero("v", h) or not np.any(out[:, att.columns[h]]):
+        if _rows_zero(att, "v", h) or not np.any(out[:, att.columns[h]]):
             dead.append(h)
-        elif rows_zero("q", h) or rows_zero("k", h):
-            which = "Q" if rows_zero("q", h) else "K"
+        elif _rows_zero(att, "q", h) or _rows_zero(att, "k", h):
+            which = "Q" if _rows_zero(att, "q", h) else "K"
             notes.append(f"head {h}: its {which} weights are zero, so its softmax is uniform and it still averages "
                          "V: not removed (only zero V rows or zero output columns make a head dead)")
     return dead, notes
@@ -349,16 +351,10 @@ def summary(model: ir.Model) -> list[dict]:
     attentions, _ = find(model)
     out = []
     for att in attentions:
-        def zero(role: str, head: int) -> bool:
-            src = att.sources[role]
-            chans = att.channels[role][head]
-            bias = src.bias()
-            return not np.any(src.view.matrix()[chans]) and (bias is None or not np.any(bias.reshape(-1)[chans]))
-
         dead, _ = dead_heads(att)
         out.append(dict(node=att.name, heads=att.heads, dead=dead,
-                        zero_q=[h for h in range(att.heads) if h not in dead and zero("q", h)],
-                        zero_k=[h for h in range(att.heads) if h not in dead and zero("k", h)]))
+                        zero_q=[h for h in range(att.heads) if h not in dead and _rows_zero(att, "q", h)],
+                        zero_k=[h for h in range(att.heads) if h not in dead and _rows_zero(att, "k", h)]))
     return out
 
 
