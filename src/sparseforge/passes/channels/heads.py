@@ -26,12 +26,12 @@ import numpy as np
 import onnx_ir as ir
 
 from sparseforge.ir.weights import WeightView, constant_array, view_of
+from sparseforge.passes import labels as labels_
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport
 
 #: Pure data-movement ops the labels are pushed through.
-MOVEMENT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Split", "Identity",
-                          "Cast", "Dropout"})
+MOVEMENT_OPS = labels_.MOVEMENT_OPS | {"Identity", "Cast", "Dropout"}
 #: Elementwise ops allowed between ``MatMul(Q4, K4)`` and the Softmax (their constants must not vary by head).
 SCORE_OPS = frozenset({"Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity"})
 
@@ -190,46 +190,15 @@ def _shape(value: ir.Value) -> tuple[int, ...]:
     return tuple(int(d) for d in value.shape)
 
 
-def _apply(node: ir.Node, x: np.ndarray, out: ir.Value) -> np.ndarray:
-    """``node`` (a movement op or a scalar scale) on the label array ``x``."""
-    op = node.op_type
-    if op in ("Reshape", "Squeeze", "Unsqueeze"):
-        return x.reshape(_shape(out))
-    if op == "Transpose":
-        perm = node.attributes["perm"].value if "perm" in node.attributes else list(range(x.ndim))[::-1]
-        return x.transpose(list(perm))
-    if op == "Gather":
-        idx = _constant(node.inputs[1])
-        if idx is None:
-            raise NotAttention(f"Gather '{node.name}' has run-time indices")
-        axis = int(node.attributes["axis"].value) if "axis" in node.attributes else 0
-        return np.take(x, idx.astype(np.int64), axis=axis)
-    if op == "Slice":
-        params = [_constant(v) for v in node.inputs[1:]]
-        if any(p is None for p, v in zip(params, node.inputs[1:]) if v is not None):
-            raise NotAttention(f"Slice '{node.name}' has run-time parameters")
-        starts, ends = params[0], params[1]
-        axes = params[2] if len(params) > 2 and params[2] is not None else np.arange(len(starts))
-        steps = params[3] if len(params) > 3 and params[3] is not None else np.ones(len(starts), np.int64)
-        index = [slice(None)] * x.ndim
-        for s, e, a, st in zip(starts, ends, axes, steps):
-            index[int(a)] = slice(int(s), int(e), int(st))
-        return x[tuple(index)]
-    if op == "Split":
-        outputs = list(node.outputs)
-        axis = int(node.attributes["axis"].value) if "axis" in node.attributes else 0
-        sizes = [_shape(o)[axis] for o in outputs]
-        parts = np.split(x, np.cumsum(sizes)[:-1], axis=axis)
-        return parts[outputs.index(out)]
-    return x  # Identity, Cast, Dropout, scalar Mul/Div
-
-
 def _propagate(chain: Chain, labels: np.ndarray) -> dict[ir.Value, np.ndarray]:
     """Label arrays of every value on ``chain`` (its start holds ``labels``)."""
     arrays = {chain.start: labels}
     current = chain.start
     for node, out in chain.steps:
-        arrays[out] = _apply(node, arrays[current], out)
+        try:
+            arrays[out] = labels_.move(node, arrays[current], out, _shape(out))
+        except ValueError as exc:
+            raise NotAttention(str(exc)) from None
         if arrays[out].shape != _shape(out):
             raise NotAttention(f"'{out.name}': label shape {arrays[out].shape} != {_shape(out)}")
         current = out

@@ -31,6 +31,7 @@ from sparseforge.ir.forms import fft_conv
 from sparseforge.ir.keys import DOMAIN
 from sparseforge.ir.weights import constant_array
 from sparseforge.passes.canonicalize import new_initializer
+from sparseforge.passes.labels import move
 
 #: Ops allowed between the two DFTs (elementwise on the complex axis).
 REGION_OPS = frozenset({"Slice", "Concat", "Mul", "Div", "Add", "Sub", "Neg", "Identity"})
@@ -176,20 +177,10 @@ def _tail(inverse: ir.Node) -> tuple[ir.Value, list[ir.Node], float]:
 def _labels_through(chain: list[ir.Node], labels: np.ndarray) -> np.ndarray:
     for node in chain:
         out = node.outputs[0]
-        if node.op_type in ("Squeeze", "Reshape"):
-            labels = labels.reshape(_shape(out))
-        elif node.op_type == "Slice":
-            starts, ends = constant_array(node.inputs[1]), constant_array(node.inputs[2])
-            axes = constant_array(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3] is not None else None
-            steps = constant_array(node.inputs[4]) if len(node.inputs) > 4 and node.inputs[4] is not None else None
-            if starts is None or ends is None or axes is None and len(starts) != labels.ndim:
-                raise NoMatch(f"Slice '{node.name}' has run-time parameters")
-            axes = np.arange(len(starts)) if axes is None else axes
-            steps = np.ones(len(starts), np.int64) if steps is None else steps
-            index = [slice(None)] * labels.ndim
-            for s, e, a, st in zip(starts, ends, axes, steps):
-                index[int(a) % labels.ndim] = slice(int(s), int(e), int(st))
-            labels = labels[tuple(index)]
+        try:
+            labels = move(node, labels, out, _shape(out))
+        except ValueError as exc:
+            raise NoMatch(str(exc)) from None
         if labels.shape != _shape(out):
             raise NoMatch(f"'{out.name}': shape does not follow")
     return labels
