@@ -77,6 +77,7 @@ class InspectResult:
             "layers_low_rank": sum(1 for l in self.layers if l.rank is not None and l.rank < min(l.shape)),
             "long_conv_candidates": sum(1 for l in self.layers if l.long_conv),
             "monarch_layers": sum(1 for l in self.layers if l.monarch),
+            "sparse_low_rank_layers": sum(1 for l in self.layers if l.sparse_low_rank),
             "attention_cores": len(self.attention),
             "dead_heads": sum(len(a["dead"]) for a in self.attention),
             "parameters": self.stats.parameters,

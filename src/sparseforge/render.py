@@ -67,6 +67,8 @@ def inspect_summary(summary: dict[str, Any]) -> str:
         parts.append(f"{summary['long_conv_candidates']} long-conv candidates")
     if summary.get("monarch_layers"):
         parts.append(f"{summary['monarch_layers']} Monarch layers")
+    if summary.get("sparse_low_rank_layers"):
+        parts.append(f"{summary['sparse_low_rank_layers']} sparse + low-rank layers")
     if summary.get("attention_cores"):
         parts.append(f"{summary['attention_cores']} attention cores, {summary['dead_heads']} dead heads")
     return "Summary: " + ", ".join(parts)

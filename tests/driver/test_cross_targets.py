@@ -211,6 +211,13 @@ def _structured_models() -> dict:
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, weight.shape[0], 12, 12])],
                                   [numpy_helper.from_array(weight, "w")])
         models[name] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    split = (rng.standard_normal((256, 4)) @ rng.standard_normal((4, 256)) / 2
+             + rng.standard_normal((256, 256)) * (rng.random((256, 256)) < 0.05)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "sparse_low_rank",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 256])],
+                              [numpy_helper.from_array(split, "w")])
+    models["sparse_low_rank"] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     for name, weight in (("low_rank", low), ("block_diagonal", np.ascontiguousarray(block.T)),
                          ("monarch", np.ascontiguousarray(monarch.T.astype(np.float32)))):
         graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], name,
@@ -223,7 +230,7 @@ def _structured_models() -> dict:
 
 
 @pytest.mark.parametrize("form", ["low_rank", "block_diagonal", "monarch", "fft_conv", "separable", "conv_low_rank",
-                                  "grouped_conv"])
+                                  "grouped_conv", "sparse_low_rank"])
 @pytest.mark.parametrize("target", ["arm", "wasm"])
 def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
     """The structured rewrites (standard ops) compile for the cross targets and match ONNX Runtime on the original
@@ -236,5 +243,6 @@ def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
                          cost_model=RuleCostModel.for_target(target), verify=True)
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
     forms = {"low_rank": "factored", "block_diagonal": "grouped", "monarch": "monarch", "fft_conv": "fft",
-             "separable": "separable", "conv_low_rank": "factored", "grouped_conv": "grouped"}
+             "separable": "separable", "conv_low_rank": "factored", "grouped_conv": "grouped",
+             "sparse_low_rank": "split"}
     assert [c["form"] for c in result.manifest["structured"]] == [forms[form]], result.manifest["structured"]

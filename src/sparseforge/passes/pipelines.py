@@ -13,6 +13,7 @@ from sparseforge.passes.rewrites.monarch import MonarchPass
 from sparseforge.passes.rewrites.separable import SeparablePass
 from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass
 from sparseforge.passes.rewrites.shrink_channels import ShrinkChannelsPass
+from sparseforge.passes.rewrites.sparse_low_rank import SparseLowRankPass
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
 
 
@@ -40,7 +41,8 @@ def structured() -> list[ReportingPass]:
 
 #: The diagnostic code each structured rewrite records for a rewritten layer.
 STRUCTURED_CHANGES = {"ShrinkChannels": "heads", "LowRank": "factored", "BlockDiagonal": "grouped",
-                      "Monarch": "monarch", "FftConv": "fft", "Separable": "separable"}
+                      "Monarch": "monarch", "FftConv": "fft", "Separable": "separable",
+                      "SparseLowRank": "split"}
 
 
 def structured_changes(reports) -> list[dict]:
@@ -68,7 +70,8 @@ def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
 
 
 def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa: A001 - the command's name
-    """The ``compile`` command's passes: :func:`before_decisions`, the low-rank factorization (not with
-    ``dense``: the dense control compiles the weights as they are), the decisions, the sparse rewrites."""
-    forms = [] if dense else structured()
+    """The ``compile`` command's passes: :func:`before_decisions`, the structured rewrites and the sparse + low-rank
+    split where ``cost_model`` says it pays (not with ``dense``: the dense control compiles the weights as they
+    are), the decisions, the sparse rewrites."""
+    forms = [] if dense else [*structured(), SparseLowRankPass(cost_model)]
     return [*before_decisions(), *forms, *decisions(cost_model, dense=dense), SparsifyPass()]

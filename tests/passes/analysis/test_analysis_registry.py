@@ -17,7 +17,7 @@ from sparseforge.passes.analysis.analyse import StructureAnalysisPass, facts_of
 
 def test_registry_order_and_lookup() -> None:
     assert names() == ("density", "nm", "blocks", "channels", "rank", "long_conv", "diagonal_blocks",
-                       "monarch")
+                       "monarch", "sparse_low_rank")
     assert get("rank") is FACTS[4]
     with pytest.raises(KeyError, match="no analysis fact 'nope'"):
         get("nope")

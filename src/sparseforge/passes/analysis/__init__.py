@@ -11,13 +11,14 @@ To add a fact: write its module, append it to :data:`FACTS`, add its field(s) to
 
 from __future__ import annotations
 
-from sparseforge.passes.analysis import blocks, channels, density, diagonal_blocks, long_conv, monarch, nm, rank
+from sparseforge.passes.analysis import (blocks, channels, density, diagonal_blocks, long_conv, monarch, nm, rank,
+                                        sparse_low_rank)
 from sparseforge.passes.analysis.fact import AnalysisOptions, Fact
 from sparseforge.passes.analysis.structure import IDENTITY_FIELDS, WeightStructure
 
 #: Registered facts, in the order of their JSON fields and table columns.
 FACTS: tuple[Fact, ...] = (density.FACT, nm.FACT, blocks.FACT, channels.FACT, rank.FACT, long_conv.FACT,
-                           diagonal_blocks.FACT, monarch.FACT)
+                           diagonal_blocks.FACT, monarch.FACT, sparse_low_rank.FACT)
 
 _BY_NAME = {fact.name: fact for fact in FACTS}
 

@@ -38,6 +38,7 @@ class WeightStructure:
     long_conv: bool
     diagonal_blocks: int
     monarch: list[int] | None
+    sparse_low_rank: dict | None
 
     @property
     def sparsity(self) -> float:
