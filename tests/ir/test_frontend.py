@@ -314,3 +314,16 @@ def test_ir4_initializer_inputs_are_inputs_unless_frozen(tmp_path) -> None:
     assert view_of(conv) is None and "--freeze-initializer-inputs" in runtime_weight(conv)
     frozen = load(path, freeze_initializer_inputs=True)
     assert [v.name for v in frozen.graph.inputs] == ["x"] and view_of(next(iter(frozen.graph))) is not None
+
+
+def test_a_model_proto_passed_in_is_not_changed() -> None:
+    """The IR shares tensors with the proto it reads: loading works on a copy, so passes that rename weights
+    (canonicalization names them after their layer) leave the caller's proto as it was."""
+    from sparseforge.passes.infra import Pipeline
+    from sparseforge.passes.pipelines import export
+
+    proto = make_model([helper.make_node("MatMul", ["x", "b1"], ["y"], name="fc")], [vinfo("x", [2, 8])],
+                       [vinfo("y", [2, 8])], [init("b1", randn(8, 8))])
+    before = proto.SerializeToString()
+    Pipeline(export())(load(proto))
+    assert proto.SerializeToString() == before

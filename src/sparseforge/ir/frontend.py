@@ -70,8 +70,11 @@ def _load_any(source: Any, example_inputs: Any, allow_invalid: bool = False) -> 
     if isinstance(source, ir.Model):
         return source
     if isinstance(source, onnx.ModelProto):
-        problem = check_input(source, "<ModelProto>", allow_invalid)
-        return _checked(_from_proto(source, "<ModelProto>"), problem is None and fully_checkable(source))
+        # the IR shares tensors with the proto it was read from: renaming a weight would rename the caller's
+        copy = onnx.ModelProto()
+        copy.CopyFrom(source)
+        problem = check_input(copy, "<ModelProto>", allow_invalid)
+        return _checked(_from_proto(copy, "<ModelProto>"), problem is None and fully_checkable(copy))
     if _is_torch_module(source):
         if example_inputs is None:
             raise ModelLoadError(
