@@ -197,6 +197,12 @@ def _structured_models() -> dict:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 512])],
                               [numpy_helper.from_array(conv_w, "w")])
     models["fft_conv"] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    dense_w = (rng.standard_normal((3, 4, 256)) / 32).astype(np.float32)  # 4 -> 3 channels, one group
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="fc", pads=[255, 0])],
+                              "fft_dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 512])],
+                              [numpy_helper.from_array(dense_w, "w")])
+    models["fft_conv_dense"] = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     sep = np.einsum("op,oq->opq", rng.standard_normal((8, 7)), rng.standard_normal((8, 7)))[:, None].astype(np.float32)
     conv_low = (rng.standard_normal((32, 3)) @ rng.standard_normal((3, 16 * 9))).reshape(32, 16, 3, 3).astype(np.float32)
     grouped = np.zeros((32, 16, 3, 3), np.float32)  # 4 groups of 8 x 4 channels, shuffled
@@ -230,7 +236,7 @@ def _structured_models() -> dict:
 
 
 @pytest.mark.parametrize("form", ["low_rank", "block_diagonal", "monarch", "fft_conv", "separable", "conv_low_rank",
-                                  "grouped_conv", "sparse_low_rank"])
+                                  "grouped_conv", "sparse_low_rank", "fft_conv_dense"])
 @pytest.mark.parametrize("target", ["arm", "wasm"])
 def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
     """The structured rewrites (standard ops) compile for the cross targets and match ONNX Runtime on the original
@@ -244,5 +250,5 @@ def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
     forms = {"low_rank": "factored", "block_diagonal": "grouped", "monarch": "monarch", "fft_conv": "fft",
              "separable": "separable", "conv_low_rank": "factored", "grouped_conv": "grouped",
-             "sparse_low_rank": "split"}
+             "sparse_low_rank": "split", "fft_conv_dense": "fft"}
     assert [c["form"] for c in result.manifest["structured"]] == [forms[form]], result.manifest["structured"]

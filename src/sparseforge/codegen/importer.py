@@ -26,6 +26,7 @@ from .converters import CONVERTERS
 from .converters._util import DEFER
 from . import kernels as K
 from .kernels import activations
+from .converters import fft_conv as fft_grouped
 from .kernels import fft_conv as fft_kernels
 from .kernels import rules as R
 from .schedules.relax_conv import _imap
@@ -248,18 +249,24 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         return y
 
     def _convert_fft_conv(self, node_name: str, inputs):
-        """``FftConv``: the FFT kernel on CPU targets; elsewhere (CUDA) the direct depthwise convolution."""
+        """``FftConv``: on CPU targets the depthwise FFT kernel, or for more than one input channel per group FFTs
+        around batched products per frequency; elsewhere (CUDA) the direct convolution."""
         x = inputs[0]
         weight, bias, plan = (self._constant(inputs[i], w, node_name)
                               for i, w in ((1, "weight"), (2, "bias"), (3, "plan")))
         x_shape = tuple(int(d) for d in x.ty.shape)
         pads = fft_conv.pads_of(plan, x_shape[-1], weight.shape[-1])
+        groups = x_shape[1] // weight.shape[1]
         if R.target_lanes(self.kernel_target) is None:
             y = self.bb.emit(relax.op.nn.conv1d(x, relax.const(weight.astype(np.float32)), padding=pads,
-                                                groups=weight.shape[0]))
+                                                groups=groups))
             self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, "dense", "fft", "none",
                                              dict(format="dense", variant="direct-conv1d")))
             return self.bb.emit(relax.op.add(y, relax.const(bias.astype(np.float32).reshape(-1, 1))))
+        if weight.shape[1] != 1 or weight.shape[0] != x_shape[1]:
+            self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, "fft", "fft", "none",
+                                             dict(format="fft", variant="grouped-spectral", groups=groups)))
+            return fft_grouped.grouped(self.bb, x, weight, bias, pads, self.kernel_target)
         kernel = fft_kernels.fft_conv1d(weight, x_shape, pads=pads, bias=bias, target=self.kernel_target,
                                         name=self._kernel_name(node_name))
         gv = self.bb.add_func(kernel.func, kernel.name)

@@ -1,4 +1,4 @@
-"""Long depthwise 1-D convolutions become FftConv (ONNX DFT body): causal, padded and valid; refusals say why."""
+"""Long 1-D convolutions (depthwise, grouped, dense) become FftConv (ONNX DFT body): causal, padded and valid; refusals say why."""
 
 from __future__ import annotations
 
@@ -16,18 +16,19 @@ from sparseforge.runtime.compare import FFT_RTOL, compare
 
 
 def long_conv(channels=6, length=1000, taps=256, pads=(255, 0), *, bias=True, group=None, opset=18, strides=1,
-              batch=2, seed=0):
+              batch=2, seed=0, out_channels=None):
     rng = np.random.default_rng(seed)
     group = channels if group is None else group
-    w = (rng.standard_normal((channels, channels // group, taps)) / np.sqrt(taps)).astype(np.float32)
+    out = channels if out_channels is None else out_channels
+    w = (rng.standard_normal((out, channels // group, taps)) / np.sqrt(taps)).astype(np.float32)
     inits = [init("w", w)]
     inputs = ["x", "w"]
     if bias:
-        inits.append(init("b", rng.standard_normal(channels).astype(np.float32)))
+        inits.append(init("b", rng.standard_normal(out).astype(np.float32)))
         inputs.append("b")
     out_len = (length + sum(pads) - taps) // strides + 1
     node = helper.make_node("Conv", inputs, ["y"], name="long", group=group, pads=list(pads), strides=[strides])
-    return make_model([node], [vinfo("x", [batch, channels, length])], [vinfo("y", [batch, channels, out_len])],
+    return make_model([node], [vinfo("x", [batch, channels, length])], [vinfo("y", [batch, out, out_len])],
                       inits, opset=opset)
 
 
@@ -47,6 +48,32 @@ def test_long_conv_becomes_fft_and_matches_onnxruntime(pads, bias) -> None:
     assert result.ok, result.to_dict()
 
 
+@pytest.mark.parametrize("group, out_channels", [(1, 5), (2, 4), (3, 9)], ids=["dense", "grouped", "grouped-wide"])
+def test_grouped_and_dense_long_convs_become_fft_conv(group, out_channels) -> None:
+    proto = long_conv(channels=6, group=group, out_channels=out_channels, length=700, taps=300, pads=(299, 0))
+    model, report = _run(proto)
+    assert [n.op_type for n in model.graph] == ["FftConv"], [d.message for d in report.diagnostics]
+    x = np.random.default_rng(5).standard_normal((2, 6, 700)).astype(np.float32)
+    w = model.graph.initializers["w"].const_value.numpy() if "w" in model.graph.initializers else \
+        next(v.const_value.numpy() for v in model.graph.initializers.values() if v.const_value.numpy().ndim == 3)
+    b = next(v.const_value.numpy() for v in model.graph.initializers.values() if v.const_value.numpy().ndim == 1
+             and v.const_value.dtype == ir.DataType.FLOAT)
+    expected = fft_conv.reference(x, w, b, (299, 0))
+    import onnxruntime as ort
+    got = ort.InferenceSession(ir.to_proto(model).SerializeToString()).run(None, {"x": x})[0]
+    assert np.abs(got - expected).max() <= fft_conv.tolerance(x, w, 1024)
+    result = compare(proto, model, rtol=1e-4, runs=2)
+    assert result.ok, result.to_dict()
+
+
+def test_a_short_dense_conv_stays_direct() -> None:
+    """A kernel of 64 taps over 4096 samples: the transforms cost more than the direct sums."""
+    proto = long_conv(channels=2, group=1, length=4096, taps=64, pads=(63, 0))
+    model, report = _run(proto)
+    assert [n.op_type for n in model.graph] == ["Conv"]
+    assert any("not dearer than the FFT" in d.message for d in report.diagnostics)
+
+
 def test_reference_matches_the_function_body() -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 3, 150)).astype(np.float32)
@@ -60,7 +87,6 @@ def test_reference_matches_the_function_body() -> None:
 
 
 @pytest.mark.parametrize("case, reason", [
-    (dict(group=1, channels=4), "not depthwise"),
     (dict(strides=2), "strided"),
     (dict(opset=16), "opset 16"),
     (dict(length=4096, taps=64, pads=(63, 0)), "not dearer than the FFT"),

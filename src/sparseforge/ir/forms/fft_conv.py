@@ -1,20 +1,21 @@
-"""FFT long convolution: the op ``ai.sparseforge.FftConv``, a depthwise 1-D ONNX ``Conv`` computed through the
-discrete Fourier transform.
+"""FFT long convolution: the op ``ai.sparseforge.FftConv``, a 1-D ONNX ``Conv`` (depthwise, grouped or dense)
+computed through the discrete Fourier transform.
 
-``FftConv(X [B, C, T], W [C, 1, L], bias [C], plan int64 [6]) -> Y [B, C, T_out]`` computes exactly what
-``Conv(X, W, bias, group=C, pads=[p0, p1])`` computes (cross-correlation of the zero-padded signal), up to the
-FFT's rounding. ``plan = [p0, right, N, N - L, L - 1, L - 1 + T_out]``: ``N`` the power of two at least
-``T + p0 + p1`` (:func:`fft_length`), ``right = N - T - p0`` the zeros that pad the signal to ``N``. Linear
-correlation equals the circular one of length ``N`` on the kept outputs (index ``t + L - 1 < N``), so one
-transform of each signal suffices.
+``FftConv(X [B, C, T], W [O, C/g, L], bias [O], plan int64 [6]) -> Y [B, O, T_out]`` computes exactly what
+``Conv(X, W, bias, group=g, pads=[p0, p1])`` computes (cross-correlation of the zero-padded signal), up to the
+FFT's rounding; ``g = C / W.shape[1]`` (depthwise: ``W [C, 1, L]``, ``g = C``). ``plan = [p0, right, N, N - L,
+L - 1, L - 1 + T_out]``: ``N`` the power of two at least ``T + p0 + p1`` (:func:`fft_length`), ``right = N - T -
+p0`` the zeros that pad the signal to ``N``. Linear correlation equals the circular one of length ``N`` on the kept
+outputs (index ``t + L - 1 < N``), so one transform of each signal suffices; output channel ``o`` of group ``j``
+sums the products of its ``C/g`` input spectra with its kernel spectra, per frequency.
 
 Tolerance: not exact in the summation-order sense; the error of each output is bounded by about
-``eps * log2(N) * ||x_c|| * ||w_c||`` (:func:`tolerance` states the bound the tests and ``--verify`` use).
+``eps * log2(N) * sum_i ||x_i|| ||w_oi||`` (:func:`tolerance` states the bound the tests and ``--verify`` use).
 
 The ONNX function body uses the standard ``DFT`` op (opset 17+; ``axis`` an input from opset 20): pad, forward
-DFT of the signal and of the reversed kernel, complex product, inverse DFT, real part, slice, bias. ONNX Runtime
-runs it; sparseforge's codegen lowers the op to its own FFT kernel
-(:mod:`sparseforge.codegen.kernels.fft_conv`).
+DFT of the signal and of the reversed kernel, complex products summed over each group's input channels
+(``Einsum``), inverse DFT, real part, slice, bias. ONNX Runtime runs it; sparseforge's codegen lowers the op to its
+own FFT kernels (:mod:`sparseforge.codegen.kernels.fft_conv` for depthwise ones).
 """
 
 from __future__ import annotations
@@ -46,37 +47,53 @@ def plan(length: int, taps: int, pads: tuple[int, int]) -> np.ndarray:
     return np.array([p0, n - length - p0, n, n - taps, taps - 1, taps - 1 + out_len], np.int64)
 
 
-def worth_it(length: int, taps: int, pads: tuple[int, int]) -> tuple[bool, str]:
-    """Whether the FFT does fewer operations than the direct convolution: ``T_out * L`` multiply-adds per channel
-    against about ``8 N log2 N`` for two complex transforms shared by two channels and the product; a reason."""
+def worth_it(length: int, taps: int, pads: tuple[int, int], *, in_channels: int = 1, out_channels: int = 1,
+             groups: int = 1) -> tuple[bool, str]:
+    """Whether the FFT does fewer operations than the direct convolution, and a reason. Direct: ``T_out * L *
+    C/g`` multiply-adds per output channel. FFT: about ``4 N log2 N`` per transform (``C`` forward, ``O`` inverse;
+    two real signals share one complex transform) plus ``2 N C/g`` for the products over the half spectrum, when
+    there is more than one input channel per group (depthwise: ``8 N log2 N`` per channel)."""
     p0, p1 = pads
     padded = length + p0 + p1
     out_len = padded - taps + 1
     n = fft_length(padded)
-    direct = out_len * taps
-    fft = 8 * n * int(np.log2(n))
+    per_group = in_channels // max(1, groups)
+    direct = out_len * taps * per_group
+    fft = 4 * n * int(np.log2(n)) * (in_channels + out_channels) / out_channels
+    if per_group > 1:
+        fft += 2 * n * per_group
+    fft = int(fft)
     if direct <= fft:
         return False, (f"{taps} taps over {out_len} outputs: the direct convolution ({direct} multiply-adds per "
-                       f"channel) is not dearer than the FFT of length {n} (~{fft})")
+                       f"output channel) is not dearer than the FFT of length {n} (~{fft})")
     return True, f"{taps} taps over {out_len} outputs: FFT of length {n}, ~{direct / fft:.0f}x fewer operations"
 
 
 def tolerance(x: np.ndarray, w: np.ndarray, n: int) -> float:
-    """Absolute error bound used to check results: ``8 * eps * log2(N) * max_c ||x_c|| ||w_c||`` (the FFT's error
-    per output scales with the norms of the signal and the kernel, not with the output)."""
+    """Absolute error bound used to check results: ``8 * eps * log2(N) * max_c ||x_c|| * max_o sum_i ||w_oi||``
+    (the FFT's error per output scales with the norms of the signals and kernels it sums, not with the output);
+    ``w`` is ``[O, C/g, L]`` (or ``[C, L]`` for depthwise)."""
     x = np.asarray(x, np.float64)
     xn = np.sqrt((x.reshape(-1, x.shape[-1]) ** 2).sum(axis=-1)).max()
-    wn = np.sqrt((np.asarray(w, np.float64).reshape(w.shape[0], -1) ** 2).sum(axis=-1)).max()
+    w = np.asarray(w, np.float64)
+    w = w.reshape(w.shape[0], -1, w.shape[-1])
+    wn = np.sqrt((w ** 2).sum(axis=-1)).sum(axis=1).max()
     return float(8 * np.finfo(np.float32).eps * np.log2(n) * xn * wn)
 
 
 def reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads: tuple[int, int]) -> np.ndarray:
-    """Float64 direct depthwise correlation (NumPy), as float32: what ``FftConv`` approximates."""
+    """Float64 direct (grouped) correlation (NumPy), as float32: what ``FftConv`` approximates. ``weight`` is
+    ``[O, C/g, L]``, or ``[C, L]`` for depthwise."""
     b, c, t = x.shape
-    taps = weight.shape[-1]
+    w = np.asarray(weight, np.float64)
+    w = w.reshape(c, 1, -1) if w.ndim == 2 else w
+    out, per_group, taps = w.shape
+    groups = c // per_group
     xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), tuple(int(p) for p in pads)))
     windows = np.lib.stride_tricks.sliding_window_view(xp, taps, axis=2)  # [B, C, Tout, L]
-    y = np.einsum("bctl,cl->bct", windows, np.asarray(weight, np.float64).reshape(c, taps))
+    windows = windows.reshape(b, groups, per_group, -1, taps)
+    y = np.einsum("bgitl,goil->bgot", windows, w.reshape(groups, out // groups, per_group, taps))
+    y = y.reshape(b, out, -1)
     if bias is not None:
         y = y + np.asarray(bias, np.float64)[None, :, None]
     return y.astype(np.float32)
@@ -115,16 +132,31 @@ def function(opset: int) -> ir.Function:
     signal = b.op("Unsqueeze", b.op("Pad", x, signal_pads), b.i64(-1))  # [B, C, N, 1]
     flipped = b.op("Slice", w, b.i64(-1), b.i64(-(1 << 62)), b.i64(2), b.i64(-1))  # reversed taps
     kernel_pads = b.op("Concat", b.i64(0, 0, 0, 0, 0), part(plan_, 3), axis=0)
-    kernel = b.op("Unsqueeze", b.op("Pad", flipped, kernel_pads), b.i64(-1))  # [C, 1, N, 1]
+    kernel = b.op("Unsqueeze", b.op("Pad", flipped, kernel_pads), b.i64(-1))  # [O, C/g, N, 1]
     xf = dft(signal, n)  # [B, C, N, 2]
-    kf = b.op("Squeeze", dft(kernel, n), b.i64(1))  # [C, N, 2]
+    kf = dft(kernel, n)  # [O, C/g, N, 2]
+    # groups: X [B, g, C/g, N, 2], K [g, O/g, C/g, N, 2]; g = C / (C/g) from the shapes
+    per_group = b.op("Slice", b.op("Shape", w), b.i64(1), b.i64(2))
+    groups = b.op("Div", b.op("Slice", b.op("Shape", x), b.i64(1), b.i64(2)), per_group)
+    length, two = part(plan_, 2), b.i64(2)
+    xg = b.op("Reshape", xf, b.op("Concat", b.i64(0), groups, per_group, length, two, axis=0))
+    kg = b.op("Reshape", kf, b.op("Concat", groups, b.i64(-1), per_group, length, two, axis=0))
     re, im, last = b.i64(0), b.i64(1), b.i64(-1)
-    xr, xi = b.op("Slice", xf, re, im, last), b.op("Slice", xf, im, b.i64(2), last)
-    kr, ki = b.op("Slice", kf, re, im, last), b.op("Slice", kf, im, b.i64(2), last)
-    pr = b.op("Sub", b.op("Mul", xr, kr), b.op("Mul", xi, ki))
-    pi = b.op("Add", b.op("Mul", xr, ki), b.op("Mul", xi, kr))
-    product = b.op("Concat", pr, pi, axis=-1)
-    y = b.op("Squeeze", b.op("Slice", dft(product, n, inverse=1), re, im, last), last)  # [B, C, N]
+
+    def real_imag(v):
+        return (b.op("Squeeze", b.op("Slice", v, re, im, last), last),
+                b.op("Squeeze", b.op("Slice", v, im, two, last), last))
+
+    (xr, xi), (kr, ki) = real_imag(xg), real_imag(kg)
+
+    def mix(a, k):  # sum over the group's input channels, per frequency
+        return b.op("Einsum", a, k, equation="bgin,goin->bgon")
+
+    pr = b.op("Sub", mix(xr, kr), mix(xi, ki))
+    pi = b.op("Add", mix(xr, ki), mix(xi, kr))
+    product = b.op("Concat", b.op("Unsqueeze", pr, last), b.op("Unsqueeze", pi, last), axis=-1)  # [B, g, O/g, N, 2]
+    product = b.op("Reshape", product, b.op("Concat", b.i64(0, -1), length, two, axis=0))  # [B, O, N, 2]
+    y = b.op("Squeeze", b.op("Slice", dft(product, n, inverse=1), re, im, last), last)  # [B, O, N]
     kept = b.op("Slice", y, part(plan_, 4), part(plan_, 5), b.i64(2))
     out = b.op("Add", kept, b.op("Unsqueeze", bias, b.i64(1)))
     out.name = "Y"

@@ -24,6 +24,8 @@ class Builder:
                 attributes.append(ir.AttrInt64(key, value))
             elif isinstance(value, (list, tuple)):
                 attributes.append(ir.AttrInt64s(key, list(value)))
+            elif isinstance(value, str):
+                attributes.append(ir.AttrString(key, value))
             else:
                 raise TypeError(value)
         node = ir.Node("", op_type, list(inputs), attributes, name=f"n{len(self.nodes)}")

@@ -1,6 +1,7 @@
-"""Long depthwise 1-D convolutions become FFT convolutions (``ai.sparseforge.FftConv``).
+"""Long 1-D convolutions become FFT convolutions (``ai.sparseforge.FftConv``).
 
-:class:`FftConvPass` replaces ``Conv(X [B, C, T], W [C, 1, L], bias)`` with ``group = C``, unit strides and
+:class:`FftConvPass` replaces ``Conv(X [B, C, T], W [O, C/g, L], bias)`` (depthwise ``g = C``, grouped or dense
+``g = 1``), unit strides and
 dilations, explicit (or ``VALID``) pads (a zero ``Pad`` of the signal's last axis in front is folded in), a
 constant weight and a static ``X``, when the kernel has at least
 :data:`~sparseforge.ir.forms.fft_conv.MIN_TAPS` taps and the FFT needs fewer operations
@@ -25,7 +26,7 @@ from sparseforge.passes.rewrites import spectral_conv
 
 
 class FftConvPass(ReportingPass):
-    """Rewrite long depthwise 1-D convolutions into FFT convolutions."""
+    """Rewrite long 1-D convolutions (depthwise, grouped or dense) into FFT convolutions."""
 
     name = "FftConv"
 
@@ -53,7 +54,9 @@ class FftConvPass(ReportingPass):
             if why is None:
                 source, pads = _absorb_pad(node)
                 length = int(source.shape[-1])
-                ok, why = fft_conv.worth_it(length, int(weight.shape[-1]), pads)
+                groups = int(_attr(node, "group", 1))
+                ok, why = fft_conv.worth_it(length, int(weight.shape[-1]), pads, groups=groups,
+                                            in_channels=int(source.shape[1]), out_channels=int(weight.shape[0]))
                 if ok:
                     _rewrite(model, node, source, pads)
                     report.changed("fft", f"{why} (FFT rounding: error ~ eps log2(N) |x| |w|)", node.name)
@@ -99,9 +102,9 @@ def _refusal(node: ir.Node, opset: int) -> str | None:
     x, weight = node.inputs[0], node.inputs[1].const_value
     if x.shape is None or not x.shape.is_static() or len(x.shape) != 3:
         return "the input's shape is not static [B, C, T]"
-    channels = int(x.shape[1])
-    if int(_attr(node, "group", 1)) != channels or weight.shape[0] != channels or weight.shape[1] != 1:
-        return "not depthwise (group = channels, one kernel per channel): only depthwise long convolutions use FFT"
+    channels, groups = int(x.shape[1]), int(_attr(node, "group", 1))
+    if groups < 1 or channels % groups or weight.shape[1] * groups != channels or weight.shape[0] % groups:
+        return f"weight {list(weight.shape)} does not match {channels} input channels in {groups} group(s)"
     if weight.dtype != ir.DataType.FLOAT:
         return f"weight dtype {weight.dtype} (FftConv is float32)"
     if any(int(s) != 1 for s in _attr(node, "strides", [1])) or any(int(d) != 1 for d in _attr(node, "dilations", [1])):
@@ -118,7 +121,7 @@ def _refusal(node: ir.Node, opset: int) -> str | None:
 
 def _rewrite(model: ir.Model, node: ir.Node, x: ir.Value, pads: tuple[int, int]) -> None:
     w = node.inputs[1]
-    channels, taps = int(w.const_value.shape[0]), int(w.const_value.shape[-1])
+    channels, taps = int(w.const_value.shape[0]), int(w.const_value.shape[-1])  # output channels
     base = node.name or "conv"
     bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else \
         new_initializer(model, f"{base}.fft_bias", np.zeros(channels, np.float32))
