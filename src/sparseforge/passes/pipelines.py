@@ -32,11 +32,14 @@ def export() -> list[ReportingPass]:
     return [*canonicalize(), ShrinkChannelsPass(), *structured()]
 
 
-def structured() -> list[ReportingPass]:
+def structured(cost_model=None) -> list[ReportingPass]:
     """The exact structured rewrites: low-rank factorization, block-diagonal weights as grouped products, Monarch
-    weights as two block-diagonal batched products, long depthwise 1-D convolutions as FFT convolutions, 2-D
-    convolutions with rank-1 kernels as a vertical and a horizontal one."""
-    return [LowRankPass(), BlockDiagonalPass(), MonarchPass(), FftConvPass(), SeparablePass()]
+    weights as two block-diagonal batched products, long 1-D convolutions as FFT convolutions, 2-D convolutions
+    with rank-1 kernels as a vertical and a horizontal one. With ``cost_model`` (``compile``) the MatMul/Gemm forms
+    are kept only where it predicts them faster than dense and the sparse kernels; without (``export``) the
+    operation counts decide."""
+    return [LowRankPass(cost_model), BlockDiagonalPass(cost_model), MonarchPass(cost_model), FftConvPass(),
+            SeparablePass()]
 
 
 #: The diagnostic code each structured rewrite records for a rewritten layer.
@@ -73,5 +76,5 @@ def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa:
     """The ``compile`` command's passes: :func:`before_decisions`, the structured rewrites and the sparse + low-rank
     split where ``cost_model`` says it pays (not with ``dense``: the dense control compiles the weights as they
     are), the decisions, the sparse rewrites."""
-    forms = [] if dense else [*structured(), SparseLowRankPass(cost_model)]
+    forms = [] if dense else [*structured(cost_model), SparseLowRankPass(cost_model)]
     return [*before_decisions(), *forms, *decisions(cost_model, dense=dense), SparsifyPass()]

@@ -20,12 +20,19 @@ from sparseforge.ir.forms import block_diagonal
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 from sparseforge.passes.rewrites.candidates import conv_candidate, replace_layer, static_matmul_candidate
+from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note as _cost_note, rows
 
 
 class BlockDiagonalPass(ReportingPass):
     """Rewrite MatMul/Gemm layers whose weight is block-diagonal up to permutation into grouped products."""
 
     name = "BlockDiagonal"
+
+    def __init__(self, cost_model=None):
+        """``cost_model``: when given (``compile``), the grouped MatMul/Gemm products must also be predicted faster
+        than the dense layer and its best sparse kernel (:func:`.structured_cost.choose`)."""
+        super().__init__()
+        self.cost_model = cost_model
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
@@ -42,8 +49,16 @@ class BlockDiagonalPass(ReportingPass):
                 if np.count_nonzero(matrix) < matrix.size:  # only sparse weights are worth a note
                     report.note("block-diagonal.not-rewritten", why, node.name)
                 continue
+            m = rows(node.inputs[0].shape)
+            choice = choose(self.cost_model, m, matrix,
+                            [Product(m, r.size, c.size) for r, c in zip(blocks.rows, blocks.cols)],
+                            f"{blocks.count} grouped products")
+            if not choice.structured:
+                report.note("block-diagonal.not-chosen", f"{why}; {choice.why}", node.name)
+                continue
             _rewrite(model, node, matrix, blocks)
-            report.changed("grouped", f"{why}: {blocks.count} products (exact)", node.name)
+            report.changed("grouped", f"{why}: {blocks.count} products (exact)"
+                           f"{_cost_note(self.cost_model, choice)}", node.name)
         ir.passes.common.RemoveUnusedNodesPass()(model)
 
     def _conv(self, model: ir.Model, node: ir.Node, view, report: PassReport) -> None:

@@ -21,6 +21,7 @@ from sparseforge.ir.forms import low_rank
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 from sparseforge.passes.rewrites.candidates import conv_candidate, plain_gemm, structured_candidate
+from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note, rows
 
 #: Ranks above this are not tested (the refutation SVD grows with the cube of the rank tested).
 MAX_TESTED_RANK = 1023
@@ -30,6 +31,12 @@ class LowRankPass(ReportingPass):
     """Factor exactly low-rank MatMul/Gemm weights into two thin products."""
 
     name = "LowRank"
+
+    def __init__(self, cost_model=None):
+        """``cost_model``: when given (``compile``), a factored MatMul/Gemm must also be predicted faster than the
+        dense layer and its best sparse kernel (:func:`.structured_cost.choose`)."""
+        super().__init__()
+        self.cost_model = cost_model
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
@@ -49,13 +56,20 @@ class LowRankPass(ReportingPass):
             if factors is None:
                 report.note("low-rank.not-factored", why, node.name)
                 continue
+            choice = None
             if node.op_type == "Conv":
                 _rewrite_conv(model, node, view, factors)
             else:
+                m, r = rows(node.inputs[0].shape), factors.rank
+                choice = choose(self.cost_model, m, view.matrix(), [Product(m, r, k), Product(m, n, r)] if m else [],
+                                f"rank {r} factors")
+                if not choice.structured:
+                    report.note("low-rank.not-chosen", f"{why}; {choice.why}", node.name)
+                    continue
                 _rewrite(model, node, factors)
             self.stamp(node, f"low rank: {why}")
             report.changed("factored", f"{why}: {n * k} -> {factors.rank * (n + k)} weights, two MatMuls "
-                           "(exact at fp32 tolerance)", node.name)
+                           f"(exact at fp32 tolerance){cost_note(self.cost_model, choice)}", node.name)
         ir.passes.common.RemoveUnusedNodesPass()(model)
 
 

@@ -21,12 +21,19 @@ from sparseforge.ir.forms import monarch
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 from sparseforge.passes.rewrites.candidates import replace_layer, static_matmul_candidate
+from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note as _cost_note, rows
 
 
 class MonarchPass(ReportingPass):
     """Rewrite MatMul/Gemm layers whose weight is exactly a Monarch product into two batched products."""
 
     name = "Monarch"
+
+    def __init__(self, cost_model=None):
+        """``cost_model``: when given (``compile``), the two batched products must also be predicted faster than
+        the dense layer and its best sparse kernel (:func:`.structured_cost.choose`)."""
+        super().__init__()
+        self.cost_model = cost_model
 
     def run(self, model: ir.Model, report: PassReport) -> None:
         for node in list(model.graph):
@@ -43,10 +50,17 @@ class MonarchPass(ReportingPass):
             if found is None:
                 report.note("monarch.not-rewritten", why, node.name)
                 continue
+            p = rows(node.inputs[0].shape)
+            (a, f, c), g = found.r.shape, found.l.shape[1]
+            choice = choose(self.cost_model, p, matrix, [Product(p, f, c, batch=a), Product(p, g, a, batch=f)],
+                            f"Monarch {a}x{f}")
+            if not choice.structured:
+                report.note("monarch.not-chosen", f"{why}; {choice.why}", node.name)
+                continue
             _rewrite(model, node, found)
             n, k = matrix.shape
             report.changed("monarch", f"{why}: {n * k} -> {found.stored} weights, two batched MatMuls "
-                           "(exact at fp32 tolerance)", node.name)
+                           f"(exact at fp32 tolerance){_cost_note(self.cost_model, choice)}", node.name)
         ir.passes.common.RemoveUnusedNodesPass()(model)
 
 
