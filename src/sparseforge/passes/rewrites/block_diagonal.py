@@ -1,8 +1,10 @@
 """Block-diagonal weights (up to permutation) become grouped products; exact up to summation order.
 
 :class:`BlockDiagonalPass` rewrites ``MatMul(x, B)`` and ``Gemm(x, B, C)`` (``transA=0``, unit ``alpha``/``beta``)
-whose weight splits into independent blocks (:func:`sparseforge.ir.forms.block_diagonal.find_blocks`): per block
-``b``, ``y_b = Gather(x, C_b, axis=-1) @ W_b.T``; the block outputs are concatenated (with zeros for the outputs no
+whose weight splits into independent blocks (:func:`sparseforge.ir.forms.block_diagonal.find_blocks`): equal
+blocks writing every output run as one batched product (the columns gathered in block order, reshaped to
+``[g, P, kb]``, one ``MatMul`` with ``[g, kb, nb]``, reshaped back); otherwise per block
+``b``, ``y_b = Gather(x, C_b, axis=-1) @ W_b.T`` and the block outputs are concatenated (with zeros for the outputs no
 block writes) and put back in output order by one ``Gather`` (left out when the order is already the identity);
 a Gemm's ``C`` is added at the end. An ungrouped ``Conv`` whose channel-level pattern (``W[o, c]`` nonzero anywhere
 in the kernel) splits into blocks recovers the grouped Conv: input channels gathered in block order, one
@@ -21,6 +23,10 @@ from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 from sparseforge.passes.rewrites.candidates import conv_candidate, replace_layer, static_matmul_candidate
 from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note as _cost_note, rows
+
+
+#: Equal blocks run as one batched product (else one product per block).
+BATCHED = True
 
 
 class BlockDiagonalPass(ReportingPass):
@@ -155,6 +161,43 @@ def _node(model: ir.Model, op: str, inputs, name: str, shape, dtype, **attrs) ->
     return node
 
 
+def _batched(model: ir.Model, base: str, x: ir.Value, matrix: np.ndarray, blocks: block_diagonal.Blocks
+             ) -> tuple[list[ir.Node], ir.Value]:
+    """Equal blocks, every output written: one Gather of the columns in block order, Reshape ``[P, g, kb]``,
+    Transpose, one batched MatMul ``[g, P, kb] x [g, kb, nb]``, Transpose, Reshape ``[..., g * nb]`` (outputs in
+    block order)."""
+    lead = [int(d) for d in x.shape][:-1]
+    p = int(np.prod(lead, dtype=np.int64))
+    g, kb, nb = blocks.count, blocks.cols[0].size, blocks.rows[0].size
+    dtype = x.dtype
+    nodes: list[ir.Node] = []
+    cols = np.concatenate(blocks.cols).astype(np.int64)
+    source = x
+    if not np.array_equal(cols, np.arange(cols.size)):
+        index = new_initializer(model, f"{base}.block_columns", cols)
+        nodes.append(_node(model, "Gather", [x, index], f"{base}/blocks_in", [*lead, cols.size], dtype, axis=-1))
+        source = nodes[-1].outputs[0]
+    shape = new_initializer(model, f"{base}.block_shape", np.array([p, g, kb], np.int64))
+    nodes.append(_node(model, "Reshape", [source, shape], f"{base}/blocks_split", [p, g, kb], dtype))
+    nodes.append(_node_perm(model, nodes[-1].outputs[0], f"{base}/blocks_major", [g, p, kb], dtype))
+    weights = np.stack([np.ascontiguousarray(w.T) for w in blocks.weights(matrix)])  # [g, kb, nb]
+    nodes.append(_node(model, "MatMul", [nodes[-1].outputs[0], new_initializer(model, f"{base}.block_weights",
+                                                                                weights)],
+                       f"{base}/blocks", [g, p, nb], dtype))
+    nodes.append(_node_perm(model, nodes[-1].outputs[0], f"{base}/rows_major", [p, g, nb], dtype))
+    out_shape = new_initializer(model, f"{base}.out_shape", np.array([*lead, g * nb], np.int64))
+    nodes.append(_node(model, "Reshape", [nodes[-1].outputs[0], out_shape], f"{base}/blocks_merge",
+                       [*lead, g * nb], dtype))
+    return nodes, nodes[-1].outputs[0]
+
+
+def _node_perm(model: ir.Model, x: ir.Value, name: str, shape, dtype) -> ir.Node:
+    node = ir.Node("", "Transpose", [x], attributes=[ir.AttrInt64s("perm", [1, 0, 2])], name=name)
+    out = node.outputs[0]
+    out.name, out.shape, out.type = f"{name}_out", ir.Shape(list(shape)), ir.TensorType(dtype)
+    return node
+
+
 def _rewrite(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_diagonal.Blocks) -> None:
     base = node.name or "layer"
     x = node.inputs[0]
@@ -162,6 +205,11 @@ def _rewrite(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_d
     dtype = x.dtype
     new_nodes: list[ir.Node] = []
     parts = []
+    equal = len({(r.size, c.size) for r, c in zip(blocks.rows, blocks.cols)}) == 1 and not blocks.zero_rows.size
+    if equal and BATCHED:
+        new_nodes, result = _batched(model, base, x, matrix, blocks)
+        _finish(model, node, matrix, blocks, new_nodes, result)
+        return
     for b, (rows, cols, w) in enumerate(zip(blocks.rows, blocks.cols, blocks.weights(matrix))):
         index = new_initializer(model, f"{base}.block{b}_columns", cols.astype(np.int64))
         gather = _node(model, "Gather", [x, index], f"{base}/block{b}_in", [*lead, cols.size], dtype, axis=-1)
@@ -169,7 +217,6 @@ def _rewrite(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_d
         product = _node(model, "MatMul", [gather.outputs[0], weight], f"{base}/block{b}", [*lead, rows.size], dtype)
         new_nodes += [gather, product]
         parts.append(product.outputs[0])
-    order = np.concatenate([*blocks.rows, blocks.zero_rows])
     if blocks.zero_rows.size:
         zeros = np.zeros([*lead, blocks.zero_rows.size], dtype=matrix.dtype)
         parts.append(new_initializer(model, f"{base}.zero_outputs", zeros))
@@ -179,6 +226,19 @@ def _rewrite(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_d
         concat = _node(model, "Concat", parts, f"{base}/concat", [*lead, n], dtype, axis=-1)
         new_nodes.append(concat)
         result = concat.outputs[0]
+    _finish(model, node, matrix, blocks, new_nodes, result)
+
+
+def _finish(model: ir.Model, node: ir.Node, matrix: np.ndarray, blocks: block_diagonal.Blocks,
+            new_nodes: list[ir.Node], result: ir.Value) -> None:
+    """Outputs from block order back to the layer's (one Gather unless already in order), the Gemm's ``C``, and
+    the new nodes in the layer's place."""
+    base = node.name or "layer"
+    x = node.inputs[0]
+    lead = [int(d) for d in x.shape][:-1]
+    dtype = x.dtype
+    n = matrix.shape[0]
+    order = np.concatenate([*blocks.rows, blocks.zero_rows])
     if not np.array_equal(order, np.arange(n)):
         inverse = np.empty(n, np.int64)
         inverse[order] = np.arange(n)
