@@ -356,6 +356,8 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 @click.option("--rounds", type=int, default=5, show_default=True, help="Interleaved rounds (median of rounds).")
 @click.option("--repeat", type=int, default=10, show_default=True, help="Calls per engine per round.")
 @click.option("--dense-only", is_flag=True, help="Skip the sparse build.")
+@click.option("--no-torch-compile", is_flag=True, help="Do not time torch.compile (PyTorch models; it compiles "
+              "for a while first).")
 @click.option("--rpc", "rpc_address", default=None, metavar="HOST:PORT",
               help="Measure on a remote device through a TVM RPC server (or tracker, with --rpc-key).")
 @click.option("--rpc-key", default=None, help="Device key when --rpc points to an RPC tracker.")
@@ -365,14 +367,14 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 @_allow_invalid_option
 @click.pass_context
 def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int, repeat: int, dense_only: bool,
-          rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
+          no_torch_compile: bool, rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
           shapes: tuple[str, ...], allow_invalid: bool) -> None:
-    """Median latency of ONNX Runtime, OpenVINO, PyTorch (for PyTorch models), sparseforge dense and sparse, in one
-    process.
+    """Median latency of ONNX Runtime, OpenVINO, PyTorch eager and torch.compile (for PyTorch models), sparseforge
+    dense and sparse, in one process.
 
     All engines use the same inputs and thread count (the process is pinned to that many CPUs) and are run in
-    interleaved rounds. Speedups are relative to the fastest dense peer (ONNX Runtime, OpenVINO or PyTorch);
-    OpenVINO is skipped, with a note, when it is not installed.
+    interleaved rounds. Speedups are relative to the fastest dense peer (ONNX Runtime, OpenVINO, PyTorch eager or
+    torch.compile); a peer that cannot run (OpenVINO not installed, torch.compile failing) is skipped, with a note.
 
     \b
     MODEL is an .onnx file, a .pt2 file from torch.export.save, or FILE.py:FACTORY returning (module, inputs).
@@ -381,7 +383,8 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
     def body() -> None:
         result = api.bench(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
                            sparse=not dense_only, rpc=rpc_address, rpc_key=rpc_key, cpu=cpu,
-                           input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
+                           input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
+                           torch_compile=not no_torch_compile)
         if as_json:
             click.echo(json.dumps(result, indent=1))
             return

@@ -155,10 +155,11 @@ def bench_table(result: dict[str, Any]) -> Table:
         speed = r["speedup_vs_best_dense_peer"]
         row = [r["engine"], f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x"]
         table.add_row(*(row + ([r.get("note", "")] if notes else [])))
-    for engine, why in result.get("skipped", {}).items():
-        table.add_row(engine, "-", "-", *(["skipped: " + why] if notes else []))
-        if not notes:
-            table.caption = f"{engine} skipped: {why}"
+    skipped = result.get("skipped", {})
+    for engine, why in skipped.items():
+        table.add_row(escape(engine), "-", "-", *(["skipped: " + escape(why)] if notes else []))
+    if skipped and not notes:
+        table.caption = "; ".join(f"{escape(engine)} skipped: {escape(why)}" for engine, why in skipped.items())
     return table
 
 

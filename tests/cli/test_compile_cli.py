@@ -153,3 +153,22 @@ def test_compile_bind(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "bound at compile time to [3, 4]" in result.output, result.output
     result = run("compile", str(model), "-o", str(tmp_path / "x"), "--bind", "nope=1")
     assert result.exit_code == 2 and "not a graph input" in result.output, result.output
+
+
+def test_torch_compile_peer_runs_and_failures_are_skipped(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    from sparseforge.driver import bench
+
+    module = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    args = (torch.randn(3, 16),)
+    engine, why = bench.torch_compile_engine(module, args, 1)
+    assert engine is not None, why
+    with torch.inference_mode():
+        assert torch.allclose(engine(), module(*args), atol=1e-5)
+
+    def broken(*_, **__):
+        raise RuntimeError("no C++ compiler\nmore")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    engine, why = bench.torch_compile_engine(module, args, 1)
+    assert engine is None and why == "torch.compile failed: no C++ compiler"

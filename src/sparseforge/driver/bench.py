@@ -1,11 +1,13 @@
-"""Side-by-side latency in one process: ONNX Runtime, OpenVINO, PyTorch eager, sparseforge dense and sparse.
+"""Side-by-side latency in one process: ONNX Runtime, OpenVINO, PyTorch eager and ``torch.compile``, sparseforge
+dense and sparse.
 
 Every engine runs the same inputs with the same thread count (ORT ``intra_op_num_threads``, OpenVINO
 ``INFERENCE_NUM_THREADS`` with the latency hint and one stream, ``torch.set_num_threads``, TVM's pool size).
 Engines are interleaved in rounds; each round takes the median of ``repeat`` calls per engine and the result is the
 median over rounds, which tolerates a noisy shared machine. Ratios are given against the fastest *dense peer*
-(ONNX Runtime, OpenVINO, PyTorch). OpenVINO is optional: without it the result says it was skipped and how to
-install it.
+(ONNX Runtime, OpenVINO, PyTorch eager, PyTorch ``torch.compile`` with inductor). OpenVINO is optional, and
+``torch.compile`` runs for PyTorch sources only (it needs a C++ compiler; ``torch_compile=False`` skips it): a peer
+that cannot run is listed under ``skipped`` with the reason.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sparseforge.runtime.remote import connect, time_remote
 
 from .compile import compile_model
 
-DENSE_PEERS = ("onnxruntime", "openvino", "pytorch")
+DENSE_PEERS = ("onnxruntime", "openvino", "pytorch", "pytorch-compile")
 
 
 @dataclasses.dataclass
@@ -120,6 +122,42 @@ def torch_engine(module, args: tuple, threads: int) -> Callable[[], Any]:
     return run
 
 
+def torch_compile_engine(module, args: tuple, threads: int) -> tuple[Callable[[], Any] | None, str]:
+    """``torch.compile`` (inductor, default mode) of ``module``, compiled and checked against eager on ``args``
+    before timing; ``(None, why)`` when it cannot compile or disagrees."""
+    import torch  # optional dependency: only for PyTorch sources
+
+    torch.set_num_threads(threads)
+    module = module.eval()
+    try:
+        compiled = torch.compile(module, backend="inductor")
+        with torch.inference_mode():
+            expected = module(*args)
+            got = compiled(*args)  # the compile happens here, outside the timed rounds
+        flat = [(e, g) for e, g in zip(_tensors(expected), _tensors(got))]
+        if not flat or any(not torch.allclose(e, g, rtol=1e-3, atol=1e-4 * float(e.abs().max() or 1.0))
+                           for e, g in flat):
+            return None, "its outputs differ from PyTorch eager"
+    except Exception as exc:  # noqa: BLE001 - any compiler failure makes it a skipped peer, with the reason
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return None, f"torch.compile failed: {first}"
+
+    def run():
+        with torch.inference_mode():
+            return compiled(*args)
+
+    return run, ""
+
+
+def _tensors(value) -> list:
+    """The tensors of a module's output (a tensor, or nested tuples/lists/dicts of them), in order."""
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return [value] if hasattr(value, "shape") else []
+
+
 def artifact_engine(executable, feeds: dict[str, np.ndarray], input_names: list[str], threads: int
                     ) -> Callable[[], Any]:
     # the pool is process-wide: sized once here, since resizing it per call would be measured too
@@ -138,8 +176,9 @@ def pin_threads(threads: int) -> list[int] | None:
 
 def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
                 example_inputs: Any = None, input_shapes=None, sparse: bool = True, seed: int = 0,
-                cost_model=None, allow_invalid_input: bool = False) -> dict[str, Any]:
-    """Latency of ONNX Runtime, PyTorch eager (PyTorch sources), sparseforge dense and sparse, side by side."""
+                cost_model=None, allow_invalid_input: bool = False, torch_compile: bool = True) -> dict[str, Any]:
+    """Latency of ONNX Runtime, OpenVINO, PyTorch eager and ``torch.compile`` (PyTorch sources), sparseforge dense
+    and sparse, side by side."""
     model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model)
     original = ir.to_proto(model)
@@ -168,6 +207,14 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
         module, _ = torch_model
         args = tuple(torch.from_numpy(feeds[n].copy()) for n in input_names)
         engines["pytorch"] = torch_engine(module, args, threads)
+        if torch_compile:
+            engine, why = torch_compile_engine(module, args, threads)
+            if engine is None:
+                skipped["pytorch-compile"] = why
+            else:
+                engines["pytorch-compile"] = engine
+        else:
+            skipped["pytorch-compile"] = "not asked for (--no-torch-compile)"
     for name, result in compiled.items():
         engines[name] = artifact_engine(result.executable, feeds, input_names, threads)
     results = time_engines(engines, rounds=rounds, repeat=repeat)
@@ -181,7 +228,8 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
 
 def bench(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
           rpc: str | None = None, rpc_key: str | None = None, cpu: str | None = None, input_shapes=None,
-          sparse: bool = True, example_inputs: Any = None, allow_invalid_input: bool = False) -> dict[str, Any]:
+          sparse: bool = True, example_inputs: Any = None, allow_invalid_input: bool = False,
+          torch_compile: bool = True) -> dict[str, Any]:
     """``sparseforge bench``: on this machine (process pinned to ``threads`` CPUs) or on a device over RPC."""
     if rpc:
         return bench_remote(source, rpc, key=rpc_key, target=target, threads=threads, cpu=cpu, repeat=repeat,
@@ -193,7 +241,7 @@ def bench(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5
     pinned = pin_threads(threads)
     result = bench_model(source, target=target, threads=threads, rounds=rounds, repeat=repeat,
                          input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs,
-                         allow_invalid_input=allow_invalid_input)
+                         allow_invalid_input=allow_invalid_input, torch_compile=torch_compile)
     result["pinned_cpus"] = pinned
     return result
 
