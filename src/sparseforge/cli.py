@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from sparseforge import api, render
 from sparseforge._version import __version__
@@ -397,22 +398,25 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
 @click.argument("model")
 @click.option("--target", default="x86", show_default=True, help="Target device family (x86).")
 @click.option("--threads", type=int, default=None, help="Threads the kernels are measured with.")
-@click.option("--fresh", is_flag=True, help="Forget the cached timings for these shapes and measure again.")
+@click.option("--fresh", is_flag=True, help="Forget the cached timings for these shapes and the performance model's "
+              "fits, and measure again.")
 @_shape_option
 @_allow_invalid_option
 @click.pass_context
 def calibrate(ctx: click.Context, model: str, target: str, threads: int | None, fresh: bool,
               shapes: tuple[str, ...], allow_invalid: bool) -> None:
-    """Measure (or re-measure) the kernel timings the dense/sparse decisions of MODEL need, and cache them.
+    """Measure every layer of MODEL at its shape (its best sparse option against dense), and cache the timings.
 
-    `compile` does this on demand; run it ahead of time, or with --fresh after a hardware or driver change.
+    `compile` predicts with a per-CPU performance model (fitted once from a fixed grid) and measures only close
+    calls; after this, MODEL's decisions are all measured ones. --fresh also refits the performance model (after
+    a hardware or driver change).
     """
 
     def body() -> None:
         table, decisions = api.calibrate(model, target=target, threads=threads, fresh=fresh,
                                          input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
         out.print(render.decisions_table(decisions))
-        out.print(f"calibration table: {table.path} ({len(table.entries)} entries)")
+        out.print(f"calibration table: {escape(str(table.path))} ({len(table.entries)} entries)")
 
     _run(ctx.obj["debug"], body)
 

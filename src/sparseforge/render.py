@@ -9,11 +9,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from sparseforge.ir.keys import MEASURE_KEY
 
 from sparseforge.ir.stats import ModelStats
 from sparseforge.passes.analysis import FACTS, WeightStructure
@@ -203,6 +207,32 @@ class _PassProgress(logging.Handler):
         self.status.start()
 
 
+class _MeasureProgress(logging.Handler):
+    """Shows what the cost model measures: a bar of the grid being measured and an estimate of the time left."""
+
+    def __init__(self, status) -> None:
+        super().__init__(logging.DEBUG)
+        self.status = status
+        self.started: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        progress = getattr(record, MEASURE_KEY, None)
+        if progress is None:
+            return
+        done, total, what = progress
+        now = time.perf_counter()
+        if done == 0 or self.started is None:
+            self.started = now
+        if done >= total:
+            self.started = None
+            return
+        filled = int(20 * done / max(1, total))
+        left = "" if done == 0 else f", ~{(now - self.started) / done * (total - done):.0f} s left"
+        self.status.update(escape(f"measuring kernels for the cost model [{'#' * filled}{'.' * (20 - filled)}] "
+                                  f"{done}/{total}: {what}{left}"))
+        self.status.start()
+
+
 @contextlib.contextmanager
 def pass_progress() -> Iterator[None]:
     """On a terminal, a spinner on stderr naming the pass that runs (big graphs take seconds per pass)."""
@@ -211,16 +241,19 @@ def pass_progress() -> Iterator[None]:
         return
     pipeline_logger = logging.getLogger("sparseforge.passes.infra")
     status = Console(stderr=True).status("", spinner="dots")
-    handler = _PassProgress(status)
-    level, propagate = pipeline_logger.level, pipeline_logger.propagate
-    pipeline_logger.addHandler(handler)
-    if pipeline_logger.getEffectiveLevel() > logging.DEBUG:  # only our handler sees the DEBUG records
-        pipeline_logger.setLevel(logging.DEBUG)
-        pipeline_logger.propagate = False
+    cost_logger = logging.getLogger("sparseforge.codegen.cost")
+    listening = [(pipeline_logger, _PassProgress(status)), (cost_logger, _MeasureProgress(status))]
+    saved = [(lg, lg.level, lg.propagate) for lg, _ in listening]
+    for lg, handler in listening:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.DEBUG:  # only our handler sees the DEBUG records
+            lg.setLevel(logging.DEBUG)
+            lg.propagate = False
     try:
         yield
     finally:
         status.stop()
-        pipeline_logger.removeHandler(handler)
-        pipeline_logger.setLevel(level)
-        pipeline_logger.propagate = propagate
+        for (lg, handler), (_, level, propagate) in zip(listening, saved):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate

@@ -1,7 +1,10 @@
 """``sparseforge calibrate``: measure the kernel timings the dense/sparse decisions of a model need, and cache them.
 
-``compile`` measures missing timings on demand; this runs the same decisions ahead of time (or, with ``fresh``,
-forgets the cached timings of the model's layer shapes first). Only targets whose code runs here can be measured.
+``compile`` predicts with the performance model (fitting a kernel variant's grid the first time it is needed) and
+measures only close calls at the layer's shape; this measures every layer's best option against dense at its
+shape, so the decisions that follow are all measured ones. With ``fresh`` it first forgets the cached timings of
+the model's layer shapes and the performance model's fits (measured again as needed). Only targets whose code
+runs here can be measured.
 """
 
 from __future__ import annotations
@@ -40,5 +43,6 @@ def calibrate_model(source: Any, *, target: str = "x86", threads: int | None = N
             suffix = f"|{cand.kind}|{cand.m}|{n}|{k}"
             for key in [key for key in cost_model.table.entries if key.endswith(suffix)]:
                 del cost_model.table.entries[key]
-    result = Pipeline(pipelines.decisions(cost_model))(model)
+        cost_model.perf.fits.clear()
+    result = Pipeline(pipelines.decisions(cost_model, refine_all=True))(model)
     return cost_model.table, result.report("DecideFormat").details["decisions"]

@@ -21,3 +21,7 @@ PROV_PASS = "pkg.sparseforge.pass"
 PROV_NOTE = "pkg.sparseforge.note"
 #: ``model.metadata_props`` key: comma-separated list of passes applied to the model.
 PROV_PIPELINE = "pkg.sparseforge.pipeline"
+
+#: Attribute of the DEBUG records logged to ``sparseforge.codegen.cost`` while the cost model measures kernels,
+#: ``(done, total, what)``; the CLI's progress display listens for them.
+MEASURE_KEY = "sparseforge_measure"

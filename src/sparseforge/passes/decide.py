@@ -31,6 +31,12 @@ from sparseforge.passes.infra import PassReport, ReportingPass
 #: The analysis facts the decisions read (``StructureAnalysis`` provides them; see :meth:`DecideFormatPass.facts`).
 FACTS_READ = ("density", "nm", "blocks")
 
+#: Options storing more than this multiple of the sparsest option's elements are not considered.
+CONSIDERED_STORED_RATIO = 3.0
+#: A predicted speedup within this factor of ``min_speedup`` (either side) is a close call: measured at the
+#: layer's shape when the cost model can (``refine``).
+REFINE_BAND = 2.0
+
 META_DECISION = "sparseforge.decision"
 PROV_DECISION = "pkg.sparseforge.decision"
 
@@ -149,11 +155,15 @@ class DecideFormatPass(ReportingPass):
     name = "DecideFormat"
     prerequisites = FACTS_READ
 
-    def __init__(self, cost_model: CostModel | None, *, dense_only: bool = False, min_speedup: float = 1.1):
+    def __init__(self, cost_model: CostModel | None, *, dense_only: bool = False, min_speedup: float = 1.1,
+                 refine_all: bool = False):
+        """``refine_all``: measure every layer's best option against dense at its shape (``calibrate``), not
+        only the close calls (``compile``), when the cost model can measure."""
         super().__init__()
         self.cost_model = cost_model
         self.dense_only = dense_only
         self.min_speedup = min_speedup
+        self.refine_all = refine_all
 
     @staticmethod
     def facts(node: ir.Node, view: WeightView, matrix: np.ndarray) -> dict:
@@ -206,7 +216,11 @@ class DecideFormatPass(ReportingPass):
         if dense_s is None:
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
         best: tuple[float, forms.Option] | None = None
-        for option in forms.options(matrix, facts):
+        options = forms.options(matrix, facts)
+        sparsest = min((o.stored for o in options), default=1.0)
+        for option in options:
+            if option.stored > CONSIDERED_STORED_RATIO * sparsest:
+                continue  # stores several times more than the sparsest option: it cannot win
             t = self.cost_model.predict(option.form, cand.m, n, k, density=density, **option.predict_kwargs(),
                                         kind=cand.kind)
             if t is not None and (best is None or t < best[0]):
@@ -217,21 +231,31 @@ class DecideFormatPass(ReportingPass):
         t, option = best
         fmt, label, stored = option.form, option.label, option.stored
         relative = getattr(self.cost_model, "unit", "s") == "relative"
+        source = "by the performance model"
+        refine = getattr(self.cost_model, "refine", None)
+        close = 1.0 / REFINE_BAND <= dense_s / (t * self.min_speedup) <= REFINE_BAND
+        if refine is not None and (close or self.refine_all):
+            measured = refine(fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.kind)
+            if measured is not None:  # a close call: measured at this shape, interleaved with dense
+                (dense_s, t), source = measured, "measured at this shape"
+        elif getattr(self.cost_model, "measured_at", None) and self.cost_model.measured_at(
+                fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.kind):
+            source = "measured at this shape"
         if t * self.min_speedup > dense_s:
             if relative:
                 why = (f"dense: density {density:.2f}; the best sparse option ({label}) stores "
                        f"{stored:.2f} of the weight, above the {self.cost_model.target} crossover "
                        f"{self.cost_model.crossover(fmt, cand.kind, cand.m):.2f} (rule, no device measured)")
             else:
-                why = (f"dense: density {density:.2f}; best sparse kernel ({label}) predicted {t * 1e3:.3f} ms vs "
-                       f"dense {dense_s * 1e3:.3f} ms on the measured table")
+                why = (f"dense: density {density:.2f}; best sparse kernel ({label}) {t * 1e3:.3f} ms vs "
+                       f"dense {dense_s * 1e3:.3f} ms {source}")
             return Decision(name, "dense", why, dense_s=dense_s, predicted_s=t, **base)
         if relative:
             why = (f"density {density:.2f}: {label} stores {stored:.2f} of the weight, below the "
                    f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.kind, cand.m):.2f}: "
                    f"predicted {dense_s / t:.1f}x (rule, no device measured)")
         else:
-            why = (f"density {density:.2f}: predicted {t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms "
-                   f"({dense_s / t:.1f}x)")
+            why = (f"density {density:.2f}: {t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms "
+                   f"({dense_s / t:.1f}x, {source})")
         return Decision(name, fmt, why, block=option.block, nm=option.nm, predicted_s=t,
                         dense_s=dense_s, **base)

@@ -66,10 +66,12 @@ def before_decisions() -> list[ReportingPass]:
     return [*canonicalize(), ShrinkChannelsPass()]
 
 
-def decisions(cost_model, *, dense: bool = False) -> list[ReportingPass]:
+def decisions(cost_model, *, dense: bool = False, refine_all: bool = False) -> list[ReportingPass]:
     """Per-layer dense/sparse decisions from ``cost_model``, read from the analysis facts (no rank: the decisions
-    do not use it); the model is not changed."""
-    return [StructureAnalysisPass(with_rank=False), DecideFormatPass(cost_model, dense_only=dense)]
+    do not use it); the model is not changed. ``refine_all``: measure every layer at its shape, not only close
+    calls."""
+    return [StructureAnalysisPass(with_rank=False), DecideFormatPass(cost_model, dense_only=dense,
+                                                                     refine_all=refine_all)]
 
 
 def compile(cost_model, *, dense: bool = False) -> list[ReportingPass]:  # noqa: A001 - the command's name

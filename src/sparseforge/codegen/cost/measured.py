@@ -1,16 +1,19 @@
-"""Cost model fitted to kernel timings measured on the target.
+"""Cost model of the target's kernels: a performance model for any shape, measurements at the layer's shape for close
+calls.
 
-For every layer shape ``(kind, M, N, K)`` the decision pass asks about, the table holds measured seconds of:
+* :class:`~.perf_model.PerfModel` predicts every kernel variant (dense, CSR, BSR per block shape, N:M per pattern)
+  at any shape and density from a fixed grid measured once per CPU and thread count (:mod:`.perf_model`); a new
+  model compiles without measuring anything once the variants it needs are fitted.
+* :meth:`MeasuredCostModel.refine` measures the dense layer and one sparse kernel at a layer's exact shape and
+  density, interleaved trial by trial (:meth:`~.timer.KernelTimer.interleaved`), and keeps them in the
+  :class:`CalibrationTable`; the decision pass asks for it when the predicted speedup is close to its threshold.
+  Measured entries win over the model; several measured densities of one shape are interpolated, made monotone
+  first (a sparser weight is never slower).
 
-* the dense path exactly as a compiled model runs it (a one-op Relax module built by
-  :func:`sparseforge.codegen.build.build`, so the comparison is against our own dense schedules);
-* each sparse kernel variant (CSR, BSR per block shape, N:M per pattern) at a grid of densities, on random
-  weights of that shape (random positions, random blocks, or random N:M groups).
-
-Predictions interpolate linearly in density between measured points (kernel time is close to linear in the number
-of stored nonzeros) and extrapolate from the nearest two points at the ends. Missing entries are measured on
-demand (:class:`~.timer.KernelTimer`) and the table is cached as JSON per CPU and thread count, under
-``$SPARSEFORGE_CACHE`` (default ``~/.cache/sparseforge``); ``sparseforge calibrate`` rebuilds it.
+Dense timings are of the dense path exactly as a compiled model runs it (a one-op Relax module through
+:func:`sparseforge.codegen.build.build`), so the comparison is against our own dense schedules; sparse timings are of
+random weights with the structure and density asked for. Tables and fits are cached as JSON per CPU and thread
+count under ``$SPARSEFORGE_CACHE`` (default ``~/.cache/sparseforge``); ``sparseforge calibrate`` refreshes them.
 """
 
 from __future__ import annotations
@@ -23,14 +26,21 @@ import tempfile
 from pathlib import Path
 
 from sparseforge.ir import forms
+from sparseforge.ir.keys import MEASURE_KEY
 
+from .perf_model import PerfModel
 from .timer import KernelTimer
 
 logger = logging.getLogger(__name__)
 
-#: Densities (element density for CSR, block density for BSR) measured per sparse variant.
-DENSITY_GRID: tuple[float, ...] = (0.03, 0.1, 0.25, 0.5)
-TABLE_VERSION = 4
+_progress_logger = logging.getLogger("sparseforge.codegen.cost")
+
+
+def log_progress(done: int, total: int, what: str) -> None:
+    """The default progress callback: a DEBUG record carrying :data:`MEASURE_KEY`."""
+    _progress_logger.debug("measuring %s (%d/%d)", what, done, total, extra={MEASURE_KEY: (done, total, what)})
+
+TABLE_VERSION = 5
 #: Table entry of a kernel variant that cannot handle a shape.
 UNSUPPORTED: list[list[float]] = [[-1.0, -1.0]]
 
@@ -80,9 +90,18 @@ class CalibrationTable:
             logger.warning("cannot save the calibration table to %s: %s", self.path, exc)
 
 
+def monotone(points: list[list[float]]) -> list[list[float]]:
+    """``[[density, seconds], ...]`` sorted, each time lowered to the smallest time at any higher density (a
+    sparser weight is never slower: a higher time there is noise)."""
+    pts = sorted([list(p) for p in points])
+    for i in range(len(pts) - 2, -1, -1):
+        pts[i][1] = min(pts[i][1], pts[i + 1][1])
+    return pts
+
+
 def interpolate(points: list[list[float]], density: float) -> float:
     """Piecewise-linear time at ``density`` (linear extrapolation from the two nearest points at the ends)."""
-    pts = sorted(points)
+    pts = monotone(points)
     if len(pts) == 1:
         return pts[0][1]
     if density <= pts[0][0]:
@@ -101,58 +120,124 @@ def interpolate(points: list[list[float]], density: float) -> float:
 
 
 class MeasuredCostModel:
-    """:class:`~sparseforge.passes.decide.CostModel` backed by a :class:`CalibrationTable`.
+    """:class:`~sparseforge.passes.decide.CostModel` of measured kernels: exact measurements from the
+    :class:`CalibrationTable` where there are any, else the :class:`~.perf_model.PerfModel`.
 
-    Entries missing from the table are measured on demand (unless ``measure=False``) and saved.
+    With ``measure`` (and a timer), a variant the performance model lacks is fitted on first use (its grid
+    measured, ``progress(done, total, what)`` told), and :meth:`refine` measures; without, predictions come from
+    what is cached (None where nothing is).
     """
 
-    def __init__(self, table: CalibrationTable, timer: KernelTimer | None, *, measure: bool = True):
+    def __init__(self, table: CalibrationTable, timer: KernelTimer | None, *, measure: bool = True,
+                 perf: PerfModel | None = None, progress=None):
         self.table = table
         self.timer = timer
         self.measure_missing = measure and timer is not None
+        self.perf = perf if perf is not None else PerfModel(table.cpu, table.threads)
+        self.progress = progress if progress is not None else log_progress
         self.measured = 0
+        self.refined = 0
 
-    def _points(self, variant: str, kind: str, m: int, n: int, k: int, densities) -> list[list[float]] | None:
-        key = CalibrationTable.key(variant, kind, m, n, k)
-        points = self.table.entries.get(key)
-        if points == UNSUPPORTED:
+    # -- measurements
+    def _runner(self, variant: str, kind: str, m: int, n: int, k: int, density: float):
+        return (self.timer.dense_runner(kind, m, n, k) if variant == "dense"
+                else self.timer.sparse_runner(variant, kind, m, n, k, density))
+
+    def _measure(self, variant: str, kind: str, m: int, n: int, k: int, density: float) -> float | None:
+        try:
+            seconds = self.timer.time(self._runner(variant, kind, m, n, k, density))
+        except (ValueError, NotImplementedError) as exc:  # the kernel does not handle this shape
+            logger.info("no %s kernel for %s %dx%dx%d: %s", variant, kind, m, n, k, exc)
             return None
-        have = {round(p[0], 6) for p in points or []}
-        todo = [d for d in densities if round(d, 6) not in have]
-        if todo and self.measure_missing:
-            points = list(points or [])
-            try:
-                for d in todo:
-                    seconds = (self.timer.dense(kind, m, n, k) if variant == "dense"
-                               else self.timer.sparse(variant, kind, m, n, k, d))
-                    points.append([d, seconds])
-                    self.measured += 1
-            except (ValueError, NotImplementedError) as exc:  # the kernel does not handle this shape
-                logger.info("no %s kernel for %s %dx%dx%d: %s", variant, kind, m, n, k, exc)
-                points = UNSUPPORTED
-            self.table.entries[key] = points
-            self.table.save()
-        return None if not points or points == UNSUPPORTED else points
+        self.measured += 1
+        return seconds
+
+    def fit(self, variant: str, kind: str, *, fresh: bool = False):
+        """The performance model's fit of ``variant``/``kind``, measuring its grid when missing (or ``fresh``)."""
+        current = None if fresh else self.perf.get(variant, kind)
+        if current is not None or not self.measure_missing:
+            return current
+        return self.perf.fit_variant(variant, kind, lambda m, n, k, d: self._measure(variant, kind, m, n, k, d),
+                                     self.progress)
+
+    # -- predictions
+    def _exact(self, variant: str, kind: str, m: int, n: int, k: int, stored: float) -> float | None:
+        points = self.table.entries.get(CalibrationTable.key(variant, kind, m, n, k))
+        if not points or points == UNSUPPORTED:
+            return None
+        if variant == "dense":
+            return points[0][1]
+        if len(points) >= 2:
+            return interpolate(points, stored)
+        return points[0][1] if abs(points[0][0] - stored) < 1e-6 else None
+
+    def _unsupported(self, variant: str, kind: str, m: int, n: int, k: int) -> bool:
+        return self.table.entries.get(CalibrationTable.key(variant, kind, m, n, k)) == UNSUPPORTED
 
     def predict(self, kernel: str, m: int, n: int, k: int, *, density: float = 1.0,
                 block: tuple[int, int] | None = None, nm: tuple[int, int] | None = None,
                 nnz_blocks: int | None = None, kind: str = "matmul") -> float | None:
+        variant, stored = self._variant(kernel, n, k, density, block, nm, nnz_blocks)
+        if stored is None or self._unsupported(variant, kind, m, n, k):
+            return None
+        exact = self._exact(variant, kind, m, n, k, stored)
+        if exact is not None:
+            return exact
+        fitted = self.fit(variant, kind)
+        return None if fitted is None else fitted.predict(m, n, k, stored)
+
+    @staticmethod
+    def _variant(kernel, n, k, density, block, nm, nnz_blocks) -> tuple[str, float | None]:
         if kernel == "dense":
-            points = self._points("dense", kind, m, n, k, (1.0,))
-            return None if not points else points[0][1]
-        variant = forms.variant_key(kernel, block, nm)
+            return "dense", 1.0
         form = forms.get(kernel)
-        effective = form.stored_fraction(n, k, density, block=block, nm=nm, nnz_blocks=nnz_blocks)
-        if kernel == "bsr" and effective > 2.5 * density + 0.02:
-            return None  # blocks mostly hold zeros here: BSR would do wasted work
-        grid = (effective,) if form.fixed_stored else DENSITY_GRID
-        points = self._points(variant, kind, m, n, k, grid)
-        return None if not points else interpolate(points, effective)
+        stored = form.stored_fraction(n, k, density, block=block, nm=nm, nnz_blocks=nnz_blocks)
+        if kernel == "bsr" and stored > 2.5 * density + 0.02:
+            return forms.variant_key(kernel, block, nm), None  # blocks mostly hold zeros: wasted work
+        return forms.variant_key(kernel, block, nm), stored
+
+    def measured_at(self, kernel: str, m: int, n: int, k: int, *, density: float = 1.0, block=None, nm=None,
+                    nnz_blocks=None, kind: str = "matmul") -> bool:
+        """Whether both this kernel and dense were measured at this exact shape (and stored fraction)."""
+        variant, stored = self._variant(kernel, n, k, density, block, nm, nnz_blocks)
+        return (stored is not None and self._exact(variant, kind, m, n, k, stored) is not None
+                and self._exact("dense", kind, m, n, k, 1.0) is not None)
+
+    def refine(self, kernel: str, m: int, n: int, k: int, *, density: float = 1.0, block=None, nm=None,
+               nnz_blocks=None, kind: str = "matmul") -> tuple[float, float] | None:
+        """``(dense, kernel)`` seconds measured at this exact shape and stored fraction, interleaved trial by trial
+        (cached: a second call measures nothing); None when nothing can be measured."""
+        variant, stored = self._variant(kernel, n, k, density, block, nm, nnz_blocks)
+        if stored is None:
+            return None
+        dense, sparse = self._exact("dense", kind, m, n, k, 1.0), self._exact(variant, kind, m, n, k, stored)
+        if dense is not None and sparse is not None:
+            return dense, sparse
+        if not self.measure_missing:
+            return None
+        try:
+            runners = [self._runner("dense", kind, m, n, k, 1.0), self._runner(variant, kind, m, n, k, stored)]
+        except (ValueError, NotImplementedError) as exc:
+            logger.info("no %s kernel for %s %dx%dx%d: %s", variant, kind, m, n, k, exc)
+            return None
+        self.progress(0, 1, f"{variant} vs dense at {kind} {m}x{n}x{k}")
+        dense, sparse = self.timer.interleaved(runners)
+        self.progress(1, 1, f"{variant} vs dense at {kind} {m}x{n}x{k}")
+        self.measured += 2
+        self.refined += 1
+        self.table.entries[CalibrationTable.key("dense", kind, m, n, k)] = [[1.0, dense]]
+        key = CalibrationTable.key(variant, kind, m, n, k)
+        points = [p for p in self.table.entries.get(key) or [] if abs(p[0] - stored) >= 1e-6 and p != [-1.0, -1.0]]
+        self.table.entries[key] = [*points, [stored, sparse]]
+        self.table.save()
+        return dense, sparse
 
 
-def cost_model_for(compile_target, kernel_target, *, measure: bool = True,
-                   directory: Path | None = None) -> MeasuredCostModel:
-    """The cached cost model of a target (the table is keyed by CPU name and thread count)."""
+def cost_model_for(compile_target, kernel_target, *, measure: bool = True, directory: Path | None = None,
+                   progress=None) -> MeasuredCostModel:
+    """The cached cost model of a target (table and performance model keyed by CPU name and thread count)."""
     cpu = f"{compile_target.mcpu}-{kernel_target.lanes}l"
     table = CalibrationTable.load(cpu, kernel_target.threads, directory)
-    return MeasuredCostModel(table, KernelTimer(compile_target, kernel_target), measure=measure)
+    perf = PerfModel.load(cpu, kernel_target.threads, directory or cache_dir())
+    return MeasuredCostModel(table, KernelTimer(compile_target, kernel_target), measure=measure, perf=perf,
+                             progress=progress)
