@@ -171,7 +171,7 @@ def test_measured_decisions(tmp_path, monkeypatch) -> None:
     assert decisions["half_dense_layer"]["fmt"] == "dense", decisions["half_dense_layer"]
     assert "ms vs dense" in decisions["sparse_layer"]["reason"]
     assert any(source in decisions["half_dense_layer"]["reason"]
-               for source in ("measured at this shape", "by the performance model"))
+               for source in ("measured at this shape", "predicted by the performance model"))
     assert decisions["sparse_layer"]["predicted_s"] < decisions["sparse_layer"]["dense_s"]
     assert (tmp_path / "cache" / "calibration").is_dir()
 

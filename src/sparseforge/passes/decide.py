@@ -217,12 +217,23 @@ class DecideFormatPass(ReportingPass):
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
         best: tuple[float, forms.Option] | None = None
         options = forms.options(matrix, facts)
-        sparsest = min((o.stored for o in options), default=1.0)
-        for option in options:
-            if option.stored > CONSIDERED_STORED_RATIO * sparsest:
-                continue  # stores several times more than the sparsest option: it cannot win
-            t = self.cost_model.predict(option.form, cand.m, n, k, density=density, **option.predict_kwargs(),
-                                        kind=cand.kind)
+        predicted: dict[int, float | None] = {}
+
+        def predict(i: int) -> float | None:
+            if i not in predicted:
+                option = options[i]
+                predicted[i] = self.cost_model.predict(option.form, cand.m, n, k, density=density,
+                                                       **option.predict_kwargs(), kind=cand.kind)
+            return predicted[i]
+
+        # the sparsest option with a prediction; options storing several times more cannot win and are not asked
+        # about (a measured cost model would fit their kernels for nothing)
+        by_stored = sorted(range(len(options)), key=lambda i: options[i].stored)
+        anchor = next((options[i].stored for i in by_stored if predict(i) is not None), None)
+        for i, option in enumerate(options):  # registry order: ties go to the earlier form
+            if anchor is not None and option.stored > CONSIDERED_STORED_RATIO * anchor:
+                continue
+            t = predict(i)
             if t is not None and (best is None or t < best[0]):
                 best = (t, option)
         if best is None:
@@ -231,7 +242,7 @@ class DecideFormatPass(ReportingPass):
         t, option = best
         fmt, label, stored = option.form, option.label, option.stored
         relative = getattr(self.cost_model, "unit", "s") == "relative"
-        source = "by the performance model"
+        source = getattr(self.cost_model, "prediction_source", "predicted")
         refine = getattr(self.cost_model, "refine", None)
         close = 1.0 / REFINE_BAND <= dense_s / (t * self.min_speedup) <= REFINE_BAND
         if refine is not None and (close or self.refine_all):
@@ -248,7 +259,7 @@ class DecideFormatPass(ReportingPass):
                        f"{self.cost_model.crossover(fmt, cand.kind, cand.m):.2f} (rule, no device measured)")
             else:
                 why = (f"dense: density {density:.2f}; best sparse kernel ({label}) {t * 1e3:.3f} ms vs "
-                       f"dense {dense_s * 1e3:.3f} ms {source}")
+                       f"dense {dense_s * 1e3:.3f} ms ({source})")
             return Decision(name, "dense", why, dense_s=dense_s, predicted_s=t, **base)
         if relative:
             why = (f"density {density:.2f}: {label} stores {stored:.2f} of the weight, below the "

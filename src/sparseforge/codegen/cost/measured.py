@@ -128,6 +128,9 @@ class MeasuredCostModel:
     what is cached (None where nothing is).
     """
 
+    #: How the decision pass describes a prediction that was not measured at the layer's shape.
+    prediction_source = "predicted by the performance model"
+
     def __init__(self, table: CalibrationTable, timer: KernelTimer | None, *, measure: bool = True,
                  perf: PerfModel | None = None, progress=None):
         self.table = table
