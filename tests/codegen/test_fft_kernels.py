@@ -74,7 +74,7 @@ def test_compile_flow_uses_the_fft_kernel_and_verifies(tmp_path) -> None:
 @pytest.mark.parametrize("group, out", [(1, 5), (2, 4)], ids=["dense", "grouped"])
 def test_grouped_fft_conv_compiles_for_x86_and_cuda(tmp_path, group, out) -> None:
     """More than one input channel per group: FFTs around batched products per frequency on x86 (verified against
-    ONNX Runtime); CUDA compiles the direct grouped convolution."""
+    ONNX Runtime); CUDA compiles four-step FFTs (dense products) around the products."""
     import shutil
 
     from onnx import TensorProto, helper, numpy_helper
@@ -97,7 +97,7 @@ def test_grouped_fft_conv_compiles_for_x86_and_cuda(tmp_path, group, out) -> Non
     if shutil.which("nvcc"):
         cuda = api.compile(proto, tmp_path / "cuda", target="cuda", arch="sm_80")
         (kernel,) = [k for k in cuda.manifest["kernels"] if k["op_type"] == "FftConv"]
-        assert kernel["info"]["variant"] == "direct-conv1d"
+        assert kernel["info"]["variant"] == "four-step"
 
 
 @pytest.mark.parametrize("n", [16, 256])
@@ -135,3 +135,58 @@ def test_rfft_product_irfft_model_compiles_with_fft_kernels(tmp_path) -> None:
     result = api.compile(FFTConv().eval(), tmp_path / "artifact", (torch.randn(1, 8, 256),), target="x86",
                          threads=1, verify=True)
     assert result.manifest["verify"]["ok"], result.manifest["verify"]
+
+
+def _relax_run(body, x_np):
+    """Build ``body(bb, x)`` as a one-input Relax function for the host and run it on ``x_np``."""
+    from sparseforge.codegen import _tvm
+    from sparseforge.codegen.build import build as build_module
+    from sparseforge.codegen.vm import VMRunner
+    from sparseforge.driver.compile import resolve_target
+
+    relax = _tvm.relax
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(tuple(x_np.shape), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(body(bb, x))
+        bb.emit_func_output(out)
+    runner = VMRunner(build_module(bb.get(), resolve_target("x86", 1).description), threads=1)
+    result = runner(x_np)
+    return [np.asarray(r) for r in (result if isinstance(result, (list, tuple)) else [result])]
+
+
+@pytest.mark.parametrize("n", [1024, 768, 4096])
+def test_four_step_transform_matches_numpy(n) -> None:
+    """The decomposition CUDA uses (two DFT-matrix products around twiddles), checked here on the CPU: forward,
+    one-sided forward, inverse."""
+    from sparseforge.codegen import _tvm
+    from sparseforge.codegen.converters import dft
+
+    op = _tvm.relax.op
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((3, n)).astype(np.float32)
+    want = np.fft.fft(x.astype(np.float64), axis=1)
+    tol = 16 * np.finfo(np.float32).eps * np.log2(n) * np.sqrt(n) * np.abs(x).max()
+    for onesided, bins in ((False, n), (True, n // 2 + 1)):
+        re, im = _relax_run(lambda bb, v: op.concat(list(dft.transform(bb, v, None, n, inverse=False,
+                                                                        onesided=onesided)), axis=1), x)[0].reshape(
+            3, 2, bins).transpose(1, 0, 2)
+        assert np.abs(re - want.real[:, :bins]).max() <= tol and np.abs(im - want.imag[:, :bins]).max() <= tol
+    back = _relax_run(lambda bb, v: dft.transform(bb, v, None, n, inverse=True, onesided=False)[0], x)[0]
+    assert np.abs(back - np.fft.ifft(x.astype(np.float64), axis=1).real).max() <= tol / n * 4
+
+
+@pytest.mark.parametrize("group, out", [(6, 6), (2, 4), (1, 3)], ids=["depthwise", "grouped", "dense"])
+def test_four_step_fft_conv_matches_the_direct_convolution(group, out) -> None:
+    """FftConv as CUDA lowers it (four-step FFTs, products per frequency), run on the CPU."""
+    from sparseforge.codegen.converters import fft_conv as lowering
+
+    rng = np.random.default_rng(group)
+    w = (rng.standard_normal((out, 6 // group, 300)) / 30).astype(np.float32)
+    b = rng.standard_normal(out).astype(np.float32)
+    x = rng.standard_normal((2, 6, 700)).astype(np.float32)
+    (got,) = _relax_run(lambda bb, v: lowering.grouped(bb, v, w, b, (299, 0), None), x)
+    want = fft_conv.reference(x, w, b, (299, 0))
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= fft_conv.tolerance(x, w, 1024)

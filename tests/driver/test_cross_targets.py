@@ -253,3 +253,15 @@ def test_structured_forms_match_onnxruntime(tmp_path, target, form) -> None:
              "separable": "separable", "conv_low_rank": "factored", "grouped_conv": "grouped",
              "sparse_low_rank": "split", "fft_conv_dense": "fft"}
     assert [c["form"] for c in result.manifest["structured"]] == [forms[form]], result.manifest["structured"]
+
+
+def test_hyena_compiles_for_cuda_with_four_step_fft(tmp_path, examples_dir) -> None:
+    """The Hyena-style example for CUDA: its long convolutions become FftConv lowered to four-step FFTs (dense
+    products), and dlight rules that fail on a function fall through to the next rule."""
+    _needs("nvcc")
+    from sparseforge.driver.compile import compile_model
+
+    result = compile_model(f"{examples_dir}/models.py:hyena", tmp_path / "artifact", target="cuda", arch="sm_80")
+    ffts = [k for k in result.manifest["kernels"] if k["op_type"] == "FftConv"]
+    assert len(ffts) == 2 and all(k["info"]["variant"] == "four-step" for k in ffts), ffts
+    assert "sm_80" in result.manifest["device_code"]["sass"]

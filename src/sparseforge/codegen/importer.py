@@ -250,7 +250,8 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
 
     def _convert_fft_conv(self, node_name: str, inputs):
         """``FftConv``: on CPU targets the depthwise FFT kernel, or for more than one input channel per group FFTs
-        around batched products per frequency; elsewhere (CUDA) the direct convolution."""
+        around batched products per frequency; elsewhere (CUDA) four-step FFTs (dense products) around the
+        products."""
         x = inputs[0]
         weight, bias, plan = (self._constant(inputs[i], w, node_name)
                               for i, w in ((1, "weight"), (2, "bias"), (3, "plan")))
@@ -258,11 +259,9 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         pads = fft_conv.pads_of(plan, x_shape[-1], weight.shape[-1])
         groups = x_shape[1] // weight.shape[1]
         if R.target_lanes(self.kernel_target) is None:
-            y = self.bb.emit(relax.op.nn.conv1d(x, relax.const(weight.astype(np.float32)), padding=pads,
-                                                groups=groups))
-            self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, "dense", "fft", "none",
-                                             dict(format="dense", variant="direct-conv1d")))
-            return self.bb.emit(relax.op.add(y, relax.const(bias.astype(np.float32).reshape(-1, 1))))
+            self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, "fft", "fft", "none",
+                                             dict(format="fft", variant="four-step", groups=groups)))
+            return fft_grouped.grouped(self.bb, x, weight, bias, pads, None)
         if weight.shape[1] != 1 or weight.shape[0] != x_shape[1]:
             self.records.append(KernelRecord(node_name, fft_conv.OP_TYPE, "fft", "fft", "none",
                                              dict(format="fft", variant="grouped-spectral", groups=groups)))

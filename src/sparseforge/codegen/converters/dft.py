@@ -9,9 +9,12 @@ one-sided inverse); ``onesided`` keeps bins ``0..n/2`` of a forward transform an
 
 On CPU targets a power-of-two transform of at least :data:`MIN_FFT` points runs as sparseforge's batched FFT
 kernel (:func:`sparseforge.codegen.kernels.fft.fft_batched`, ``O(n log n)``); a one-sided inverse first rebuilds the
-Hermitian spectrum (imaginary parts of the DC and Nyquist bins dropped, as ``irfft`` does). Other lengths, and every
-length on CUDA, are products with constant matrices ``C = cos(2 pi t k / n)``, ``S = sin(2 pi t k / n)`` (float64,
-stored as float32): ``O(n^2)`` work per signal, up to :data:`MAX_LENGTH` points.
+Hermitian spectrum (imaginary parts of the DC and Nyquist bins dropped, as ``irfft`` does). Elsewhere (CUDA, and
+lengths the kernel does not take) a transform of at least :data:`MIN_FOUR_STEP` points with a factorization
+``n = N1 N2`` runs as the four-step decomposition (:func:`_four_step`: two products with constant DFT matrices of
+sizes ``N1`` and ``N2`` around twiddles, ``O(n (N1 + N2))``, dense products a GPU runs well); shorter ones are
+products with constant matrices ``C = cos(2 pi t k / n)``, ``S = sin(2 pi t k / n)`` (float64, stored as float32):
+``O(n^2)`` work per signal, up to :data:`MAX_LENGTH` points.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ._util import constant_value, dtype, op, padded, relax, shape
 MAX_LENGTH = 4096
 #: Shortest power-of-two transform run by the FFT kernel (shorter ones are cheap as matrices).
 MIN_FFT = 16
+#: Shortest transform run by the four-step decomposition where there is no FFT kernel (CUDA).
+MIN_FOUR_STEP = 256
 
 
 def _int_input(expr, what: str, node: str) -> int | None:
@@ -76,7 +81,57 @@ def _parts(bb, z, bins: int | None = None):
     return re, im
 
 
+def four_step_factors(n: int) -> tuple[int, int] | None:
+    """``(N1, N2)`` with ``N1 N2 = n``, ``N1 <= N2 <= MAX_LENGTH`` and ``N1`` the largest such divisor up to
+    ``sqrt(n)``, or None (``n`` prime, or too long)."""
+    n1 = next((d for d in range(int(np.sqrt(n)), 1, -1) if n % d == 0), None)
+    return None if n1 is None or n // n1 > MAX_LENGTH else (n1, n // n1)
+
+
+def _four_step(bb, re, im, n: int, inverse: bool):
+    """Full complex transform of ``(re, im)`` ``[B, n]`` (``im`` may be None) by the four-step decomposition
+    ``n = N1 N2`` (:func:`four_step_factors`): a length-``N1`` transform as a product with a constant ``[N1, N1]``
+    matrix, twiddles ``exp(+-2 pi i k1 n2 / n)``, a length-``N2`` transform as a product with ``[N2, N2]``, one
+    transpose; ``O(n (N1 + N2))`` multiply-adds in dense products (what GPUs run best; FlashFFTConv's idea)."""
+    n1, n2 = four_step_factors(n)
+    batch = shape(re)[0]
+    sign = 1.0 if inverse else -1.0
+    # complex products as one real product each: [[Fr, -Fi], [Fi, Fr]] @ [xr; xi] on the left, and
+    # [br, bi] @ [[Fr, Fi], [-Fi, Fr]] on the right (one dense product per step, no pairs to fuse)
+    cos1, sin1 = _matrices(n1, n1, sign, 1.0 / n if inverse else 1.0)  # symmetric: F[k, t] = F[t, k]
+    x = bb.emit(op.reshape(re, (batch, n1, n2)))  # x[b, n1, n2] = x[b, N2 n1 + n2]
+    if im is None:
+        left = np.concatenate([cos1, sin1], axis=0)  # [2 K1, N1]
+    else:
+        left = np.block([[cos1, -sin1], [sin1, cos1]])  # [2 K1, 2 N1]
+        x = bb.emit(op.concat([x, op.reshape(im, (batch, n1, n2))], axis=1))
+    a = bb.emit(op.matmul(relax.const(np.ascontiguousarray(left, dtype=np.float32)), x))  # [B, 2 K1, N2]
+    ar = bb.emit(op.strided_slice(a, axes=[1], begin=[0], end=[n1]))
+    ai = bb.emit(op.strided_slice(a, axes=[1], begin=[n1], end=[2 * n1]))
+    angle = 2.0 * np.pi * (np.arange(n1)[:, None] * np.arange(n2)[None, :] % n) / n
+    tr = relax.const(np.cos(angle).astype(np.float32))
+    ti = relax.const((sign * np.sin(angle)).astype(np.float32))
+    br = op.subtract(op.multiply(ar, tr), op.multiply(ai, ti))
+    bi = op.add(op.multiply(ar, ti), op.multiply(ai, tr))
+    b = bb.emit(op.concat([br, bi], axis=2))  # [B, K1, 2 N2]
+    cos2, sin2 = _matrices(n2, n2, sign, 1.0)
+    right = np.block([[cos2, sin2], [-sin2, cos2]])  # [2 N2, 2 K2]
+    y = bb.emit(op.matmul(b, relax.const(np.ascontiguousarray(right, dtype=np.float32))))  # [B, K1, 2 K2]
+    y = bb.emit(op.permute_dims(op.reshape(y, (batch, n1, 2, n2)), [0, 2, 3, 1]))  # [B, 2, K2, K1]
+    flat = bb.emit(op.reshape(y, (batch, 2, n)))  # X[k1 + N1 k2]: k2-major
+    return (bb.emit(op.squeeze(op.strided_slice(flat, axes=[1], begin=[0], end=[1]), [1])),
+            bb.emit(op.squeeze(op.strided_slice(flat, axes=[1], begin=[1], end=[2]), [1])))
+
+
 def _transform_fft(bb, re, im, n: int, *, inverse: bool, onesided: bool, target):
+    """A transform through a full complex FFT: sparseforge's FFT kernel on CPU targets (``target``), the
+    four-step decomposition otherwise (``target`` None)."""
+
+    def full(re, im, inv):
+        if target is None:
+            return _four_step(bb, re, im, n, inv)
+        return _parts(bb, _fft(bb, re, im, n, inv, target))
+
     length = shape(re)[1]
     if inverse and onesided:  # rebuild the Hermitian spectrum from bins 0..n/2, then a complex inverse
         bins = n // 2 + 1
@@ -88,12 +143,15 @@ def _transform_fft(bb, re, im, n: int, *, inverse: bool, onesided: bool, target)
         if im is not None:
             im = _resize(bb, im, length, bins)
             full_im = bb.emit(op.multiply(op.take(im, relax.const(index), axis=1), relax.const(sign)))
-        out_re, _ = _parts(bb, _fft(bb, full_re, full_im, n, True, target))
+        out_re, _ = full(full_re, full_im, True)
         return out_re, None
     re = _resize(bb, re, length, n)
     im = None if im is None else _resize(bb, im, length, n)
-    z = _fft(bb, re, im, n, inverse, target)
-    return _parts(bb, z, n // 2 + 1 if onesided and not inverse else None)
+    out_re, out_im = full(re, im, inverse)
+    if onesided and not inverse:
+        bins = n // 2 + 1
+        out_re, out_im = (bb.emit(op.strided_slice(v, axes=[1], begin=[0], end=[bins])) for v in (out_re, out_im))
+    return out_re, out_im
 
 
 def transform(bb, re, im, n: int, *, inverse: bool, onesided: bool, target=None):
@@ -102,8 +160,11 @@ def transform(bb, re, im, n: int, *, inverse: bool, onesided: bool, target=None)
     length = shape(re)[1]
     if target is not None and getattr(target, "lanes", None) and n >= MIN_FFT and not n & (n - 1):
         return _transform_fft(bb, re, im, n, inverse=inverse, onesided=onesided, target=target)
+    if n >= MIN_FOUR_STEP and four_step_factors(n) is not None:
+        return _transform_fft(bb, re, im, n, inverse=inverse, onesided=onesided, target=None)
     if n > MAX_LENGTH:
-        raise UnsupportedOpError(f"a DFT of {n} points (sparseforge builds transforms of up to {MAX_LENGTH})")
+        raise UnsupportedOpError(f"a DFT of {n} points ({n} has no factors N1 <= N2 <= {MAX_LENGTH} for the "
+                                 f"four-step transform, and matrices are built up to {MAX_LENGTH})")
 
     def mm(x, m):
         return bb.emit(op.matmul(x, relax.const(np.ascontiguousarray(m, dtype=np.float32))))

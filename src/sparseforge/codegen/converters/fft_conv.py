@@ -1,7 +1,8 @@
-"""``FftConv`` with more than one input channel per group (dense or grouped long 1-D convolutions) as Relax: one
-real FFT per input signal, the complex products summed over each group's input channels as batched products per
-frequency, one inverse real FFT per output signal (:func:`.dft.transform`, so CPU targets run sparseforge's FFT
-kernel). Depthwise ones have a kernel of their own (:mod:`sparseforge.codegen.kernels.fft_conv`).
+"""``FftConv`` as Relax: one real FFT per input signal, the complex products (summed over each group's input
+channels as batched products per frequency; elementwise when depthwise), one inverse real FFT per output signal
+(:func:`.dft.transform`: sparseforge's FFT kernel on CPU targets, the four-step decomposition into dense products
+where there is none, e.g. CUDA). On CPU targets depthwise ones use a kernel of their own instead
+(:mod:`sparseforge.codegen.kernels.fft_conv`).
 
 Layouts: ``X [B, C, T]``, ``W [O, C/g, L]``, ``bias [O]``; the kernel spectra (of the reversed taps, float64 at
 build time, stored as float32) ``[g, F, C/g, O/g]`` for ``F = N/2 + 1`` bins. Error: the FFT's, bounded by
@@ -45,11 +46,10 @@ def grouped(bb, x, weight: np.ndarray, bias: np.ndarray, pads: tuple[int, int], 
 
     xr, xi = by_frequency(re), by_frequency(im)
     kr, ki = (relax.const(a) for a in kernel_spectra(weight, groups, n))
+    # depthwise ([g, F, B, 1] x [g, F, 1, 1]): a broadcast product; otherwise batched products per frequency
+    mm = op.multiply if per_group == 1 and out == groups else op.matmul
 
-    def mm(a, k):
-        return op.matmul(a, k)  # [g, F, B, O/g]
-
-    yr = bb.emit(op.subtract(mm(xr, kr), mm(xi, ki)))
+    yr = bb.emit(op.subtract(mm(xr, kr), mm(xi, ki)))  # [g, F, B, O/g]
     yi = bb.emit(op.add(mm(xr, ki), mm(xi, kr)))
 
     def by_signal(part):  # [g, F, B, O/g] -> [B*O, F]

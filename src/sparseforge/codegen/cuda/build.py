@@ -8,6 +8,7 @@ shared library; ``device_code_info`` reports the architectures of its embedded d
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -21,6 +22,8 @@ from ..kernels._common import SparseKernel
 from ..legalize import LEGALIZE_MAP
 from . import _fatbin
 from ._driver import CudaToolError, ensure_cuda_runtime, nvcc_callback
+
+logger = logging.getLogger(__name__)
 
 # Real architectures sm_70 .. sm_121 (Volta .. Blackwell); "a" (arch-specific, sm_90+) and "f" (family, sm_100+)
 KNOWN_SM = (70, 72, 75, 80, 86, 87, 88, 89, 90, 100, 101, 103, 110, 120, 121)
@@ -85,8 +88,33 @@ def schedule(mod, arch: str = DEFAULT_ARCH):
     with cuda_target(arch):
         mod = relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE_MAP)(mod)
         mod = relax.get_pipeline("zero")(mod)
-        mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                      dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+        mod = _apply_rules(mod, [dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(),
+                                 dl.gpu.Fallback()])
+    return mod
+
+
+def _apply_rules(mod, rules):
+    """dlight's ``ApplyDefaultSchedule``, except that a rule raising on a function (dlight's GEMV rule fails on
+    some fused matrix-vector functions) counts as not applying: the next rule is tried."""
+    target = Target.current(allow_none=False)
+    updated = {}
+    for gvar, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and "tirx.is_scheduled" in func.attrs):
+            continue
+        for rule in rules:
+            try:
+                space = rule.apply(func, target, False)
+            except Exception as exc:  # noqa: BLE001 - a dlight rule's internal failure: try the next rule
+                logger.debug("dlight %s failed on %s (%s); trying the next rule", type(rule).__name__,
+                             gvar.name_hint, exc)
+                continue
+            if space is None:
+                continue
+            sch = space[0] if isinstance(space, (list, tuple)) else space
+            updated[gvar] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+            break
+    for gvar, func in updated.items():
+        mod[gvar] = func
     return mod
 
 
