@@ -287,13 +287,15 @@ def run(artifact: str | os.PathLike, inputs: Mapping[str, Any] | str | os.PathLi
 def bench(source: Any, example_inputs: Any = None, *, target: str = "x86", threads: int = 1, rounds: int = 5,
           repeat: int = 10, sparse: bool = True, rpc: str | None = None, rpc_key: str | None = None,
           cpu: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
-          allow_invalid_input: bool = False, torch_compile: bool = True) -> dict[str, Any]:
+          allow_invalid_input: bool = False, torch_compile: bool = True, check_scaling: bool = False
+          ) -> dict[str, Any]:
     """Median latency of the dense peers and sparseforge (dense and sparse) side by side; JSON-ready dict.
-    ``torch_compile``: also time ``torch.compile`` (inductor) for PyTorch sources."""
+    ``torch_compile``: also time ``torch.compile`` (inductor) for PyTorch sources; ``check_scaling``: with
+    ``threads > 1``, time every engine at 1 thread too (``one_thread``)."""
     return _driver("bench").bench(source, target=target, threads=threads, rounds=rounds, repeat=repeat, rpc=rpc,
                                   rpc_key=rpc_key, cpu=cpu, input_shapes=input_shapes, sparse=sparse,
                                   example_inputs=example_inputs, allow_invalid_input=allow_invalid_input,
-                                  torch_compile=torch_compile)
+                                  torch_compile=torch_compile, check_scaling=check_scaling)
 
 
 def calibrate(source: Any, *, target: str = "x86", threads: int | None = None, fresh: bool = False,

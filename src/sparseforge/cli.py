@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import traceback
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -128,6 +129,43 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
         else:
             render.skipped_layers(out, result.reports)
         out.print(render.inspect_summary(result.summary()))
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the HTML file.")
+@click.option("--artifact", "artifact_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="A compiled artifact of MODEL (from `compile -o`): adds its per-layer decisions and reasons.")
+@click.option("--no-rank", is_flag=True, help="Skip the SVD-based rank analysis (faster on big models).")
+@_shape_option
+@_allow_invalid_option
+@click.pass_context
+def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None, no_rank: bool,
+           shapes: tuple[str, ...], allow_invalid: bool) -> None:
+    """Write one self-contained HTML report about MODEL: summary, sortable layer table, a picture of every
+    weight (nonzero pattern, singular values, zero blocks, N:M), plots, every pass with all its notes.
+
+    The file needs no network and opens from disk. Figures need matplotlib: pip install 'sparseforge[report]'.
+    """
+
+    def body() -> None:
+        from sparseforge import report as html_report
+
+        manifest = None
+        if artifact_dir is not None:
+            path = Path(artifact_dir) / "manifest.json"
+            try:
+                manifest = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise SparseforgeError(f"cannot read the artifact's manifest: {exc}", where=str(path),
+                                       hint="pass a folder written by `sparseforge compile -o`") from None
+        result = api.inspect(model, with_rank=not no_rank, input_shapes=_input_shapes(shapes),
+                             allow_invalid_input=allow_invalid)
+        written = html_report.write(result, output, manifest=manifest, title=Path(model).name)
+        out.print(f"wrote {escape(str(written))} ({written.stat().st_size / 1e6:.2f} MB, {len(result.layers)} "
+                  "layers); open it in a browser")
 
     _run(ctx.obj["debug"], body)
 
@@ -359,6 +397,8 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 @click.option("--dense-only", is_flag=True, help="Skip the sparse build.")
 @click.option("--no-torch-compile", is_flag=True, help="Do not time torch.compile (PyTorch models; it compiles "
               "for a while first).")
+@click.option("--check-scaling", is_flag=True, help="With --threads > 1: time every engine at 1 thread too, show "
+              "the 1-thread ratios beside and flag engines not faster with more threads (a busy machine).")
 @click.option("--rpc", "rpc_address", default=None, metavar="HOST:PORT",
               help="Measure on a remote device through a TVM RPC server (or tracker, with --rpc-key).")
 @click.option("--rpc-key", default=None, help="Device key when --rpc points to an RPC tracker.")
@@ -368,7 +408,7 @@ def run(ctx: click.Context, artifact: str, inputs_path: str, output: str, thread
 @_allow_invalid_option
 @click.pass_context
 def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int, repeat: int, dense_only: bool,
-          no_torch_compile: bool, rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
+          no_torch_compile: bool, check_scaling: bool, rpc_address: str | None, rpc_key: str | None, cpu: str | None, as_json: bool,
           shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Median latency of ONNX Runtime, OpenVINO, PyTorch eager and torch.compile (for PyTorch models), sparseforge
     dense and sparse, in one process.
@@ -385,7 +425,7 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
         result = api.bench(model, target=target, threads=threads, rounds=rounds, repeat=repeat,
                            sparse=not dense_only, rpc=rpc_address, rpc_key=rpc_key, cpu=cpu,
                            input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
-                           torch_compile=not no_torch_compile)
+                           torch_compile=not no_torch_compile, check_scaling=check_scaling)
         if as_json:
             click.echo(json.dumps(result, indent=1))
             return

@@ -152,16 +152,30 @@ def decisions_table(decisions: list[dict[str, Any]]) -> Table:
 def bench_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"Latency, {result['threads']} thread(s), median of {result['rounds']} rounds "
                         f"x {result['repeat']} calls", header_style="bold")
-    notes = any(r.get("note") for r in result["results"])
-    for col in ("engine", "median ms", "vs fastest dense peer") + (("note",) if notes else ()):
+    single = result.get("one_thread")
+    by_engine = {r["engine"]: r for r in single["results"]} if single else {}
+    slow = set(single["not_faster_with_threads"]) if single else set()
+    notes = any(r.get("note") for r in result["results"]) or bool(slow)
+    columns = ("engine", "median ms", "vs fastest dense peer")
+    if single:
+        columns += ("1 thread ms", "vs peer at 1 thread")
+    for col in columns + (("note",) if notes else ()):
         table.add_column(col, justify="left" if col in ("engine", "note") else "right")
     for r in result["results"]:
         speed = r["speedup_vs_best_dense_peer"]
-        row = [r["engine"], f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x"]
-        table.add_row(*(row + ([r.get("note", "")] if notes else [])))
+        row = [escape(r["engine"]), f"{r['median_ms']:.3f}", "-" if speed is None else f"{speed:.2f}x"]
+        if single:
+            one = by_engine.get(r["engine"])
+            ratio = None if one is None else one["speedup_vs_best_dense_peer"]
+            row += ["-" if one is None else f"{one['median_ms']:.3f}", "-" if ratio is None else f"{ratio:.2f}x"]
+        note = r.get("note", "")
+        if r["engine"] in slow:
+            note = (note + "; " if note else "") + "not faster with more threads than with 1 (busy machine?)"
+        table.add_row(*(row + ([escape(note)] if notes else [])))
     skipped = result.get("skipped", {})
     for engine, why in skipped.items():
-        table.add_row(escape(engine), "-", "-", *(["skipped: " + escape(why)] if notes else []))
+        table.add_row(escape(engine), "-", "-", *(["-", "-"] if single else []),
+                      *(["skipped: " + escape(why)] if notes else []))
     if skipped and not notes:
         table.caption = "; ".join(f"{escape(engine)} skipped: {escape(why)}" for engine, why in skipped.items())
     return table

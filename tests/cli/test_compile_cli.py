@@ -172,3 +172,19 @@ def test_torch_compile_peer_runs_and_failures_are_skipped(monkeypatch) -> None:
     monkeypatch.setattr(torch, "compile", broken)
     engine, why = bench.torch_compile_engine(module, args, 1)
     assert engine is None and why == "torch.compile failed: no C++ compiler"
+
+
+def test_bench_check_scaling_times_every_engine_at_one_thread_too(tmp_path: Path) -> None:
+    result = run("bench", str(mlp_file(tmp_path)), "--threads", "2", "--rounds", "1", "--repeat", "2",
+                 "--dense-only", "--check-scaling", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    single = doc["one_thread"]
+    engines = {r["engine"] for r in doc["results"]}
+    assert {r["engine"] for r in single["results"]} == engines
+    assert set(single["scaling"]) == engines and all(v > 0 for v in single["scaling"].values())
+    assert set(single["not_faster_with_threads"]) <= engines
+    from sparseforge import render
+
+    table = render.bench_table(doc)
+    assert [c.header for c in table.columns][3:5] == ["1 thread ms", "vs peer at 1 thread"]

@@ -176,9 +176,11 @@ def pin_threads(threads: int) -> list[int] | None:
 
 def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
                 example_inputs: Any = None, input_shapes=None, sparse: bool = True, seed: int = 0,
-                cost_model=None, allow_invalid_input: bool = False, torch_compile: bool = True) -> dict[str, Any]:
+                cost_model=None, allow_invalid_input: bool = False, torch_compile: bool = True,
+                check_scaling: bool = False) -> dict[str, Any]:
     """Latency of ONNX Runtime, OpenVINO, PyTorch eager and ``torch.compile`` (PyTorch sources), sparseforge dense
-    and sparse, side by side."""
+    and sparse, side by side. ``check_scaling`` (with ``threads > 1``): time every engine again at 1 thread
+    (``one_thread`` in the result)."""
     model = load(source, example_inputs, input_shapes=input_shapes, allow_invalid=allow_invalid_input)
     require_static_shapes(model)
     original = ir.to_proto(model)
@@ -201,6 +203,7 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     else:
         engines["openvino"] = openvino
     torch_model = torch_source(source, example_inputs)
+    module = args = None
     if torch_model is not None:
         import torch  # optional dependency: only for PyTorch sources
 
@@ -220,16 +223,47 @@ def bench_model(source: Any, *, target: str = "x86", threads: int = 1, rounds: i
     results = time_engines(engines, rounds=rounds, repeat=repeat)
     sparse_layers = [d for d in compiled.get("sparseforge-sparse", compiled["sparseforge-dense"]).decisions
                      if d["fmt"] != "dense"]
-    return {"threads": threads, "target": target, "rounds": rounds, "repeat": repeat,
-            "results": [r.to_dict() for r in results], "skipped": skipped,
-            "sparse_layers": len(sparse_layers),
-            "compile_seconds": {k: round(v.seconds, 2) for k, v in compiled.items()}}
+    out = {"threads": threads, "target": target, "rounds": rounds, "repeat": repeat,
+           "results": [r.to_dict() for r in results], "skipped": skipped,
+           "sparse_layers": len(sparse_layers),
+           "compile_seconds": {k: round(v.seconds, 2) for k, v in compiled.items()}}
+    if check_scaling and threads > 1:
+        out["one_thread"] = _one_thread(results, peer, feeds, input_names, compiled, module, args, rounds, repeat,
+                                        pytorch_compile="pytorch-compile" in engines)
+    return out
+
+
+def _one_thread(results: list[EngineResult], peer: ir.Model, feeds, input_names, compiled, module, args,
+                rounds: int, repeat: int, *, pytorch_compile: bool) -> dict[str, Any]:
+    """The same engines again at 1 thread (the process pinned to one CPU), after the N-thread rounds: medians,
+    ratios against the fastest dense peer at 1 thread, and the engines whose N-thread time is not below their
+    1-thread time (then the machine was busy, or the engine does not scale: read the 1-thread ratios)."""
+    pin_threads(1)
+    engines: dict[str, Callable[[], Any]] = {"onnxruntime": ort_engine(ir.to_proto(peer), feeds, 1)}
+    openvino = openvino_engine(ir.to_proto(peer), feeds, 1)
+    if openvino is not None:
+        engines["openvino"] = openvino
+    if module is not None:
+        engines["pytorch"] = torch_engine(module, args, 1)
+        if pytorch_compile:
+            engine, _ = torch_compile_engine(module, args, 1)
+            if engine is not None:
+                engines["pytorch-compile"] = engine
+    for name, result in compiled.items():
+        engines[name] = artifact_engine(result.executable, feeds, input_names, 1)
+    single = {r.engine: r for r in time_engines(engines, rounds=rounds, repeat=repeat)}
+    threaded = {r.engine: r.median_ms for r in results}
+    not_faster = sorted(name for name, r in single.items() if name in threaded and threaded[name] >= r.median_ms)
+    return {"results": [r.to_dict() for r in single.values()],
+            "scaling": {name: round(r.median_ms / threaded[name], 3) for name, r in single.items()
+                        if name in threaded},
+            "not_faster_with_threads": not_faster}
 
 
 def bench(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5, repeat: int = 10,
           rpc: str | None = None, rpc_key: str | None = None, cpu: str | None = None, input_shapes=None,
           sparse: bool = True, example_inputs: Any = None, allow_invalid_input: bool = False,
-          torch_compile: bool = True) -> dict[str, Any]:
+          torch_compile: bool = True, check_scaling: bool = False) -> dict[str, Any]:
     """``sparseforge bench``: on this machine (process pinned to ``threads`` CPUs) or on a device over RPC."""
     if rpc:
         return bench_remote(source, rpc, key=rpc_key, target=target, threads=threads, cpu=cpu, repeat=repeat,
@@ -241,7 +275,8 @@ def bench(source: Any, *, target: str = "x86", threads: int = 1, rounds: int = 5
     pinned = pin_threads(threads)
     result = bench_model(source, target=target, threads=threads, rounds=rounds, repeat=repeat,
                          input_shapes=input_shapes, sparse=sparse, example_inputs=example_inputs,
-                         allow_invalid_input=allow_invalid_input, torch_compile=torch_compile)
+                         allow_invalid_input=allow_invalid_input, torch_compile=torch_compile,
+                         check_scaling=check_scaling)
     result["pinned_cpus"] = pinned
     return result
 

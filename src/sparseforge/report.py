@@ -1,0 +1,312 @@
+"""``sparseforge report``: one self-contained HTML file about a model: what the analysis found in every weight,
+what each pass did (all its notes), and, given a compiled artifact, every layer's kernel decision and why.
+
+The page needs nothing but itself: figures are inline SVG drawn with matplotlib (``pip install
+'sparseforge[report]'``), the table's sorting and filtering is a few lines of inline script, no network access.
+Contents:
+
+* summary: parameters, FLOPs (dense and with nonzero weights), density, structure found, passes run;
+* the layer table (sortable by any column, filterable by text): op, shape, density, best N:M, best zero block,
+  rank, dead channels, structure facts, and with an artifact the kernel chosen and the reason;
+* per weight: the nonzero pattern (exact up to 256 x 256, block-averaged density above), the singular values when
+  the rank analysis ran, the zero-block occupancy per block shape and the N:M compliance;
+* plots: the density of every layer, and (with an artifact) where the predicted time goes per kernel;
+* the pass timeline: each pass, its time, what it changed, every note (none cut).
+
+Names from the model are HTML-escaped. ``matplotlib`` is imported when a report is written (optional dependency).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparseforge.errors import MissingDependencyError
+
+#: Weights up to this many rows and columns are drawn exactly; larger ones are block-averaged to it.
+PICTURE_SIDE = 256
+#: Layers drawn at most (the largest by elements first); the table lists every layer.
+MAX_PICTURES = 200
+
+_SCRIPT = """
+function sfSort(table, col, numeric) {
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  const dir = table.dataset.sortCol == col && table.dataset.sortDir == "asc" ? "desc" : "asc";
+  rows.sort((a, b) => {
+    let x = a.cells[col].dataset.v ?? a.cells[col].textContent, y = b.cells[col].dataset.v ?? b.cells[col].textContent;
+    if (numeric) { x = parseFloat(x); y = parseFloat(y); if (isNaN(x)) x = -Infinity; if (isNaN(y)) y = -Infinity; }
+    return (x < y ? -1 : x > y ? 1 : 0) * (dir == "asc" ? 1 : -1);
+  });
+  rows.forEach(r => body.appendChild(r));
+  table.dataset.sortCol = col; table.dataset.sortDir = dir;
+}
+function sfFilter(input, table) {
+  const q = input.value.toLowerCase();
+  Array.from(table.tBodies[0].rows).forEach(r => { r.style.display = r.textContent.toLowerCase().includes(q) ? "" : "none"; });
+}
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.sortable th").forEach((th, i) => {
+    th.addEventListener("click", () => sfSort(th.closest("table"), i, th.dataset.numeric == "1"));
+  });
+});
+"""
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
+th { background: #eee; cursor: pointer; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.figs { display: flex; flex-wrap: wrap; gap: 8px; }
+.fig svg { width: 300px; height: auto; }
+.wide svg { width: 900px; height: auto; }
+details { margin: 4px 0; }
+code { background: #f4f4f4; }
+"""
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        plt.rcParams["svg.fonttype"] = "none"  # text as text, not glyph paths: a far smaller page
+        plt.rcParams["svg.hashsalt"] = "sparseforge"  # stable element ids: the same model gives the same page
+    except ImportError as exc:
+        raise MissingDependencyError("the HTML report draws its figures with matplotlib",
+                                     hint="pip install 'sparseforge[report]'") from exc
+    return plt
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.clf()
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and doctype: inline SVG
+
+
+def pattern(matrix: np.ndarray, side: int = PICTURE_SIDE) -> np.ndarray:
+    """The nonzero pattern of ``matrix [N, K]``: exact (0/1) when both sides are at most ``side``, else the
+    fraction of nonzeros in each of ``side x side`` (at most) blocks."""
+    nz = (np.asarray(matrix) != 0).astype(np.float32)
+    n, k = nz.shape
+    if n <= side and k <= side:
+        return nz
+    rows, cols = min(n, side), min(k, side)
+    r_edges = np.linspace(0, n, rows + 1).astype(int)
+    c_edges = np.linspace(0, k, cols + 1).astype(int)
+    sums = np.add.reduceat(np.add.reduceat(nz, r_edges[:-1], axis=0), c_edges[:-1], axis=1)
+    sizes = np.outer(np.diff(r_edges), np.diff(c_edges))
+    return sums / np.maximum(sizes, 1)
+
+
+def _weight_figures(plt, layer, matrix: np.ndarray | None) -> list[str]:
+    figs = []
+    if matrix is not None and matrix.size:
+        picture = pattern(matrix)
+        fig = plt.figure(figsize=(3.2, 3.0))
+        ax = fig.add_subplot()
+        ax.imshow(picture, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        exact = picture.shape == matrix.shape
+        ax.set_title(f"nonzeros {matrix.shape[0]}x{matrix.shape[1]}" + ("" if exact else " (block density)"),
+                     fontsize=9)
+        ax.set_xlabel("reduction", fontsize=8)
+        ax.set_ylabel("output", fontsize=8)
+        figs.append(_svg(fig))
+        plt.close(fig)
+        if layer.rank is not None and min(matrix.shape) <= 2048:
+            s = np.linalg.svd(np.asarray(matrix, np.float64), compute_uv=False)
+            fig = plt.figure(figsize=(3.2, 3.0))
+            ax = fig.add_subplot()
+            ax.semilogy(np.maximum(s, s[0] * 1e-12 if s.size and s[0] else 1e-30))
+            ax.axvline(layer.rank - 0.5, color="tab:red", lw=0.8)
+            ax.set_title(f"singular values (rank {layer.rank})", fontsize=9)
+            figs.append(_svg(fig))
+            plt.close(fig)
+    if layer.block_zero_fraction or layer.nm:
+        fig = plt.figure(figsize=(3.2, 3.0))
+        ax = fig.add_subplot()
+        labels = [f"{k} blocks" for k in layer.block_zero_fraction] + [f"{k} ok" for k in layer.nm]
+        values = list(layer.block_zero_fraction.values()) + list(layer.nm.values())
+        ax.barh(range(len(values)), values, color=["tab:blue"] * len(layer.block_zero_fraction)
+                + ["tab:green"] * len(layer.nm))
+        ax.set_yticks(range(len(values)), labels, fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_title("zero blocks / N:M compliance", fontsize=9)
+        figs.append(_svg(fig))
+        plt.close(fig)
+    return figs
+
+
+def _cell(value: Any, numeric: bool = False, sort: Any = None) -> str:
+    v = "" if value is None else value
+    attr = f' data-v="{html.escape(str(sort))}"' if sort is not None else ""
+    cls = ' class="num"' if numeric else ""
+    return f"<td{cls}{attr}>{html.escape(str(v))}</td>"
+
+
+def _structure(layer) -> str:
+    found = []
+    if layer.dead_output_channels or layer.dead_input_channels:
+        found.append(f"dead channels {len(layer.dead_output_channels)} out / {len(layer.dead_input_channels)} in")
+    if layer.rank is not None and layer.rank < min(layer.shape):
+        found.append(f"rank {layer.rank}")
+    if layer.diagonal_blocks and layer.diagonal_blocks > 1:
+        found.append(f"{layer.diagonal_blocks} diagonal blocks")
+    if layer.monarch:
+        found.append(f"Monarch {layer.monarch[0]}x{layer.monarch[1]}")
+    if layer.sparse_low_rank:
+        found.append(f"rank {layer.sparse_low_rank['rank']} + sparse {layer.sparse_low_rank['density']:.2f}")
+    if layer.long_conv:
+        found.append("long conv")
+    return ", ".join(found)
+
+
+def _layer_table(layers, decisions: dict[str, dict]) -> str:
+    heads = [("layer", 0), ("op", 0), ("shape", 0), ("elements", 1), ("density", 1), ("best N:M", 0),
+             ("best zero block", 0), ("rank", 1), ("structure", 0)]
+    if decisions:
+        heads += [("kernel", 0), ("predicted ms", 1), ("dense ms", 1), ("reason", 0)]
+    out = ['<input id="filter" placeholder="filter layers" oninput="sfFilter(this, document.getElementById(\'layers\'))">',
+           '<table id="layers" class="sortable"><thead><tr>']
+    out += [f'<th data-numeric="{num}">{html.escape(h)}</th>' for h, num in heads]
+    out.append("</tr></thead><tbody>")
+    for layer in layers:
+        nm = layer.best_nm()
+        block = layer.best_block()
+        row = [_cell(layer.node), _cell(layer.op_type), _cell(f"{layer.shape[0]}x{layer.shape[1]}"),
+               _cell(layer.shape[0] * layer.shape[1], True), _cell(f"{layer.density:.3f}", True),
+               _cell("" if nm is None else f"{nm[0]} ({nm[1]:.2f})"),
+               _cell("" if block is None else f"{block[0]} ({block[1]:.2f} zero)"),
+               _cell(layer.rank, True, "" if layer.rank is None else layer.rank), _cell(_structure(layer))]
+        if decisions:
+            d = decisions.get(layer.node, {})
+            ms = (lambda s: None if s is None else round(s * 1e3, 4))
+            row += [_cell(d.get("kernel", d.get("fmt", ""))), _cell(ms(d.get("predicted_s")), True),
+                    _cell(ms(d.get("dense_s")), True), _cell(d.get("reason", ""))]
+        out.append(f'<tr id="layer-{html.escape(layer.node)}">' + "".join(row) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _passes(reports) -> str:
+    out = ['<table class="sortable"><thead><tr><th>#</th><th>pass</th><th data-numeric="1">seconds</th>'
+           '<th>changed</th><th>counts</th><th>notes</th></tr></thead><tbody>']
+    for i, r in enumerate(reports, 1):
+        d = r.to_dict()
+        notes = d.get("diagnostics", [])
+        listed = "".join(f"<li><code>{html.escape(str(n.get('code', '')))}</code> "
+                         f"{html.escape(str(n.get('node') or ''))}: {html.escape(str(n.get('message', '')))}</li>"
+                         for n in notes)
+        body = f"<details><summary>{len(notes)} note(s)</summary><ul>{listed}</ul></details>" if notes else ""
+        out.append(f"<tr>{_cell(i, True)}{_cell(d.get('pass'))}{_cell(round(float(d.get('seconds') or 0), 4), True)}"
+                   f"{_cell('yes' if d.get('modified') else '')}{_cell(json.dumps(d.get('counts', {})))}"
+                   f"<td>{body}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _summary(summary: dict[str, Any], decisions: dict[str, dict], target: str | None) -> str:
+    rows = [("parameters", f"{summary['parameters']:,}"), ("FLOPs (dense)", f"{summary['flops']:,}"),
+            ("FLOPs with nonzero weights", f"{summary['nonzero_flops']:,}"),
+            ("weight density", f"{summary['density']:.3f}"), ("weights analysed", summary["weights"]),
+            ("dead output / input channels", f"{summary['dead_output_channels']} / {summary['dead_input_channels']}"),
+            ("layers fully 2:4", summary["layers_2_4"]), ("rank-deficient layers", summary["layers_low_rank"]),
+            ("Monarch layers", summary.get("monarch_layers", 0)),
+            ("long-convolution candidates", summary["long_conv_candidates"]),
+            ("attention cores / dead heads", f"{summary['attention_cores']} / {summary['dead_heads']}")]
+    if decisions:
+        sparse = [d for d in decisions.values() if d.get("fmt") != "dense"]
+        dense_s = sum(d.get("dense_s") or 0 for d in decisions.values())
+        chosen_s = sum((d.get("predicted_s") if d.get("fmt") != "dense" else d.get("dense_s")) or 0
+                       for d in decisions.values())
+        rows += [("target", target or ""), ("layers on sparse kernels", f"{len(sparse)} of {len(decisions)}")]
+        if dense_s and chosen_s:
+            rows.append(("predicted speedup of the decided layers", f"{dense_s / chosen_s:.2f}x"))
+    return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows) + "</table>"
+
+
+def _plots(plt, layers, decisions: dict[str, dict]) -> list[str]:
+    figs = []
+    if layers:
+        fig = plt.figure(figsize=(9, 2.6))
+        ax = fig.add_subplot()
+        ax.bar(range(len(layers)), [l.density for l in layers], color="tab:blue")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("density")
+        ax.set_xlabel("layer (model order)")
+        ax.set_title("density per layer", fontsize=10)
+        figs.append(_svg(fig))
+        plt.close(fig)
+    timed = [d for d in decisions.values() if d.get("dense_s")]
+    if timed:
+        fig = plt.figure(figsize=(9, 2.6))
+        ax = fig.add_subplot()
+        by_kernel: dict[str, float] = {}
+        for d in timed:
+            t = d.get("predicted_s") if d.get("fmt") != "dense" and d.get("predicted_s") else d["dense_s"]
+            key = d.get("kernel", d.get("fmt", "?"))
+            by_kernel[key] = by_kernel.get(key, 0.0) + t * 1e3
+        ax.barh(list(by_kernel), list(by_kernel.values()), color="tab:orange")
+        ax.set_xlabel("predicted ms (decided layers)")
+        ax.set_title("where the time of the decided layers goes, per kernel", fontsize=10)
+        figs.append(_svg(fig))
+        plt.close(fig)
+    return figs
+
+
+def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None, title: str = "model") -> Path:
+    """Write the report of an :class:`~sparseforge.api.InspectResult` (and a compiled artifact's ``manifest``,
+    if given) to ``output``; returns its path. The file is written whole, then moved into place."""
+    plt = _require_matplotlib()
+    from sparseforge.ir.weights import view_of
+
+    decisions = {d["node"]: d for d in (manifest or {}).get("decisions", [])}
+    nodes = {n.name: n for n in result.model.graph}
+    sections = [f"<h1>sparseforge report: {html.escape(title)}</h1>", "<h2>Summary</h2>",
+                _summary(result.summary(), decisions, (manifest or {}).get("target", {}).get("name")
+                         if isinstance((manifest or {}).get("target"), dict) else (manifest or {}).get("target"))]
+    sections += ["<h2>Plots</h2>", '<div class="figs">'] + [f'<div class="fig wide">{svg}</div>'
+                                                         for svg in _plots(plt, result.layers, decisions)]
+    sections += ["</div>", "<h2>Layers</h2>", _layer_table(result.layers, decisions), "<h2>Weights</h2>"]
+    drawn = sorted(result.layers, key=lambda l: -l.shape[0] * l.shape[1])[:MAX_PICTURES]
+    keep = {id(l) for l in drawn}
+    for layer in result.layers:
+        if id(layer) not in keep:
+            continue
+        node = nodes.get(layer.node)
+        view = view_of(node) if node is not None else None
+        matrix = view.matrix() if view is not None else None
+        figs = _weight_figures(plt, layer, matrix)
+        sections.append(f'<details class="weight" open><summary>{html.escape(layer.node)} '
+                        f'({html.escape(layer.op_type)}, {layer.shape[0]}x{layer.shape[1]}, density '
+                        f'{layer.density:.3f})</summary><div class="figs">'
+                        + "".join(f'<div class="fig">{svg}</div>' for svg in figs) + "</div></details>")
+    if len(result.layers) > len(drawn):
+        sections.append(f"<p>{len(result.layers) - len(drawn)} smaller weights not drawn.</p>")
+    sections += ["<h2>Passes</h2>", _passes(result.reports)]
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>sparseforge report: {html.escape(title)}</title><style>{_STYLE}</style>"
+            f"<script>{_SCRIPT}</script></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+def layer_nodes(page: str) -> Sequence[str]:
+    """The layer names of a written report's table (for checks)."""
+    import re
+
+    return [html.unescape(m) for m in re.findall(r'<tr id="layer-([^"]*)">', page)]

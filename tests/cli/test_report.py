@@ -1,0 +1,92 @@
+"""`sparseforge report`: one self-contained HTML file with every layer, a picture of every weight and all notes."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import onnx
+from click.testing import CliRunner
+from helpers import init, make_model, vinfo
+from onnx import helper
+
+from sparseforge.cli import main
+from sparseforge.report import layer_nodes, pattern
+
+
+def _model(tmp_path: Path) -> Path:
+    """A 90%-sparse layer, a low-rank one, a layer with a name rich and HTML would both misread, a 1x1 conv."""
+    rng = np.random.default_rng(0)
+    sparse = (rng.standard_normal((64, 48)) * (rng.random((64, 48)) < 0.1)).astype(np.float32)
+    low = (rng.standard_normal((64, 2)) @ rng.standard_normal((2, 64))).astype(np.float32)
+    odd = rng.standard_normal((8, 64)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="fc1", transB=1),
+             helper.make_node("MatMul", ["h", "w2"], ["h2"], name="fc2"),
+             helper.make_node("Gemm", ["h2", "w3"], ["y"], name="x[/y]<b>&", transB=1)]
+    proto = make_model(nodes, [vinfo("x", [4, 48])], [vinfo("y", [4, 8])],
+                       [init("w1", sparse), init("w2", low), init("w3", odd)])
+    path = tmp_path / "model.onnx"
+    onnx.save(proto, path)
+    return path
+
+
+class _Checker(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.external = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for key, value in attrs:
+            if key in ("src", "href") and value and re.match(r"(https?:)?//", value):
+                self.external.append(value)
+
+
+def test_report_is_self_contained_and_lists_every_layer(tmp_path: Path) -> None:
+    model = _model(tmp_path)
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", str(model), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    inspected = json.loads(CliRunner().invoke(main, ["inspect", str(model), "--json"]).output)
+    assert layer_nodes(page) == [layer["node"] for layer in inspected["layers"]]
+    checker = _Checker()
+    checker.feed(page)
+    assert not checker.external and "link" not in checker.tags
+    assert page.count("<svg") >= 2 * len(inspected["layers"])  # pattern + bars per weight, plus the plots
+    assert "x[/y]&lt;b&gt;&amp;" in page and "<b>&" not in page
+    for report in inspected["passes"]:
+        for note in report["diagnostics"]:
+            assert note["message"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")[:60] in page
+
+
+def test_report_with_an_artifact_shows_decisions(tmp_path: Path) -> None:
+    model = _model(tmp_path)
+    artifact = tmp_path / "art"
+    compiled = CliRunner().invoke(main, ["compile", str(model), "-o", str(artifact), "--dense"])
+    assert compiled.exit_code == 0, compiled.output
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", str(model), "-o", str(out), "--artifact", str(artifact)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "sparse kernels disabled (--dense)" in page and ">kernel<" in page
+
+
+def test_report_refuses_a_folder_without_manifest(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", str(_model(tmp_path)), "-o", str(tmp_path / "r.html"),
+                                       "--artifact", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "manifest" in result.output
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_pattern_is_exact_when_small_and_block_density_when_large() -> None:
+    small = np.eye(5, dtype=np.float32)
+    assert np.array_equal(pattern(small), small)
+    big = np.zeros((1000, 600), np.float32)
+    big[:500] = 1.0
+    picture = pattern(big, side=100)
+    assert picture.shape == (100, 100) and picture[:50].min() == 1.0 and picture[50:].max() == 0.0
