@@ -24,6 +24,7 @@ import onnx_ir as ir
 from sparseforge.errors import MissingDependencyError, VerificationError
 from sparseforge.ir import keys
 from sparseforge.ir.bind import parse_bindings as _parse_bindings
+from sparseforge.ir.dump import IRDump
 from sparseforge.ir.frontend import load, parse_shape_overrides, require_static_shapes
 from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
@@ -152,13 +153,17 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
 def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *, verify: bool = False,
            sparse_storage: bool = False, rtol: float | None = None,
            input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
-           freeze_initializer_inputs: bool = False) -> ExportResult:
-    """Canonicalize, shrink dead channels and write an optimized ONNX file that ONNX Runtime runs."""
+           freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None) -> ExportResult:
+    """Canonicalize, shrink dead channels and write an optimized ONNX file that ONNX Runtime runs. ``dump_ir``: a
+    folder for the model after every pass that changed it, with an index (:mod:`sparseforge.ir.dump`)."""
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
     model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
-    result = Pipeline(pipelines.export())(model)
+    dump = IRDump(dump_ir) if dump_ir is not None else None
+    if dump is not None:
+        dump.model("input", model)
+    result = Pipeline(pipelines.export(), instruments=[dump.instrument] if dump is not None else [])(model)
     size, comparison = _write_verified(model, original, out, verify=verify, rtol=rtol,
                                        sparse_storage=sparse_storage)
     return ExportResult(out, before, model_stats(model, size), result.reports, comparison)
@@ -238,13 +243,14 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
             cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
             allow_invalid_input: bool = False, bind: Mapping[str, Any] | None = None,
-            freeze_initializer_inputs: bool = False):
+            freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
     With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original model
     (``rtol``: default by output dtype) before it is moved into place; the report is in
     ``result.manifest["verify"]``, and if it fails nothing is written (``result.outdir`` is None). ``bind`` fixes
-    graph inputs to values (arrays by input name, see :func:`parse_bindings`); the artifact refuses other values."""
+    graph inputs to values (arrays by input name, see :func:`parse_bindings`); the artifact refuses other values.
+    ``dump_ir``: a folder for the IR after every pass, the Relax modules and the kernels' TIR."""
     verify_fn = None
     if verify:
         def verify_fn(folder, original):
@@ -254,7 +260,7 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
         input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
         allow_invalid_input=allow_invalid_input, verify=verify_fn, bind=bind,
-        freeze_initializer_inputs=freeze_initializer_inputs)
+        freeze_initializer_inputs=freeze_initializer_inputs, dump_ir=dump_ir)
 
 
 def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *,

@@ -119,7 +119,7 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
     def body() -> None:
         result = api.inspect(model, with_rank=not no_rank, max_svd_dim=max_svd_dim,
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
-                             freeze_initializer_inputs=freeze)
+                            freeze_initializer_inputs=freeze, dump_ir=dump_ir)
         if as_json:
             click.echo(json.dumps({"model": model, **result.to_dict()}, indent=1))
             return
@@ -131,6 +131,12 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
         out.print(render.inspect_summary(result.summary()))
 
     _run(ctx.obj["debug"], body)
+
+
+_dump_ir_option = click.option("--dump-ir", "dump_ir", default=None, type=click.Path(file_okay=False),
+                               help="Write the model after every pass (NN-Pass.onnx, opens in Netron), "
+                                    "for compile also the Relax module before/after and each kernel's TIR, "
+                                    "with index.md, into this folder.")
 
 
 @main.command()
@@ -186,10 +192,11 @@ def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None
 @_shape_option
 @_freeze_option
 @_allow_invalid_option
+@_dump_ir_option
 @click.pass_context
 def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: float, sparse_storage: bool,
            as_json: bool, verbose: bool, shapes: tuple[str, ...], allow_invalid: bool,
-          freeze: bool) -> None:
+           freeze: bool, dump_ir: str | None) -> None:
     """Write an optimized ONNX file: canonicalized, dead channels removed exactly.
 
     Folds constants and BatchNorm, then removes channels that carry no information (all-zero weights, or
@@ -204,7 +211,7 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
     def body() -> int:
         result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
-                             freeze_initializer_inputs=freeze)
+                            freeze_initializer_inputs=freeze, dump_ir=dump_ir)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -296,11 +303,12 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 @_shape_option
 @_freeze_option
 @_allow_invalid_option
+@_dump_ir_option
 @click.pass_context
 def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
                 dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
                 as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool,
-          freeze: bool) -> None:
+                freeze: bool, dump_ir: str | None) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
     Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
@@ -317,7 +325,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
         result = api.compile(model, output, target=target, threads=threads, dense=dense, tune=tune,
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
                              freeze_initializer_inputs=freeze, calibrate=not no_calibrate, cpu=cpu, arch=arch,
-                             verify=verify, rtol=rtol, bind=api.parse_bindings(bindings))
+                             verify=verify, rtol=rtol, bind=api.parse_bindings(bindings), dump_ir=dump_ir)
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))

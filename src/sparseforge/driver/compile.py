@@ -27,6 +27,7 @@ from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError, UnsupportedOpError
 from sparseforge.ir import keys
 from sparseforge.ir.bind import bind_inputs
+from sparseforge.ir.dump import IRDump
 from sparseforge.ir.expand import expand_functions
 from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.save import save_model
@@ -82,13 +83,16 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
                   cost_model=None, cpu: str | None = None, arch: str | None = None,
                   allow_invalid_input: bool = False, verify=None, bind: Mapping[str, Any] | None = None,
-                  freeze_initializer_inputs: bool = False) -> CompileResult:
+                  freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None
+                  ) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only).
 
     ``verify(folder, original) -> report`` (with ``.ok`` and ``.to_dict()``) runs on the finished artifact before
     it is moved into place; its report goes into the manifest, and a failed one leaves nothing written
     (``result.outdir`` is None). ``bind`` fixes graph inputs to values (:func:`sparseforge.ir.bind.bind_inputs`):
-    they become constants of the compiled model, recorded in the manifest (``bound_inputs``)."""
+    they become constants of the compiled model, recorded in the manifest (``bound_inputs``). ``dump_ir``: a folder
+    for the model after every pass, the Relax module before and after sparseforge's passes and the TIR of every
+    sparse/structured kernel (:mod:`sparseforge.ir.dump`)."""
     start = time.perf_counter()
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
@@ -108,11 +112,17 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                                  hint="export the model with standard ONNX ops (opset 13-21) and tensors only")
     if cost_model is None and not dense:
         cost_model = family.cost_model(description, resolved.kernel_target, measure=calibrate)
-    reports = Pipeline(pipelines.compile(cost_model, dense=dense))(model).reports
+    dump = IRDump(dump_ir) if dump_ir is not None else None
+    if dump is not None:
+        dump.model("input", model)
+    reports = Pipeline(pipelines.compile(cost_model, dense=dense),
+                       instruments=[dump.instrument] if dump is not None else [])(model).reports
     optimized = ir.to_proto(model)
     with native_logs_to_debug():  # TVM's C++ warnings go to the log (shown with --debug), not the terminal
         mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
                                           rules=family.kernel_rules(description))
+        if dump is not None:
+            _dump_modules(dump, family, description, mod, records)
         executable = family.build(mod, description, tune=tune)
     decide = next(r for r in reports if r.pass_name == "DecideFormat")
     inputs, outputs = artifact.io_specs(optimized)
@@ -157,6 +167,19 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
             out = None
     manifest.setdefault("compile_seconds", round(time.perf_counter() - start, 2))
     return CompileResult(out, manifest, reports, executable, original, optimized, time.perf_counter() - start)
+
+
+def _dump_modules(dump: IRDump, family, description, mod, records) -> None:
+    """Relax before and after sparseforge's passes, and the TIR of each of sparseforge's kernels."""
+    dump.text("relax-imported", mod.script())
+    names = {gv.name_hint for gv in mod.get_global_vars()}
+    for record in records:
+        if record.kernel in names:
+            dump.text(f"tir/{record.kernel}", mod[record.kernel].script(), kind="tir")
+    try:
+        dump.text("relax-optimized", family.optimized(mod, description).script())
+    except Exception as exc:  # noqa: BLE001 - a dump must not stop the compile; the index says why
+        dump.skipped("relax-optimized", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
 
 
 def _with_lowering(changes: list[dict], records) -> list[dict]:

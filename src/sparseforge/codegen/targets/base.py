@@ -79,6 +79,11 @@ class Target:
         return RuleCostModel.for_target(self.name)
 
     # ---------------------------------------------------------------- building
+    def optimized(self, mod, description: CompileTarget):
+        """The Relax module after sparseforge's passes (legalize, fuse, schedule), as the build compiles it (for
+        ``--dump-ir``)."""
+        return relax_build.optimize(mod, description)
+
     def build(self, mod, description: CompileTarget, *, tune: int = 0):
         if tune:
             return relax_build.tune_and_build(mod, description, trials=tune)

@@ -49,6 +49,9 @@ class CudaFamily(Target):
     def kernel_rules(self, description):
         return CUDA_RULES
 
+    def optimized(self, mod, description):
+        return cuda.schedule(mod, description.arch)
+
     def build(self, mod, description, *, tune: int = 0):
         if tune:
             raise TargetError("--tune is not supported for cuda", hint="compile without --tune")
