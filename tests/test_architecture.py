@@ -12,7 +12,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "sparseforge"
 
 #: Imports that may stay inside functions: optional dependencies (TVM through the codegen floor, PyTorch, OpenVINO,
 #: wasmtime) and the package root's lazy attributes.
-OPTIONAL = ("torch", "wasmtime", "openvino", "sparseforge.codegen", "sparseforge.driver", "sparseforge.api")
+OPTIONAL = ("torch", "wasmtime", "openvino", "matplotlib", "sparseforge.codegen", "sparseforge.driver", "sparseforge.api")
 
 
 @pytest.fixture(scope="module")

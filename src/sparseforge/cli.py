@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sparseforge import api, render
+from sparseforge import report as html_report
 from sparseforge._version import __version__
 from sparseforge.errors import SparseforgeError
 
@@ -119,7 +120,7 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
     def body() -> None:
         result = api.inspect(model, with_rank=not no_rank, max_svd_dim=max_svd_dim,
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
-                            freeze_initializer_inputs=freeze, dump_ir=dump_ir)
+                             freeze_initializer_inputs=freeze)
         if as_json:
             click.echo(json.dumps({"model": model, **result.to_dict()}, indent=1))
             return
@@ -145,11 +146,13 @@ _dump_ir_option = click.option("--dump-ir", "dump_ir", default=None, type=click.
 @click.option("--artifact", "artifact_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="A compiled artifact of MODEL (from `compile -o`): adds its per-layer decisions and reasons.")
 @click.option("--no-rank", is_flag=True, help="Skip the SVD-based rank analysis (faster on big models).")
+@click.option("--node-data", "node_data_dir", default=None, type=click.Path(file_okay=False),
+              help="Also write Model Explorer node-data files (density; with --artifact kernel and speedup) here.")
 @_shape_option
 @_allow_invalid_option
 @click.pass_context
 def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None, no_rank: bool,
-           shapes: tuple[str, ...], allow_invalid: bool) -> None:
+           node_data_dir: str | None, shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Write one self-contained HTML report about MODEL: summary, sortable layer table, a picture of every
     weight (nonzero pattern, singular values, zero blocks, N:M), plots, every pass with all its notes.
 
@@ -157,8 +160,6 @@ def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None
     """
 
     def body() -> None:
-        from sparseforge import report as html_report
-
         manifest = None
         if artifact_dir is not None:
             path = Path(artifact_dir) / "manifest.json"
@@ -172,6 +173,13 @@ def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None
         written = html_report.write(result, output, manifest=manifest, title=Path(model).name)
         out.print(f"wrote {escape(str(written))} ({written.stat().st_size / 1e6:.2f} MB, {len(result.layers)} "
                   "layers); open it in a browser")
+        if node_data_dir is not None:
+            paths = html_report.write_node_data(result, node_data_dir, manifest)
+            out.print(f"Model Explorer overlays: model-explorer {escape(model)} --node_data_paths="
+                      + escape(str(paths[0])), highlight=False)
+            if len(paths) > 1:
+                out.print(f"  and: model-explorer {escape(str(Path(artifact_dir) / 'model.onnx'))} "
+                          f"--node_data_paths={escape(','.join(str(p) for p in paths[1:]))}", highlight=False)
 
     _run(ctx.obj["debug"], body)
 

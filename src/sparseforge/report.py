@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sparseforge.errors import MissingDependencyError
+from sparseforge.ir.weights import view_of
 
 #: Weights up to this many rows and columns are drawn exactly; larger ones are block-averaged to it.
 PICTURE_SIDE = 256
@@ -269,8 +271,6 @@ def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None,
     """Write the report of an :class:`~sparseforge.api.InspectResult` (and a compiled artifact's ``manifest``,
     if given) to ``output``; returns its path. The file is written whole, then moved into place."""
     plt = _require_matplotlib()
-    from sparseforge.ir.weights import view_of
-
     decisions = {d["node"]: d for d in (manifest or {}).get("decisions", [])}
     nodes = {n.name: n for n in result.model.graph}
     sections = [f"<h1>sparseforge report: {html.escape(title)}</h1>", "<h2>Summary</h2>",
@@ -305,8 +305,46 @@ def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None,
     return output
 
 
+def node_data(result, manifest: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Model Explorer node-data documents (``{graph id: {"name", "results": {node: {"value"}}, ...}}``, the
+    format of ``model_explorer.node_data_builder.ModelNodeData``), by file stem: ``density`` (every weight's
+    density, coloured from red (dense) to green (sparse)); with a compiled artifact's ``manifest`` also
+    ``kernel`` (the kernel each decided layer runs, a label) and ``speedup`` (predicted dense time over the chosen
+    kernel's). Node keys are ONNX node names and the graph id the ONNX graph's name, as ``model-explorer-onnx``
+    builds them: ``density`` matches the model given, ``kernel`` and ``speedup`` the artifact's ``model.onnx``
+    (the optimized graph the decisions are about)."""
+    graph = result.model.graph.name or "main_graph"
+    docs = {"density": {graph: {"name": "weight density", "results": {
+        l.node: {"value": round(float(l.density), 6)} for l in result.layers},
+        "gradient": [{"stop": 0, "bgColor": "#2ca02c"}, {"stop": 1, "bgColor": "#d62728"}]}}}
+    decisions = (manifest or {}).get("decisions", [])
+    if decisions:
+        docs["kernel"] = {graph: {"name": "kernel", "results": {
+            d["node"]: {"value": str(d.get("kernel", d.get("fmt", "")))} for d in decisions},
+            "showExpandedSummaryOnGroupNode": True}}
+        speed = {d["node"]: {"value": round(d["dense_s"] / (d["predicted_s"] if d.get("fmt") != "dense" and
+                                                             d.get("predicted_s") else d["dense_s"]), 4)}
+                 for d in decisions if d.get("dense_s")}
+        docs["speedup"] = {graph: {"name": "predicted speedup over dense", "results": speed,
+                                   "thresholds": [{"value": 1.0, "bgColor": "#dddddd"},
+                                                  {"value": 2.0, "bgColor": "#a1d99b"},
+                                                  {"value": 1e9, "bgColor": "#31a354"}]}}
+    return docs
+
+
+def write_node_data(result, folder: str | Path, manifest: dict[str, Any] | None = None) -> list[Path]:
+    """Write :func:`node_data` as ``<folder>/<name>.json``; returns the paths (for
+    ``model-explorer MODEL --node_data_paths=a.json,b.json``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, doc in node_data(result, manifest).items():
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 def layer_nodes(page: str) -> Sequence[str]:
     """The layer names of a written report's table (for checks)."""
-    import re
-
     return [html.unescape(m) for m in re.findall(r'<tr id="layer-([^"]*)">', page)]

@@ -90,3 +90,30 @@ def test_pattern_is_exact_when_small_and_block_density_when_large() -> None:
     big[:500] = 1.0
     picture = pattern(big, side=100)
     assert picture.shape == (100, 100) and picture[:50].min() == 1.0 and picture[50:].max() == 0.0
+
+
+def test_model_explorer_node_data_validates_with_its_builder(tmp_path: Path) -> None:
+    from model_explorer import node_data_builder as ndb
+
+    model = _model(tmp_path)
+    artifact = tmp_path / "art"
+    assert CliRunner().invoke(main, ["compile", str(model), "-o", str(artifact), "--target", "arm"]).exit_code == 0
+    folder = tmp_path / "overlays"
+    result = CliRunner().invoke(main, ["report", str(model), "-o", str(tmp_path / "r.html"), "--artifact",
+                                       str(artifact), "--node-data", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "--node_data_paths=" in result.output
+    original = {n.name for n in onnx.load(model).graph.node}
+    compiled = {n.name for n in onnx.load(artifact / "model.onnx").graph.node}
+    for name in ("density", "kernel", "speedup"):
+        doc = json.loads((folder / f"{name}.json").read_text())
+        ((graph_id, data),) = doc.items()
+        assert graph_id == onnx.load(model).graph.name
+        built = ndb.ModelNodeData(graphsData={graph_id: ndb.GraphNodeData(
+            name=data["name"], results={k: ndb.NodeDataResult(**v) for k, v in data["results"].items()},
+            thresholds=[ndb.ThresholdItem(**t) for t in data.get("thresholds", [])],
+            gradient=[ndb.GradientItem(**g) for g in data.get("gradient", [])],
+            showExpandedSummaryOnGroupNode=data.get("showExpandedSummaryOnGroupNode", False))})
+        rebuilt = json.loads(built.to_json_string())[graph_id]  # the builder writes these fields (and defaults)
+        assert {k: rebuilt[k] for k in data} == data
+        assert set(data["results"]) <= (original if name == "density" else compiled)
