@@ -304,6 +304,16 @@ def bench(source: Any, example_inputs: Any = None, *, target: str = "x86", threa
                                   torch_compile=torch_compile, check_scaling=check_scaling)
 
 
+def explain(source: Any, layer: str, example_inputs: Any = None, *, target: str = "x86",
+            threads: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+            allow_invalid_input: bool = False, calibrate: bool = True):
+    """Every fact of ``layer``'s weight, every structured and sparse candidate with its predicted time and why it
+    lost or was not allowed, and what would have to change (see :mod:`sparseforge.driver.explain`)."""
+    return _driver("explain").explain(source, layer, target=target, threads=threads, example_inputs=example_inputs,
+                                      input_shapes=input_shapes, allow_invalid_input=allow_invalid_input,
+                                      calibrate=calibrate)
+
+
 def calibrate(source: Any, *, target: str = "x86", threads: int | None = None, fresh: bool = False,
               input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False):
     """Measure the kernel timings the decisions of ``source`` need; returns (table, decisions)."""

@@ -452,6 +452,37 @@ def bench(ctx: click.Context, model: str, target: str, threads: int, rounds: int
 
 @main.command()
 @click.argument("model")
+@click.argument("layer")
+@click.option("--target", default="x86", show_default=True, help="Target device family (x86, arm, wasm, cuda).")
+@click.option("--threads", type=int, default=None, help="Threads the kernels are predicted for.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--no-calibrate", is_flag=True, help="Do not measure anything: use what is cached.")
+@_shape_option
+@_allow_invalid_option
+@click.pass_context
+def explain(ctx: click.Context, model: str, layer: str, target: str, threads: int | None, as_json: bool,
+            no_calibrate: bool, shapes: tuple[str, ...], allow_invalid: bool) -> None:
+    """Explain the decision for one LAYER of MODEL (its node name).
+
+    Every fact of its weight; every structured form (low rank, block-diagonal, Monarch, sparse + low rank) with
+    what its detector found; every sparse kernel with its stored fraction and predicted time against dense, or why
+    it is not allowed; the choice; and what would have to change (for example "at density <= 0.18 CSR wins at
+    M = 128").
+    """
+
+    def body() -> None:
+        result = api.explain(model, layer, target=target, threads=threads, input_shapes=_input_shapes(shapes),
+                             allow_invalid_input=allow_invalid, calibrate=not no_calibrate)
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=1, default=str))
+            return
+        render.explanation(out, result)
+
+    _run(ctx.obj["debug"], body)
+
+
+@main.command()
+@click.argument("model")
 @click.option("--target", default="x86", show_default=True, help="Target device family (x86).")
 @click.option("--threads", type=int, default=None, help="Threads the kernels are measured with.")
 @click.option("--fresh", is_flag=True, help="Forget the cached timings for these shapes and the performance model's "

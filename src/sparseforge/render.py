@@ -271,3 +271,38 @@ def pass_progress() -> Iterator[None]:
             lg.removeHandler(handler)
             lg.setLevel(level)
             lg.propagate = propagate
+
+
+def explanation(console: Console, e) -> None:
+    """``sparseforge explain``: facts, structured forms, sparse options, the choice and what would change it."""
+    def ms(t):
+        if t is None:
+            return "-"
+        return f"{t:.3g} (relative)" if e.unit == "relative" else f"{t * 1e3:.3f} ms"
+
+    console.print(f"layer {e.layer} ({e.op_type}, weight {e.shape[0]}x{e.shape[1]}, M = {e.m or '-'}, target "
+                  f"{e.target})", markup=False, highlight=False)
+    facts = Table(title="facts", header_style="bold")
+    facts.add_column("fact")
+    facts.add_column("value", overflow="fold")
+    for name, value in e.facts.items():
+        facts.add_row(escape(str(name)), escape(str(value)))
+    console.print(facts)
+    forms_table = Table(title="structured forms", header_style="bold")
+    for col in ("form", "applies", "predicted", "what the detector found"):
+        forms_table.add_column(col, overflow="fold")
+    for row in e.structured:
+        forms_table.add_row(row["form"], "yes" if row["applies"] else "no", ms(row["predicted_s"]),
+                            escape(row["found"]))
+    console.print(forms_table)
+    options = Table(title=f"kernels (dense {ms(e.dense_s)})", header_style="bold")
+    for col in ("kernel", "stored", "predicted", "verdict"):
+        options.add_column(col, overflow="fold")
+    for row in e.options:
+        options.add_row(escape(row["kernel"]), f"{row['stored']:.3f}", ms(row["predicted_s"]), escape(row["verdict"]))
+    console.print(options)
+    if e.sparse_allowed:
+        console.print(f"sparse kernels not allowed: {e.sparse_allowed}", markup=False, highlight=False)
+    console.print(f"chosen: {e.chosen}", markup=False, highlight=False)
+    for line in e.what_would_change:
+        console.print(f"  {line}", markup=False, highlight=False)

@@ -158,6 +158,8 @@ def decompose(matrix: np.ndarray, max_rank: int, *, max_density: float = MAX_DEN
     density = float(np.count_nonzero(sparse)) / w.size
     if error > reconstruction_rtol(k):
         return None, f"rank {rank} + sparse only approximately: the parts leave {error:.2g} of the weight"
+    if not np.count_nonzero(sparse):
+        return None, f"exactly rank {rank} (no sparse part): the low-rank form applies"
     if density > max_density:
         return None, f"rank {rank} leaves a residual at density {density:.2f} (> {max_density:g}): not sparse"
     if float(np.linalg.norm(low)) + float(np.linalg.norm(sparse)) > MAX_GROWTH * norm:
