@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages the cross-target tests need, if they are missing and apt-get is usable.
+# Install the Debian packages the cross-target tests (and the report's headless-browser test) need, if they are
+# missing and apt-get is usable.
 set -euo pipefail
 packages=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-          clang-14 lld-14 libclang-rt-14-dev-wasm32 wasi-libc)
+          clang-14 lld-14 libclang-rt-14-dev-wasm32 wasi-libc
+          chromium)  # the HTML report's browser test (headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

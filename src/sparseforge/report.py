@@ -57,6 +57,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable th").forEach((th, i) => {
     th.addEventListener("click", () => sfSort(th.closest("table"), i, th.dataset.numeric == "1"));
   });
+  const m = location.hash.match(/^#sort=(\d+)$/);  // a link that opens the layer table sorted (#sort=3)
+  if (m) document.querySelectorAll("#layers th")[+m[1]]?.click();
 });
 """
 
@@ -188,8 +190,8 @@ def _layer_table(layers, decisions: dict[str, dict]) -> str:
         block = layer.best_block()
         row = [_cell(layer.node), _cell(layer.op_type), _cell(f"{layer.shape[0]}x{layer.shape[1]}"),
                _cell(layer.shape[0] * layer.shape[1], True), _cell(f"{layer.density:.3f}", True),
-               _cell("" if nm is None else f"{nm[0]} ({nm[1]:.2f})"),
-               _cell("" if block is None else f"{block[0]} ({block[1]:.2f} zero)"),
+               _cell("" if nm is None or nm[1] <= 0 else f"{nm[0]} ({nm[1]:.2f})"),
+               _cell("" if block is None or block[1] <= 0 else f"{block[0]} ({block[1]:.2f} zero)"),
                _cell(layer.rank, True, "" if layer.rank is None else layer.rank), _cell(_structure(layer))]
         if decisions:
             d = decisions.get(layer.node, {})
@@ -247,6 +249,7 @@ def _plots(plt, layers, decisions: dict[str, dict]) -> list[str]:
         ax.set_ylim(0, 1)
         ax.set_ylabel("density")
         ax.set_xlabel("layer (model order)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title("density per layer", fontsize=10)
         figs.append(_svg(fig))
         plt.close(fig)
