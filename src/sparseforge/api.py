@@ -153,9 +153,11 @@ def _write_verified(model: ir.Model, original: onnx.ModelProto, output: Path, *,
 def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *, verify: bool = False,
            sparse_storage: bool = False, rtol: float | None = None,
            input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
-           freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None) -> ExportResult:
+           freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None,
+           instruments: Sequence = ()) -> ExportResult:
     """Canonicalize, shrink dead channels and write an optimized ONNX file that ONNX Runtime runs. ``dump_ir``: a
-    folder for the model after every pass that changed it, with an index (:mod:`sparseforge.ir.dump`)."""
+    folder for the model after every pass that changed it, with an index (:mod:`sparseforge.ir.dump`);
+    ``instruments``: more pipeline instruments (one with ``start(model)`` is told the model first)."""
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
     model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     original = ir.to_proto(model)
@@ -163,7 +165,11 @@ def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *
     dump = IRDump(dump_ir) if dump_ir is not None else None
     if dump is not None:
         dump.model("input", model)
-    result = Pipeline(pipelines.export(), instruments=[dump.instrument] if dump is not None else [])(model)
+    for instrument in instruments:
+        if hasattr(instrument, "start"):
+            instrument.start(model)
+    result = Pipeline(pipelines.export(),
+                      instruments=[*([dump.instrument] if dump is not None else []), *instruments])(model)
     size, comparison = _write_verified(model, original, out, verify=verify, rtol=rtol,
                                        sparse_storage=sparse_storage)
     return ExportResult(out, before, model_stats(model, size), result.reports, comparison)
@@ -243,7 +249,8 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
             cpu: str | None = None, arch: str | None = None, verify: bool = False, rtol: float | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
             allow_invalid_input: bool = False, bind: Mapping[str, Any] | None = None,
-            freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None):
+            freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None,
+            instruments: Sequence = ()):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
     With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original model
@@ -260,7 +267,7 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
         input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
         allow_invalid_input=allow_invalid_input, verify=verify_fn, bind=bind,
-        freeze_initializer_inputs=freeze_initializer_inputs, dump_ir=dump_ir)
+        freeze_initializer_inputs=freeze_initializer_inputs, dump_ir=dump_ir, instruments=instruments)
 
 
 def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *,

@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from sparseforge import api, render
 from sparseforge import report as html_report
+from sparseforge.passes.timeline import PassTimeline
 from sparseforge._version import __version__
 from sparseforge.errors import SparseforgeError
 
@@ -49,6 +50,17 @@ def _freeze_option(f: Callable) -> Callable:
 
 def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
     return api.parse_shapes(shapes)
+
+
+def _write_report(report_file: str | None, model: str, reports, timeline: PassTimeline, dump_ir: str | None,
+                  manifest: dict | None, shapes: tuple[str, ...], allow_invalid: bool) -> None:
+    """``--report FILE``: the HTML report of ``model`` with this run's passes (and the artifact's decisions)."""
+    if report_file is None:
+        return
+    inspected = api.inspect(model, input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
+    written = html_report.write(inspected, report_file, manifest=manifest, title=Path(model).name, passes=reports,
+                                timeline=timeline.entries, dump_dir=dump_ir)
+    out.print(f"report: {escape(str(written))} (open it in a browser)", highlight=False)
 
 
 def _run(debug: bool, body: Callable[[], int | None]) -> None:
@@ -134,6 +146,9 @@ def inspect(ctx: click.Context, model: str, as_json: bool, no_rank: bool, max_sv
     _run(ctx.obj["debug"], body)
 
 
+_report_option = click.option("--report", "report_file", default=None, type=click.Path(dir_okay=False),
+                              help="Also write the HTML report (sparseforge report) with this run's pass timeline "
+                                   "and, for compile, its decisions.")
 _dump_ir_option = click.option("--dump-ir", "dump_ir", default=None, type=click.Path(file_okay=False),
                                help="Write the model after every pass (NN-Pass.onnx, opens in Netron), "
                                     "for compile also the Relax module before/after and each kernel's TIR, "
@@ -201,10 +216,11 @@ def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None
 @_freeze_option
 @_allow_invalid_option
 @_dump_ir_option
+@_report_option
 @click.pass_context
 def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: float, sparse_storage: bool,
            as_json: bool, verbose: bool, shapes: tuple[str, ...], allow_invalid: bool,
-           freeze: bool, dump_ir: str | None) -> None:
+           freeze: bool, dump_ir: str | None, report_file: str | None) -> None:
     """Write an optimized ONNX file: canonicalized, dead channels removed exactly.
 
     Folds constants and BatchNorm, then removes channels that carry no information (all-zero weights, or
@@ -217,9 +233,11 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
     """
 
     def body() -> int:
+        timeline = PassTimeline()
         result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
-                            freeze_initializer_inputs=freeze, dump_ir=dump_ir)
+                            freeze_initializer_inputs=freeze, dump_ir=dump_ir, instruments=[timeline])
+        _write_report(report_file, model, result.reports, timeline, dump_ir, None, shapes, allow_invalid)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -312,11 +330,12 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
 @_freeze_option
 @_allow_invalid_option
 @_dump_ir_option
+@_report_option
 @click.pass_context
 def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
                 dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
                 as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool,
-                freeze: bool, dump_ir: str | None) -> None:
+                freeze: bool, dump_ir: str | None, report_file: str | None) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
     Canonicalizes the model, removes dead channels, then decides per layer between the dense kernel and sparse
@@ -330,10 +349,13 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
     """
 
     def body() -> int:
+        timeline = PassTimeline()
         result = api.compile(model, output, target=target, threads=threads, dense=dense, tune=tune,
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
                              freeze_initializer_inputs=freeze, calibrate=not no_calibrate, cpu=cpu, arch=arch,
-                             verify=verify, rtol=rtol, bind=api.parse_bindings(bindings), dump_ir=dump_ir)
+                             verify=verify, rtol=rtol, bind=api.parse_bindings(bindings), dump_ir=dump_ir,
+                             instruments=[timeline])
+        _write_report(report_file, model, result.reports, timeline, dump_ir, result.manifest, shapes, allow_invalid)
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))

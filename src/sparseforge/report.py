@@ -203,9 +203,20 @@ def _layer_table(layers, decisions: dict[str, dict]) -> str:
     return "\n".join(out)
 
 
-def _passes(reports) -> str:
-    out = ['<table class="sortable"><thead><tr><th>#</th><th>pass</th><th data-numeric="1">seconds</th>'
-           '<th>changed</th><th>counts</th><th>notes</th></tr></thead><tbody>']
+def _passes(reports, timeline: list[dict[str, Any]] | None = None, dump: dict[str, str] | None = None) -> str:
+    """Every pass: its time, whether it changed the model, its counts, every note; with a ``timeline``
+    (:class:`~sparseforge.passes.timeline.PassTimeline` entries) the nodes, parameters and FLOPs after it and the
+    nodes it added/removed; with ``dump`` (pass name -> file) a link to the model after it."""
+    steps = {e["pass"]: e for e in timeline or []}
+    heads = ["#", "pass", "seconds", "changed", "counts"]
+    if timeline:
+        heads += ["nodes", "parameters", "FLOPs", "added / removed"]
+    if dump:
+        heads.append("model after")
+    heads.append("notes")
+    out = ['<table class="sortable"><thead><tr>' + "".join(
+        f'<th data-numeric="{int(h in ("#", "seconds", "nodes", "parameters", "FLOPs"))}">{html.escape(h)}</th>'
+        for h in heads) + "</tr></thead><tbody>"]
     for i, r in enumerate(reports, 1):
         d = r.to_dict()
         notes = d.get("diagnostics", [])
@@ -213,9 +224,22 @@ def _passes(reports) -> str:
                          f"{html.escape(str(n.get('node') or ''))}: {html.escape(str(n.get('message', '')))}</li>"
                          for n in notes)
         body = f"<details><summary>{len(notes)} note(s)</summary><ul>{listed}</ul></details>" if notes else ""
-        out.append(f"<tr>{_cell(i, True)}{_cell(d.get('pass'))}{_cell(round(float(d.get('seconds') or 0), 4), True)}"
-                   f"{_cell('yes' if d.get('modified') else '')}{_cell(json.dumps(d.get('counts', {})))}"
-                   f"<td>{body}</td></tr>")
+        cells = (f"{_cell(i, True)}{_cell(d.get('pass'))}{_cell(round(float(d.get('seconds') or 0), 4), True)}"
+                 f"{_cell('yes' if d.get('modified') else '')}{_cell(json.dumps(d.get('counts', {})))}")
+        if timeline:
+            e = steps.get(d.get("pass"), {})
+            changed = ""
+            if e.get("added_count") or e.get("removed_count"):
+                changed = (f"<details><summary>+{e['added_count']} / -{e['removed_count']}</summary>"
+                           f"<p>added: {html.escape(', '.join(e['added']))}</p>"
+                           f"<p>removed: {html.escape(', '.join(e['removed']))}</p></details>")
+            cells += (f"{_cell(e.get('nodes'), True)}{_cell(e.get('parameters'), True)}{_cell(e.get('flops'), True)}"
+                      f"<td>{changed}</td>")
+        if dump:
+            target = dump.get(d.get("pass"))
+            cells += f'<td><a href="{html.escape(target)}">{html.escape(Path(target).name)}</a></td>' if target \
+                else "<td></td>"
+        out.append(f"<tr>{cells}<td>{body}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -270,9 +294,12 @@ def _plots(plt, layers, decisions: dict[str, dict]) -> list[str]:
     return figs
 
 
-def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None, title: str = "model") -> Path:
+def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None, title: str = "model",
+          passes=None, timeline: list[dict[str, Any]] | None = None, dump_dir: str | Path | None = None) -> Path:
     """Write the report of an :class:`~sparseforge.api.InspectResult` (and a compiled artifact's ``manifest``,
-    if given) to ``output``; returns its path. The file is written whole, then moved into place."""
+    if given) to ``output``; returns its path. ``passes``: the pass reports to show (default: the inspect's), with
+    their ``timeline`` (:class:`~sparseforge.passes.timeline.PassTimeline` entries) and, from ``--dump-ir``,
+    ``dump_dir`` (links to the model after each pass). The file is written whole, then moved into place."""
     plt = _require_matplotlib()
     decisions = {d["node"]: d for d in (manifest or {}).get("decisions", [])}
     nodes = {n.name: n for n in result.model.graph}
@@ -297,7 +324,19 @@ def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None,
                         + "".join(f'<div class="fig">{svg}</div>' for svg in figs) + "</div></details>")
     if len(result.layers) > len(drawn):
         sections.append(f"<p>{len(result.layers) - len(drawn)} smaller weights not drawn.</p>")
-    sections += ["<h2>Passes</h2>", _passes(result.reports)]
+    links = None
+    if dump_dir is not None and (Path(dump_dir) / "index.json").exists():
+        entries = json.loads((Path(dump_dir) / "index.json").read_text())
+        base = Path(output).resolve().parent
+        links = {}
+        for e in entries:
+            if e.get("kind") == "onnx" and e.get("file"):
+                target = (Path(dump_dir) / e["file"]).resolve()
+                try:
+                    links[e["name"]] = str(target.relative_to(base))
+                except ValueError:
+                    links[e["name"]] = target.as_uri()
+    sections += ["<h2>Passes</h2>", _passes(passes if passes is not None else result.reports, timeline, links)]
     page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>sparseforge report: {html.escape(title)}</title><style>{_STYLE}</style>"
             f"<script>{_SCRIPT}</script></head><body>\n" + "\n".join(sections) + "\n</body></html>\n")

@@ -117,3 +117,21 @@ def test_model_explorer_node_data_validates_with_its_builder(tmp_path: Path) -> 
         rebuilt = json.loads(built.to_json_string())[graph_id]  # the builder writes these fields (and defaults)
         assert {k: rebuilt[k] for k in data} == data
         assert set(data["results"]) <= (original if name == "density" else compiled)
+
+
+def test_compile_and_export_write_the_report_with_their_pass_timeline(tmp_path: Path) -> None:
+    model = _model(tmp_path)
+    out = tmp_path / "compile.html"
+    result = CliRunner().invoke(main, ["compile", str(model), "-o", str(tmp_path / "art"), "--target", "arm",
+                                       "--report", str(out), "--dump-ir", str(tmp_path / "dump")])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    for name in ("ShrinkChannels", "LowRank", "DecideFormat", "Sparsify"):
+        assert f"<td>{name}</td>" in page
+    assert "<summary>+1 / -0</summary><p>added: fc2/low_rank</p>" in page  # LowRank added the thin product
+    assert 'href="dump/' in page and ">kernel<" in page
+    exported = tmp_path / "export.html"
+    result = CliRunner().invoke(main, ["export", str(model), "-o", str(tmp_path / "o.onnx"), "--report",
+                                       str(exported)])
+    assert result.exit_code == 0, result.output
+    assert "<td>LowRank</td>" in exported.read_text()

@@ -83,8 +83,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                   input_shapes: Mapping[str, Sequence[int]] | None = None, calibrate: bool = True,
                   cost_model=None, cpu: str | None = None, arch: str | None = None,
                   allow_invalid_input: bool = False, verify=None, bind: Mapping[str, Any] | None = None,
-                  freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None
-                  ) -> CompileResult:
+                  freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None,
+                  instruments: Sequence = ()) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only).
 
     ``verify(folder, original) -> report`` (with ``.ok`` and ``.to_dict()``) runs on the finished artifact before
@@ -92,7 +92,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     (``result.outdir`` is None). ``bind`` fixes graph inputs to values (:func:`sparseforge.ir.bind.bind_inputs`):
     they become constants of the compiled model, recorded in the manifest (``bound_inputs``). ``dump_ir``: a folder
     for the model after every pass, the Relax module before and after sparseforge's passes and the TIR of every
-    sparse/structured kernel (:mod:`sparseforge.ir.dump`)."""
+    sparse/structured kernel (:mod:`sparseforge.ir.dump`). ``instruments``: more pipeline instruments (an object
+    with a ``start(model)`` method is told the model before the first pass)."""
     start = time.perf_counter()
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
@@ -115,8 +116,11 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     dump = IRDump(dump_ir) if dump_ir is not None else None
     if dump is not None:
         dump.model("input", model)
+    for instrument in instruments:
+        if hasattr(instrument, "start"):
+            instrument.start(model)
     reports = Pipeline(pipelines.compile(cost_model, dense=dense),
-                       instruments=[dump.instrument] if dump is not None else [])(model).reports
+                       instruments=[*([dump.instrument] if dump is not None else []), *instruments])(model).reports
     optimized = ir.to_proto(model)
     with native_logs_to_debug():  # TVM's C++ warnings go to the log (shown with --debug), not the terminal
         mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
