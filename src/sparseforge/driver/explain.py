@@ -23,7 +23,7 @@ from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.weights import view_of
 from sparseforge.passes import pipelines
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass, facts_of
-from sparseforge.passes.decide import MAX_STORED_FRACTION, candidate, why_not
+from sparseforge.passes.decide import CONSIDERED_STORED_RATIO, MAX_STORED_FRACTION, candidate, why_not
 from sparseforge.passes.infra import Pipeline
 from sparseforge.passes.rewrites.structured_cost import Product
 
@@ -136,10 +136,15 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
     dense_s = cost_model.predict("dense", m, n, k, kind=kind) if m else None
     options, chosen, changes = [], "dense", []
     density = float(np.count_nonzero(matrix)) / max(1, matrix.size)
+    considered = forms.options(matrix, facts)
+    sparsest = min((o.stored for o in considered), default=None)
     for option in forms.all_options(matrix, facts):
         row = {"kernel": option.label, "stored": round(option.stored, 4), "predicted_s": None, "verdict": ""}
         if option.stored >= MAX_STORED_FRACTION:
             row["verdict"] = f"not considered: stores {option.stored:.2f} of the weight (>= {MAX_STORED_FRACTION})"
+        elif sparsest is not None and option.stored > CONSIDERED_STORED_RATIO * sparsest:
+            row["verdict"] = (f"not considered: stores {option.stored:.2f}, more than {CONSIDERED_STORED_RATIO:g}x "
+                              f"the sparsest option ({sparsest:.2f})")
         elif reason is not None:
             row["verdict"] = f"not allowed: {reason}"
         elif dense_s is not None:

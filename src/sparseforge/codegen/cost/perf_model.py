@@ -11,8 +11,9 @@ coefficients fitted by non-negative least squares on relative errors, so predict
 in every dimension: a sparser weight is never predicted slower. Points the first fit misses by far more than the
 others (a measurement taken while the machine was busy) are dropped and the fit is repeated.
 
-The grid (:data:`GRID`) is measured the first time a variant is needed (:class:`~.timer.KernelTimer`, about 0.3-1 s
-per point) and cached as JSON next to the calibration table; ``sparseforge calibrate --fresh`` measures it again.
+The grid (:data:`GRID`: 9 shapes per kind, from a 64 x 64 weight at one row, which pins the call overhead, to
+2048 x 2048) is measured the first time a variant is needed (:class:`~.timer.KernelTimer`, about 0.3-1 s per
+point) and cached as JSON next to the calibration table; ``sparseforge calibrate --fresh`` measures it again.
 The model decides clear cases on its own; the decision pass measures close calls at the layer's exact shape
 (:meth:`~.measured.MeasuredCostModel.refine`).
 """
@@ -35,16 +36,19 @@ from sparseforge.ir import forms
 
 logger = logging.getLogger(__name__)
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 #: Shapes ``(M, N, K)`` per kind; sparse variants are measured at each shape and every density of
 #: :data:`GRID_DENSITIES` (stored fraction), dense once per shape.
 GRID: dict[str, tuple[tuple[int, int, int], ...]] = {
-    "matmul": ((1, 256, 1024), (1, 2048, 2048), (16, 1024, 256), (16, 768, 768), (128, 256, 1024),
+    "matmul": ((1, 64, 64), (1, 256, 1024), (1, 2048, 2048), (16, 1024, 256), (16, 768, 768), (128, 256, 1024),
                (128, 768, 768), (128, 2048, 512), (512, 512, 512)),
-    "conv1x1": ((196, 64, 64), (196, 512, 512), (784, 256, 64), (784, 64, 256), (3136, 64, 64),
+    "conv1x1": ((49, 32, 32), (196, 64, 64), (196, 512, 512), (784, 256, 64), (784, 64, 256), (3136, 64, 64),
                 (3136, 128, 32), (49, 1024, 256), (49, 256, 1024)),
 }
+#: Densities CSR is measured at; the other variants whose stored fraction varies (BSR) at :data:`BLOCK_DENSITY`
+#: only (the shapes already vary the stored elements; close calls are measured at the layer's shape anyway).
 GRID_DENSITIES: tuple[float, ...] = (0.05, 0.3)
+BLOCK_DENSITY = 0.15
 #: A grid point whose fitted error (log ratio) exceeds this many times the median error, plus a floor, is dropped.
 OUTLIER_FACTOR = 3.0
 OUTLIER_FLOOR = 0.25
@@ -94,7 +98,10 @@ def grid_points(variant: str, kind: str) -> list[tuple[int, int, int, float]]:
         densities: tuple[float, ...] = (1.0,)
     else:
         option = forms.option_for(variant)
-        densities = (option.stored,) if forms.get(option.form).fixed_stored else GRID_DENSITIES
+        if forms.get(option.form).fixed_stored:
+            densities = (option.stored,)
+        else:
+            densities = GRID_DENSITIES if variant == "csr" else (BLOCK_DENSITY,)
     return [(m, n, k, d) for (m, n, k), d in itertools.product(GRID[kind], densities)]
 
 
