@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sparseforge.ir.keys import MEASURE_KEY
+from sparseforge.ir.keys import STEP_KEY, STEP_LOGGERS
 
 from sparseforge.ir.stats import ModelStats
 from sparseforge.passes.analysis import FACTS, WeightStructure
@@ -221,16 +221,19 @@ class _PassProgress(logging.Handler):
         self.status.start()
 
 
-class _MeasureProgress(logging.Handler):
-    """Shows what the cost model measures: a bar of the grid being measured and an estimate of the time left."""
+class _StepProgress(logging.Handler):
+    """Shows a long step (the cost model measuring kernels, bench rounds): a bar and an estimate of the time left."""
 
-    def __init__(self, status) -> None:
+    def __init__(self, status, label: str, live: bool = True, console: Console | None = None) -> None:
         super().__init__(logging.DEBUG)
         self.status = status
+        self.label = label
+        self.live = live
+        self.console = console
         self.started: float | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        progress = getattr(record, MEASURE_KEY, None)
+        progress = getattr(record, STEP_KEY, None)
         if progress is None:
             return
         done, total, what = progress
@@ -242,8 +245,13 @@ class _MeasureProgress(logging.Handler):
             return
         filled = int(20 * done / max(1, total))
         left = "" if done == 0 else f", ~{(now - self.started) / done * (total - done):.0f} s left"
-        self.status.update(escape(f"measuring kernels for the cost model [{'#' * filled}{'.' * (20 - filled)}] "
-                                  f"{done}/{total}: {what}{left}"))
+        text = f"{self.label} [{'#' * filled}{'.' * (20 - filled)}] {done}/{total}: {what}{left}"
+        if not self.live:
+            self.status.stop()
+            if self.console is not None:
+                self.console.print(text, markup=False, highlight=False)
+            return
+        self.status.update(escape(text))
         self.status.start()
 
 
@@ -254,9 +262,11 @@ def pass_progress() -> Iterator[None]:
         yield
         return
     pipeline_logger = logging.getLogger("sparseforge.passes.infra")
-    status = Console(stderr=True).status("", spinner="dots")
-    cost_logger = logging.getLogger("sparseforge.codegen.cost")
-    listening = [(pipeline_logger, _PassProgress(status)), (cost_logger, _MeasureProgress(status))]
+    status = Console(stderr=True).status("", spinner="dots")  # one per display
+    stderr = Console(stderr=True)
+    listening = [(pipeline_logger, _PassProgress(status)),
+                 *((logging.getLogger(name), _StepProgress(status, label, live, stderr))
+                   for name, (label, live) in STEP_LOGGERS.items())]
     saved = [(lg, lg.level, lg.propagate) for lg, _ in listening]
     for lg, handler in listening:
         lg.addHandler(handler)

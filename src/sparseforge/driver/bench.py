@@ -13,6 +13,7 @@ that cannot run is listed under ``skipped`` with the reason.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 import time
@@ -28,6 +29,7 @@ from sparseforge import artifact
 from sparseforge.codegen.vm import VMRunner
 from sparseforge.errors import TargetError
 from sparseforge.ir.frontend import load, require_static_shapes, torch_source
+from sparseforge.ir.keys import step_record
 from sparseforge.passes import pipelines
 from sparseforge.passes.infra import Pipeline
 from sparseforge.runtime.compare import random_inputs, session
@@ -36,6 +38,7 @@ from sparseforge.runtime.remote import connect, time_remote
 from .compile import compile_model
 
 DENSE_PEERS = ("onnxruntime", "openvino", "pytorch", "pytorch-compile")
+_steps = logging.getLogger("sparseforge.driver.bench")
 
 
 @dataclasses.dataclass
@@ -66,6 +69,7 @@ def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repe
     per_round: dict[str, list[float]] = {name: [] for name in engines}
     deadline = time.perf_counter() + max_seconds
     for r in range(rounds):
+        step_record(_steps, r, rounds, f"round {r + 1} of {rounds}, {len(engines)} engines")
         for name, fn in engines.items():
             time.sleep(pause)
             fn()
@@ -77,6 +81,7 @@ def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repe
             per_round[name].append(float(np.median(samples)) * 1e3)
         if r >= 1 and time.perf_counter() > deadline:
             break
+    step_record(_steps, rounds, rounds, "done")
     results = [EngineResult(name, float(np.median(v)), v) for name, v in per_round.items()]
     peers = [r.median_ms for r in results if r.engine in DENSE_PEERS]
     if peers:

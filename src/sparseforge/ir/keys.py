@@ -22,6 +22,15 @@ PROV_NOTE = "pkg.sparseforge.note"
 #: ``model.metadata_props`` key: comma-separated list of passes applied to the model.
 PROV_PIPELINE = "pkg.sparseforge.pipeline"
 
-#: Attribute of the DEBUG records logged to ``sparseforge.codegen.cost`` while the cost model measures kernels,
-#: ``(done, total, what)``; the CLI's progress display listens for them.
-MEASURE_KEY = "sparseforge_measure"
+#: Attribute of the DEBUG records a long step logs (``(done, total, what)``: the cost model measuring kernels on
+#: ``sparseforge.codegen.cost``, bench rounds on ``sparseforge.driver.bench``); the CLI shows a bar and an estimate.
+STEP_KEY = "sparseforge_step"
+#: The loggers that log :data:`STEP_KEY` records: what the display calls their step, and whether it may animate
+#: (bench rounds are shown as plain lines between rounds: an animation thread would run during the timing).
+STEP_LOGGERS = {"sparseforge.codegen.cost": ("measuring kernels for the cost model", True),
+                "sparseforge.driver.bench": ("timing engines", False)}
+
+
+def step_record(logger, done: int, total: int, what: str) -> None:
+    """Log one :data:`STEP_KEY` record on ``logger`` (a :class:`logging.Logger` named in :data:`STEP_LOGGERS`)."""
+    logger.debug("%s (%d/%d)", what, done, total, extra={STEP_KEY: (done, total, what)})

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from sparseforge.ir import forms
-from sparseforge.ir.keys import MEASURE_KEY
+from sparseforge.ir.keys import step_record
 
 from .perf_model import PerfModel
 from .timer import KernelTimer
@@ -37,8 +37,8 @@ _progress_logger = logging.getLogger("sparseforge.codegen.cost")
 
 
 def log_progress(done: int, total: int, what: str) -> None:
-    """The default progress callback: a DEBUG record carrying :data:`MEASURE_KEY`."""
-    _progress_logger.debug("measuring %s (%d/%d)", what, done, total, extra={MEASURE_KEY: (done, total, what)})
+    """The default progress callback: a :data:`~sparseforge.ir.keys.STEP_KEY` record."""
+    step_record(_progress_logger, done, total, what)
 
 TABLE_VERSION = 5
 #: Table entry of a kernel variant that cannot handle a shape.
