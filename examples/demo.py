@@ -83,7 +83,7 @@ def main() -> None:
     sparseforge("compile", f"{rel}/transformer_90.onnx", "--target", "x86", "-o", f"{rel}/transformer_90_x86",
                 "--threads", "1", "--verify", "--report", f"{rel}/transformer_90_report.html")
     sparseforge("bench", f"{rel}/transformer_90.onnx", "--threads", "1", "--rounds", "3")
-    sparseforge("explain", f"{rel}/transformer_90.onnx", "encoder.layers.0.linear1", "--threads", "1")
+    sparseforge("explain", f"{rel}/transformer_90.onnx", "encoder.layers.0.self_attn.in_proj", "--threads", "1")
     print(f"\nOpen {rel}/transformer_90_report.html in a browser (it needs nothing else).", flush=True)
 
     banner(f"Done in {time.time() - start:.0f} s. Files are in {rel}/; every exported model runs in ONNX Runtime.")

@@ -53,14 +53,18 @@ def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
 
 
 def _write_report(report_file: str | None, model: str, reports, timeline: PassTimeline, dump_ir: str | None,
-                  manifest: dict | None, shapes: tuple[str, ...], allow_invalid: bool) -> None:
+                  manifest: dict | None, shapes: tuple[str, ...], allow_invalid: bool) -> Path | None:
     """``--report FILE``: the HTML report of ``model`` with this run's passes (and the artifact's decisions)."""
     if report_file is None:
-        return
+        return None
     inspected = api.inspect(model, input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
-    written = html_report.write(inspected, report_file, manifest=manifest, title=Path(model).name, passes=reports,
-                                timeline=timeline.entries, dump_dir=dump_ir)
-    out.print(f"report: {escape(str(written))} (open it in a browser)", highlight=False)
+    return html_report.write(inspected, report_file, manifest=manifest, title=Path(model).name, passes=reports,
+                             timeline=timeline.entries, dump_dir=dump_ir)
+
+
+def _print_report_path(written: Path | None) -> None:
+    if written is not None:
+        out.print(f"report: {escape(str(written))} (open it in a browser)", highlight=False)
 
 
 def _run(debug: bool, body: Callable[[], int | None]) -> None:
@@ -237,7 +241,7 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
         result = api.export(model, output, verify=verify, sparse_storage=sparse_storage, rtol=rtol,
                             input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
                             freeze_initializer_inputs=freeze, dump_ir=dump_ir, instruments=[timeline])
-        _write_report(report_file, model, result.reports, timeline, dump_ir, None, shapes, allow_invalid)
+        written = _write_report(report_file, model, result.reports, timeline, dump_ir, None, shapes, allow_invalid)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
@@ -247,6 +251,7 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
             out.print(f"verify: max abs error {result.comparison.max_abs:.3g}, max relative error "
                       f"{result.comparison.max_rel:.3g} (tolerance {result.comparison.rtol:g}) -- OK")
         out.print(f"wrote {result.output}")
+        _print_report_path(written)
         return 0
 
     _run(ctx.obj["debug"], body)
@@ -355,7 +360,8 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
                              freeze_initializer_inputs=freeze, calibrate=not no_calibrate, cpu=cpu, arch=arch,
                              verify=verify, rtol=rtol, bind=api.parse_bindings(bindings), dump_ir=dump_ir,
                              instruments=[timeline])
-        _write_report(report_file, model, result.reports, timeline, dump_ir, result.manifest, shapes, allow_invalid)
+        written = _write_report(report_file, model, result.reports, timeline, dump_ir, result.manifest, shapes,
+                                allow_invalid)
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))
@@ -374,6 +380,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
             return code
         files = ", ".join(sorted(p.name for p in result.outdir.iterdir()))
         out.print(f"wrote {result.outdir}/ ({files})")
+        _print_report_path(written)
         return code
 
     _run(ctx.obj["debug"], body)

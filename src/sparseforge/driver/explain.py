@@ -150,7 +150,13 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
         elif dense_s is not None:
             t = cost_model.predict(option.form, m, n, k, density=density, **option.predict_kwargs(), kind=kind)
             row["predicted_s"] = t
-            row["verdict"] = "no timing" if t is None else f"{dense_s / t:.2f}x vs dense"
+            if t is not None:
+                row["verdict"] = f"{dense_s / t:.2f}x vs dense"
+            elif option.form == "bsr" and option.stored > 2.5 * density + 0.02:
+                row["verdict"] = (f"not considered: its blocks would hold mostly zeros (stores {option.stored:.2f} "
+                                  f"for density {density:.2f})")
+            else:
+                row["verdict"] = "no timing data for this kernel"
         options.append(row)
     timed = [(r["predicted_s"], r["kernel"]) for r in options if r["predicted_s"] is not None]
     if timed and dense_s is not None:
