@@ -35,6 +35,8 @@ from sparseforge.ir.weights import view_of
 PICTURE_SIDE = 256
 #: Layers drawn at most (the largest by elements first); the table lists every layer.
 MAX_PICTURES = 200
+#: Weight sections unfolded when the page opens (the others unfold on a click).
+OPEN_PICTURES = 8
 
 _SCRIPT = """
 function sfSort(table, col, numeric) {
@@ -132,7 +134,8 @@ def _weight_figures(plt, layer, matrix: np.ndarray | None) -> list[str]:
             s = np.linalg.svd(np.asarray(matrix, np.float64), compute_uv=False)
             fig = plt.figure(figsize=(3.2, 3.0))
             ax = fig.add_subplot()
-            ax.semilogy(np.maximum(s, s[0] * 1e-12 if s.size and s[0] else 1e-30))
+            index = np.unique(np.geomspace(1, s.size, num=min(s.size, 200)).astype(int) - 1)  # <= 200 points
+            ax.semilogy(index, np.maximum(s[index], s[0] * 1e-12 if s.size and s[0] else 1e-30))
             ax.axvline(layer.rank - 0.5, color="tab:red", lw=0.8)
             ax.set_title(f"singular values (rank {layer.rank})", fontsize=9)
             figs.append(_svg(fig))
@@ -311,14 +314,17 @@ def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None,
     sections += ["</div>", "<h2>Layers</h2>", _layer_table(result.layers, decisions), "<h2>Weights</h2>"]
     drawn = sorted(result.layers, key=lambda l: -l.shape[0] * l.shape[1])[:MAX_PICTURES]
     keep = {id(l) for l in drawn}
+    shown = 0
     for layer in result.layers:
         if id(layer) not in keep:
             continue
+        shown += 1
         node = nodes.get(layer.node)
         view = view_of(node) if node is not None else None
         matrix = view.matrix() if view is not None else None
         figs = _weight_figures(plt, layer, matrix)
-        sections.append(f'<details class="weight" open><summary>{html.escape(layer.node)} '
+        opened = " open" if shown <= OPEN_PICTURES else ""  # the rest unfold on a click: the page opens faster
+        sections.append(f'<details class="weight"{opened}><summary>{html.escape(layer.node)} '
                         f'({html.escape(layer.op_type)}, {layer.shape[0]}x{layer.shape[1]}, density '
                         f'{layer.density:.3f})</summary><div class="figs">'
                         + "".join(f'<div class="fig">{svg}</div>' for svg in figs) + "</div></details>")
