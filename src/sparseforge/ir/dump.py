@@ -22,6 +22,10 @@ import onnx
 import onnx_ir as ir
 
 
+#: Models larger than this are written with their weights in one external data file beside them.
+EXTERNAL_ABOVE = 1 << 30
+
+
 def _safe(name: str) -> str:
     """A file-name-safe form of a pass or kernel name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120] or "unnamed"
@@ -44,7 +48,12 @@ class IRDump:
     def model(self, label: str, model: ir.Model, *, note: str = "") -> Path:
         """Write ``model`` as ``NN-<label>.onnx``."""
         path = self.directory / f"{self._number()}-{_safe(label)}.onnx"
-        onnx.save(ir.to_proto(model), path)
+        proto = ir.to_proto(model)
+        if proto.ByteSize() > EXTERNAL_ABOVE:  # protobuf cannot hold 2 GiB: weights beside the file
+            onnx.save_model(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=path.name + ".data")
+        else:
+            onnx.save(proto, path)
         self.entries.append({"kind": "onnx", "name": label, "file": path.name, "note": note})
         self._write_index()
         return path
