@@ -24,7 +24,7 @@ import onnx_ir as ir
 from sparseforge.errors import MissingDependencyError, VerificationError
 from sparseforge.ir import keys
 from sparseforge.ir.bind import parse_bindings as _parse_bindings
-from sparseforge.ir.dump import IRDump
+from sparseforge.ir.dump import start_instruments
 from sparseforge.ir.frontend import load, parse_shape_overrides, require_static_shapes
 from sparseforge.ir.save import check_output_path, save_model
 from sparseforge.ir.stats import ModelStats, model_stats
@@ -162,14 +162,8 @@ def export(source: Any, output: str | os.PathLike, example_inputs: Any = None, *
     model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
-    dump = IRDump(dump_ir) if dump_ir is not None else None
-    if dump is not None:
-        dump.model("input", model)
-    for instrument in instruments:
-        if hasattr(instrument, "start"):
-            instrument.start(model)
-    result = Pipeline(pipelines.export(),
-                      instruments=[*([dump.instrument] if dump is not None else []), *instruments])(model)
+    _, listening = start_instruments(model, dump_ir, instruments)
+    result = Pipeline(pipelines.export(), instruments=listening)(model)
     size, comparison = _write_verified(model, original, out, verify=verify, rtol=rtol,
                                        sparse_storage=sparse_storage)
     return ExportResult(out, before, model_stats(model, size), result.reports, comparison)

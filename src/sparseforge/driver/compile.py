@@ -27,7 +27,7 @@ from sparseforge.codegen.targets import Target, get_target
 from sparseforge.errors import TargetError, UnsupportedOpError
 from sparseforge.ir import keys
 from sparseforge.ir.bind import bind_inputs
-from sparseforge.ir.dump import IRDump
+from sparseforge.ir.dump import IRDump, start_instruments
 from sparseforge.ir.expand import expand_functions
 from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.save import save_model
@@ -113,14 +113,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                                  hint="export the model with standard ONNX ops (opset 13-21) and tensors only")
     if cost_model is None and not dense:
         cost_model = family.cost_model(description, resolved.kernel_target, measure=calibrate)
-    dump = IRDump(dump_ir) if dump_ir is not None else None
-    if dump is not None:
-        dump.model("input", model)
-    for instrument in instruments:
-        if hasattr(instrument, "start"):
-            instrument.start(model)
-    reports = Pipeline(pipelines.compile(cost_model, dense=dense),
-                       instruments=[*([dump.instrument] if dump is not None else []), *instruments])(model).reports
+    dump, listening = start_instruments(model, dump_ir, instruments)
+    reports = Pipeline(pipelines.compile(cost_model, dense=dense), instruments=listening)(model).reports
     optimized = ir.to_proto(model)
     with native_logs_to_debug():  # TVM's C++ warnings go to the log (shown with --debug), not the terminal
         mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,

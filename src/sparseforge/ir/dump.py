@@ -88,3 +88,16 @@ class IRDump:
         lines += [f"| {i} | {e['kind']} | {e['name']} | {e['file'] or '-'} | {e['note']} |"
                   for i, e in enumerate(self.entries)]
         (self.directory / "index.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def start_instruments(model: ir.Model, dump_ir: str | Path | None, instruments=()) -> tuple[IRDump | None, list]:
+    """Before a pipeline runs on ``model``: the :class:`IRDump` for ``dump_ir`` (None without one; it writes
+    ``00-input.onnx`` now), every instrument with a ``start(model)`` method told the model, and the list of
+    instruments to give :class:`~sparseforge.passes.infra.Pipeline`."""
+    dump = IRDump(dump_ir) if dump_ir is not None else None
+    if dump is not None:
+        dump.model("input", model)
+    for instrument in instruments:
+        if hasattr(instrument, "start"):
+            instrument.start(model)
+    return dump, [*([dump.instrument] if dump is not None else []), *instruments]

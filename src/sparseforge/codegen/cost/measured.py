@@ -22,12 +22,12 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from sparseforge.ir import forms
 from sparseforge.ir.keys import step_record
 
+from .cache import write_json
 from .perf_model import PerfModel
 from .timer import KernelTimer
 
@@ -79,15 +79,8 @@ class CalibrationTable:
     def save(self) -> None:
         if self.path is None:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": TABLE_VERSION, "cpu": self.cpu, "threads": self.threads,
-                           "entries": self.entries}, f, indent=0)
-            os.replace(tmp, self.path)
-        except OSError as exc:  # a read-only home: keep the table in memory
-            logger.warning("cannot save the calibration table to %s: %s", self.path, exc)
+        write_json(self.path, {"version": TABLE_VERSION, "cpu": self.cpu, "threads": self.threads,
+                               "entries": self.entries}, "calibration table")
 
 
 def monotone(points: list[list[float]]) -> list[list[float]]:

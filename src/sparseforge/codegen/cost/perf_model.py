@@ -24,8 +24,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +31,8 @@ import numpy as np
 import scipy.optimize
 
 from sparseforge.ir import forms
+
+from .cache import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -129,17 +129,10 @@ class PerfModel:
         return model
 
     def save(self) -> None:
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": MODEL_VERSION, "cpu": self.cpu, "threads": self.threads,
-                           "fits": {k: dataclasses.asdict(v) for k, v in self.fits.items()}}, f, indent=0)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            logger.warning("cannot save the performance model to %s: %s", self.path, exc)
+        if self.path is not None:
+            write_json(self.path, {"version": MODEL_VERSION, "cpu": self.cpu, "threads": self.threads,
+                                   "fits": {k: dataclasses.asdict(v) for k, v in self.fits.items()}},
+                       "performance model")
 
     def get(self, variant: str, kind: str) -> Fit | None:
         return self.fits.get(f"{variant}|{kind}")
