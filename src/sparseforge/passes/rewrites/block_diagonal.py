@@ -21,7 +21,8 @@ import onnx_ir as ir
 from sparseforge.ir.forms import block_diagonal
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import conv_candidate, replace_layer, static_matmul_candidate
+from sparseforge.passes.rewrites.candidates import (conv_candidate, replace_layer, shared_weight,
+                                                     static_matmul_candidate)
 from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note as _cost_note, rows
 
 
@@ -83,7 +84,7 @@ class BlockDiagonalPass(ReportingPass):
                 or not node.outputs[0].shape.is_static():
             report.note("block-diagonal.not-rewritten", f"{why}, but the Conv's shapes are not static", node.name)
             return
-        if any(user is not node for user, _ in view.weight.uses()):
+        if shared_weight(node, view):
             return
         equal = len({(r.size, c.size) for r, c in zip(blocks.rows, blocks.cols)}) == 1 and not blocks.zero_rows.size
         _rewrite_conv(model, node, view, blocks, grouped=equal)

@@ -47,6 +47,12 @@ def conv_candidate(node: ir.Node) -> WeightView | None:
     return view
 
 
+def shared_weight(node: ir.Node, view: WeightView) -> bool:
+    """Whether ``node``'s weight is read by another node too, or is a graph output: a rewrite that replaces the
+    weight would change what the others see, so the structured rewrites leave such layers alone."""
+    return view.weight.is_graph_output() or any(user is not node for user, _ in view.weight.uses())
+
+
 def plain_gemm(node: ir.Node) -> bool:
     """A Gemm with ``transA=0`` and unit ``alpha``/``beta``: ``x @ op(B) + C``."""
     attrs = node.attributes

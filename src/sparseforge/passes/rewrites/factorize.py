@@ -20,7 +20,7 @@ import onnx_ir as ir
 from sparseforge.ir.forms import low_rank
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import conv_candidate, plain_gemm, structured_candidate
+from sparseforge.passes.rewrites.candidates import conv_candidate, plain_gemm, shared_weight, structured_candidate
 from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note, rows
 
 #: Ranks above this are not tested (the refutation SVD grows with the cube of the rank tested).
@@ -46,7 +46,7 @@ class LowRankPass(ReportingPass):
             if node.op_type == "Gemm" and not plain_gemm(node):
                 report.note("low-rank.skip", "Gemm with transA or non-unit alpha/beta", node.name)
                 continue
-            if any(user is not node for user, _ in view.weight.uses()) or view.weight.is_graph_output():
+            if shared_weight(node, view):
                 report.note("low-rank.skip", f"the weight '{view.weight.name}' is shared with other layers",
                             node.name)
                 continue

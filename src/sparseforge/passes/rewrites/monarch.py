@@ -20,7 +20,7 @@ import onnx_ir as ir
 from sparseforge.ir.forms import monarch
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import replace_layer, static_matmul_candidate
+from sparseforge.passes.rewrites.candidates import replace_layer, shared_weight, static_matmul_candidate
 from sparseforge.passes.rewrites.structured_cost import Product, choose, cost_note as _cost_note, rows
 
 
@@ -40,7 +40,7 @@ class MonarchPass(ReportingPass):
             view = static_matmul_candidate(node)
             if view is None:
                 continue
-            if any(user is not node for user, _ in view.weight.uses()) or view.weight.is_graph_output():
+            if shared_weight(node, view):
                 continue
             matrix = view.matrix()
             if np.count_nonzero(matrix) < matrix.size // 2:  # sparse weights: the sparse and grouped forms

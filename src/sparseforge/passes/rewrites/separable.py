@@ -16,6 +16,7 @@ from sparseforge.ir.forms import separable
 from sparseforge.ir.weights import view_of
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
+from sparseforge.passes.rewrites.candidates import shared_weight
 
 
 class SeparablePass(ReportingPass):
@@ -34,7 +35,7 @@ class SeparablePass(ReportingPass):
                 continue
             if str(_attr(node, "auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
                 continue
-            if any(user is not node for user, _ in view.weight.uses()):
+            if shared_weight(node, view):
                 continue
             found, why = separable.find(stored, view.groups)
             report.counts["weights-checked"] += 1

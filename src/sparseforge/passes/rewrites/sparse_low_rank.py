@@ -21,7 +21,7 @@ from sparseforge.ir import forms
 from sparseforge.ir.forms import low_rank, sparse_low_rank
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
-from sparseforge.passes.rewrites.candidates import replace_layer, static_matmul_candidate
+from sparseforge.passes.rewrites.candidates import replace_layer, shared_weight, static_matmul_candidate
 
 
 class SparseLowRankPass(ReportingPass):
@@ -42,7 +42,7 @@ class SparseLowRankPass(ReportingPass):
             view = static_matmul_candidate(node)
             if view is None:
                 continue
-            if any(user is not node for user, _ in view.weight.uses()) or view.weight.is_graph_output():
+            if shared_weight(node, view):
                 continue
             matrix = view.matrix()
             if np.count_nonzero(matrix) <= sparse_low_rank.MAX_DENSITY * matrix.size:
