@@ -75,3 +75,18 @@ def test_cost_model_fits_once_predicts_and_refines(tmp_path) -> None:
     assert model.predict("csr", 128, 3000, 700, density=0.1) == sparse and timer.built == built
     reloaded = PerfModel.load("cpu", 1, tmp_path)
     assert reloaded.get("csr", "matmul") == perf.get("csr", "matmul")
+
+
+def test_a_kernel_that_cannot_be_built_at_a_shape_is_not_predicted_there(tmp_path) -> None:
+    class _NoCsrHere(_FakeTimer):
+        def sparse_runner(self, variant, kind, m, n, k, density):
+            if variant == "csr" and (m, n, k) == (8, 100, 60):
+                raise ValueError("no kernel for this shape")
+            return super().sparse_runner(variant, kind, m, n, k, density)
+
+    table = CalibrationTable("cpu", 1, path=tmp_path / "t.json")
+    model = MeasuredCostModel(table, _NoCsrHere(), perf=PerfModel("cpu", 1), progress=lambda *a: None)
+    assert model.predict("csr", 8, 100, 60, density=0.1) is not None  # the fit alone would offer it
+    assert model.refine("csr", 8, 100, 60, density=0.1) is None
+    assert model.predict("csr", 8, 100, 60, density=0.1) is None
+    assert model.predict("csr", 8, 100, 61, density=0.1) is not None

@@ -212,10 +212,13 @@ class MeasuredCostModel:
         if not self.measure_missing:
             return None
         try:
-            runners = [self._runner("dense", kind, m, n, k, 1.0), self._runner(variant, kind, m, n, k, stored)]
-        except (ValueError, NotImplementedError) as exc:
+            sparse_runner = self._runner(variant, kind, m, n, k, stored)
+        except (ValueError, NotImplementedError) as exc:  # remembered: predict() stops offering it here
             logger.info("no %s kernel for %s %dx%dx%d: %s", variant, kind, m, n, k, exc)
+            self.table.entries[CalibrationTable.key(variant, kind, m, n, k)] = UNSUPPORTED
+            self.table.save()
             return None
+        runners = [self._runner("dense", kind, m, n, k, 1.0), sparse_runner]
         self.progress(0, 1, f"{variant} vs dense at {kind} {m}x{n}x{k}")
         dense, sparse = self.timer.interleaved(runners)
         self.progress(1, 1, f"{variant} vs dense at {kind} {m}x{n}x{k}")
