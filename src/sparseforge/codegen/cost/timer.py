@@ -16,6 +16,7 @@ from ..build import build
 from ..kernels import rules as kernel_rules
 from ..schedules.relax_conv import _imap
 from ..vm import VMRunner
+from sparseforge.ir.conv import ConvSpec, is_conv_key
 
 relax = _tvm.relax
 
@@ -70,6 +71,8 @@ class KernelTimer:
         """The dense layer exactly as a compiled model runs it, built once, ready to call."""
         rng = np.random.default_rng(0)
         w = rng.standard_normal((n, k)).astype(np.float32)
+        if is_conv_key(kind):
+            return self._dense_conv_nchwc(w, m, ConvSpec.parse(kind))
         if kind == "conv1x1":
             return self._dense_conv_nchwc(w, m)
         x_np = rng.standard_normal((m, k)).astype(np.float32)
@@ -78,30 +81,39 @@ class KernelTimer:
     def dense(self, kind: str, m: int, n: int, k: int) -> float:
         return self.time(self.dense_runner(kind, m, n, k))
 
-    def _dense_conv_nchwc(self, w: np.ndarray, m: int) -> Callable[[], None]:
-        """The dense 1x1 conv as it runs inside a network: blocked (NCHW{lanes}c) input and output.
+    def _dense_conv_nchwc(self, w: np.ndarray, m: int, spec: ConvSpec | None = None) -> Callable[[], None]:
+        """The dense conv (1x1 of ``m`` positions, or ``spec``) as it runs inside a network: blocked
+        (NCHW{lanes}c) input and output.
 
         The module is ``blocked -> NCHW -> conv2d -> blocked``; the NCHWc pass runs the conv blocked and cancels
         both transforms against its own, so only the conv kernel (and the VM call) is timed.
         """
         lanes = self.compile_target.vector_lanes
         n, k = w.shape
-        h, wd = self._image(m)
+        if spec is None:
+            h, wd = self._image(m)
+            spec = ConvSpec((1, k, h, wd), n, (1, 1))
+        batch, k, h, wd = spec.x_shape
+        w4 = w.reshape(n, spec.cin_per_group, *spec.kernel)
 
         def body(bb, xb):
             x = bb.emit(relax.op.layout_transform(xb, _imap(lambda a, cb, hh, ww, c: (a, cb * lanes + c, hh, ww), 5)))
             if -(-k // lanes) * lanes != k:
                 x = bb.emit(relax.op.strided_slice(x, [1], [0], [k]))
-            y = bb.emit(relax.op.nn.conv2d(x, relax.const(w.reshape(n, k, 1, 1))))
+            y = bb.emit(relax.op.nn.conv2d(x, relax.const(w4), strides=spec.strides, padding=spec.pads,
+                                           dilation=spec.dilations, groups=spec.group))
             return bb.emit(relax.op.layout_transform(
                 y, _imap(lambda a, c, hh, ww: (a, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
 
-        x_np = np.random.default_rng(0).standard_normal((1, -(-k // lanes), h, wd, lanes)).astype(np.float32)
+        x_np = np.random.default_rng(0).standard_normal((batch, -(-k // lanes), h, wd, lanes)).astype(np.float32)
         return self._module_runner(body, x_np)
 
     def sparse_runner(self, variant: str, kind: str, m: int, n: int, k: int, density: float) -> Callable[[], None]:
         """The kernel the CPU kernel rules pick for a random weight of ``variant`` at ``density``, built once."""
-        x_shape = (1, k, *self._image(m)) if kind == "conv1x1" else (m, k)
+        if is_conv_key(kind):
+            x_shape = ConvSpec.parse(kind).x_shape
+        else:
+            x_shape = (1, k, *self._image(m)) if kind == "conv1x1" else (m, k)
         op = kernel_rules.calibration_op(variant, kind, x_shape, n, density, seed=1)
         kernel = kernel_rules.build(op, self.kernel_target, kernel_rules.CPU_RULES)
 

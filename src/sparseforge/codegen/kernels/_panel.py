@@ -409,43 +409,80 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: Ke
     return src, cptr
 
 
-def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int], rows: PanelRows, plan: Plan,
-                    tgt: KernelTarget, bias: bool, activation: str):
-    """TVMScript source of the sparse 1x1 convolution ``Y[b, co, p] = act(sum_ci W[co, ci] X[b, ci, p] + bias)``.
+@dataclass
+class ConvIO:
+    """How a panel convolution reads its input and writes its output.
+
+    ``params_in``/``params_out``: the function's activation parameters; ``width``: positions swept per image (the
+    dense operand's columns); ``prologue(src)``: emitted first (declarations, input preparation);
+    ``load(b, kk, t0, q)``: the dense operand at row ``kk`` (the expression of :attr:`PanelRows.col`), column
+    ``t0 + q``; ``store(b, acc, row, off, t0, width, tvw)``: writes a finished tile row; ``epilogue(src)``: emitted
+    last (after every tile is stored)."""
+
+    params_in: list
+    params_out: list
+    width: int
+    prologue: Callable
+    load: Callable[[str, str, str, str], str]
+    store: Callable
+    epilogue: Callable | None = None
+
+
+def nchw_io(src: Src, batch: int, cin: int, n: int, spatial: tuple[int, int]) -> ConvIO:
+    """The 1x1 convolution's IO: ``X4[B, Cin, H, W]`` read in place, ``Y4[B, N, H, W]`` written contiguously."""
+    hw = spatial[0] * spatial[1]
+
+    def prologue(src):
+        src(f'X = T.decl_buffer(({batch}, {cin}, {hw}), "float32", data=X4.data)')
+        src(f'Y = T.decl_buffer(({batch}, {n}, {hw}), "float32", data=Y4.data)')
+
+    def store(b, acc, row, off, t0, width, tvw):
+        with src.block(f"for vo in T.unroll({width // tvw}):"):
+            with src.block(f"for vi in T.vectorized({tvw}):"):
+                src(f"Y[{b}, {row}, {t0} + vo * {tvw} + vi] = {acc}[{off} + vo * {tvw} + vi]")
+
+    return ConvIO([("X4", (batch, cin) + tuple(spatial), "float32")],
+                  [("Y4", (batch, n) + tuple(spatial), "float32")], hw, prologue,
+                  lambda b, kk, t0, q: f"X[{b}, {kk}, {t0} + {q}]", store)
+
+
+def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int] | None = None, rows: PanelRows, plan: Plan,
+                    tgt: KernelTarget, bias: bool, activation: str, io=None):
+    """TVMScript source of the sparse 1x1 convolution ``Y[b, co, p] = act(sum_ci W[co, ci] X[b, ci, p] + bias)``,
+    or, with ``io`` (a function of the :class:`Src` giving a :class:`ConvIO`), of any convolution whose dense
+    operand is swept ``io.width`` positions per image.
 
     Parallel over (batch, spatial tiles) when there are enough of them, else over chunks of output rows.
     Returns (src, cptr)."""
-    hw = spatial[0] * spatial[1]
+    src = Src()
+    n, r = rows.n, rows.r
+    conv_io = io(src) if io is not None else nchw_io(src, batch, rows.kp, n, spatial)
+    hw = conv_io.width
     vw, pt = plan.vw, plan.pt
-    cin, n, r = rows.kp, rows.n, rows.r
     nbf = n // r
     tiles = _tiles(hw, pt, vw)
     full = len([t for t in tiles if t[1] == pt])
     by_tiles = tgt.threads <= 1 or batch * full >= 2 * tgt.threads
     cptr = None if by_tiles else _chunks(rows, nbf, tgt, tgt.threads * 4)
 
-    src = Src()
-    params = [("X4", (batch, cin) + tuple(spatial), "float32")] + list(rows.arrays)
+    params = list(conv_io.params_in) + list(rows.arrays)
     if cptr is not None:
         params.append(("cptr", (len(cptr),), "int32"))
     if bias:
         params.append(("bias", (n,), "float32"))
-    params.append(("Y4", (batch, n) + tuple(spatial), "float32"))
+    params += list(conv_io.params_out)
     func_header(src, name, params)
-    src(f'X = T.decl_buffer(({batch}, {cin}, {hw}), "float32", data=X4.data)')
-    src(f'Y = T.decl_buffer(({batch}, {n}, {hw}), "float32", data=Y4.data)')
+    conv_io.prologue(src)
     if plan.panels > 1:
         src(f'YT = T.alloc_buffer(({batch}, {rows.nb * r}, {hw}), "float32")')
 
     def make_sweep(b: str) -> _Sweep:
         def store(acc, row, off, t0, width, tvw, m_valid):
-            with src.block(f"for vo in T.unroll({width // tvw}):"):
-                with src.block(f"for vi in T.vectorized({tvw}):"):
-                    src(f"Y[{b}, {row}, {t0} + vo * {tvw} + vi] = {acc}[{off} + vo * {tvw} + vi]")
+            conv_io.store(b, acc, row, off, t0, width, tvw)
 
         yt = (lambda row, col: f"YT[{b}, {row}, {col}]") if plan.panels > 1 else None
         return _Sweep(src, rows, plan, tgt, plan.chains, bias, activation,
-                      lambda kk, t0, q: f"X[{b}, {kk}, {t0} + {q}]", store, yt)
+                      lambda kk, t0, q: conv_io.load(b, kk, t0, q), store, yt)
 
     def all_rows():
         @contextlib.contextmanager
@@ -480,4 +517,6 @@ def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int], rows: Pa
                     sweep.tiles(tiles, full, pt, vw, valid_of, _row_scopes(src, cptr, nbf, r))
             if n % r:
                 sweep.tiles(tiles, full, pt, vw, valid_of, tail_rows())
+    if conv_io.epilogue is not None:
+        conv_io.epilogue(src)
     return src, cptr

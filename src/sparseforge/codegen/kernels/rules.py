@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from sparseforge.ir import forms
+from sparseforge.ir.conv import ConvSpec, is_conv_key
 from sparseforge.ir.forms import Encoded
 
 from ._common import SparseKernel
 from .bsr import bsr_matmul
 from .conv1x1 import sparse_conv1x1
 from .conv1x1_nchwc import sparse_conv1x1_nchwc
+from .conv_direct import sparse_conv2d
 from .csr import csr_matmul
 from .nm import nm_matmul
 
@@ -32,10 +34,10 @@ from .nm import nm_matmul
 class SparseOp:
     """One ``ai.sparseforge`` node as the rules see it.
 
-    form: "csr" / "bsr" / "nm"; kind: "matmul" or "conv1x1"; operand: the encoded weight ``[N, K]``;
-    x_shape: the activation input, ``(M, K)`` for matmul (leading dims flattened), ``(B, K, H, W)`` for conv;
-    bias: float32 ``[N]`` or None; activation: a name of :data:`~.activations.ACTIVATIONS`; name: kernel name
-    (None: a unique one).
+    form: "csr" / "bsr" / "nm"; kind: "matmul", "conv1x1" or "conv" (any 2-D convolution, geometry in
+    ``conv``); operand: the encoded weight ``[N, K]``; x_shape: the activation input, ``(M, K)`` for matmul
+    (leading dims flattened), ``(B, C, H, W)`` for convolutions; bias: float32 ``[N]`` or None; activation: a name
+    of :data:`~.activations.ACTIVATIONS`; name: kernel name (None: a unique one).
     """
 
     form: str
@@ -45,10 +47,13 @@ class SparseOp:
     bias: np.ndarray | None = None
     activation: str = "none"
     name: str | None = None
+    conv: ConvSpec | None = None
 
     @property
     def m(self) -> int:
-        """Rows of the dense operand (matmul M; conv batch x H x W)."""
+        """Rows of the dense operand (matmul M; conv batch x output positions)."""
+        if self.conv is not None:
+            return self.conv.m
         return int(np.prod(self.x_shape[:1] + self.x_shape[2:])) if self.kind == "conv1x1" else int(self.x_shape[0])
 
     def common(self, target) -> dict:
@@ -105,9 +110,23 @@ def target_lanes(target) -> int | None:
     return getattr(target, "lanes", None)
 
 
-def make_rules(*, csr_matmul, bsr_matmul, nm_matmul, sparse_conv1x1, sparse_conv1x1_nchwc=None) -> tuple:
+def direct_block(op: SparseOp) -> tuple[int, int] | None:
+    """Block shape the direct conv kernel uses: BSR ``r x 1`` keeps its blocks; other forms (and wider blocks) run
+    as CSR over the same nonzeros."""
+    block = op.operand.block if op.form == "bsr" else None
+    return block if block is not None and block[1] == 1 else None
+
+
+def make_rules(*, csr_matmul, bsr_matmul, nm_matmul, sparse_conv1x1, sparse_conv1x1_nchwc=None,
+               sparse_conv2d=None) -> tuple:
     """The standard rule list over one set of builders (CPU or CUDA signatures)."""
     rules = []
+    if sparse_conv2d is not None:
+        rules.append(Rule("conv-direct-nchwc", "conv", lambda op, t: sparse_conv2d(
+            op.operand, op.conv, lanes=target_lanes(t), block=direct_block(op), **op.common(t)),
+            target_ok=lambda t: bool(target_lanes(t)), layout="NCHWc"))
+        rules.append(Rule("conv-direct-nchw", "conv", lambda op, t: sparse_conv2d(
+            op.operand, op.conv, block=direct_block(op), **op.common(t))))
     if sparse_conv1x1_nchwc is not None:
         rules.append(Rule("conv1x1-nchwc", "conv1x1", lambda op, t: sparse_conv1x1_nchwc(
             op.operand, *op.x_shape[:1], *op.x_shape[2:], lanes=target_lanes(t), block=conv_block(op),
@@ -136,7 +155,8 @@ def rules_from_builders(module) -> tuple:
 
 
 CPU_RULES = make_rules(csr_matmul=csr_matmul, bsr_matmul=bsr_matmul, nm_matmul=nm_matmul,
-                       sparse_conv1x1=sparse_conv1x1, sparse_conv1x1_nchwc=sparse_conv1x1_nchwc)
+                       sparse_conv1x1=sparse_conv1x1, sparse_conv1x1_nchwc=sparse_conv1x1_nchwc,
+                       sparse_conv2d=sparse_conv2d)
 
 
 def select(rules: Sequence, op: SparseOp, target):
@@ -155,8 +175,11 @@ def build(op: SparseOp, target, rules: Sequence = CPU_RULES) -> SparseKernel | N
 def calibration_op(variant: str, kind: str, x_shape: tuple[int, ...], n: int, density: float, *,
                    seed: int = 1) -> SparseOp:
     """A :class:`SparseOp` on a random weight ``[n, K]`` of calibration variant ``variant`` ("csr", "bsr4x1",
-    "nm2:4") at ``density`` (K = ``x_shape[1]`` for conv, ``x_shape[-1]`` for matmul); no bias, no activation."""
+    "nm2:4") at ``density`` (K = ``x_shape[1]`` for 1x1 conv, ``x_shape[-1]`` for matmul); no bias, no activation.
+    ``kind`` may be a conv geometry key (:meth:`ConvSpec.key`): a ``"conv"`` op of that geometry."""
     option = forms.option_for(variant)
-    k = int(x_shape[1] if kind == "conv1x1" else x_shape[-1])
+    spec = ConvSpec.parse(kind) if is_conv_key(kind) else None
+    k = spec.reduction if spec is not None else int(x_shape[1] if kind == "conv1x1" else x_shape[-1])
     weight = forms.random_weight(n, k, density, option, seed=seed)
-    return SparseOp(option.form, kind, forms.encode_option(weight, option), tuple(int(d) for d in x_shape))
+    return SparseOp(option.form, "conv" if spec is not None else kind, forms.encode_option(weight, option),
+                    tuple(int(d) for d in x_shape), conv=spec)
