@@ -3,7 +3,9 @@
 Models (examples/models.py):
 * ``bert``: 12-layer BERT-base-shaped encoder, seq 128, batch 1; variants dense and every Linear weight
   magnitude-pruned to 90% (per layer);
-* ``mobilenetv2``: MobileNetV2 at 224x224, batch 1; variants dense and every 1x1 convolution pruned to 90%.
+* ``mobilenetv2``: MobileNetV2 at 224x224, batch 1; variants dense and every 1x1 convolution pruned to 90%;
+* ``resnet18``: ResNet-18 at 224x224, batch 1; variants dense and every convolution (7x7, 3x3, 1x1, strided ones
+  included) pruned to 90%.
 
 For each (model, variant, threads) the process is pinned to that many CPUs and every engine runs the same inputs
 in interleaved rounds (median of rounds of median-of-repeats). Ratios are speedups over the fastest dense peer
@@ -27,7 +29,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 
 def prune_module(module, kinds: set[str], sparsity: float) -> int:
-    """Magnitude-prune (per layer) the weights of Linear and/or 1x1 Conv2d layers in place; returns layer count."""
+    """Magnitude-prune (per layer) the weights of Linear, 1x1 Conv2d and/or any Conv2d ("conv") layers in place;
+    returns the layer count."""
     import torch
 
     count = 0
@@ -36,7 +39,9 @@ def prune_module(module, kinds: set[str], sparsity: float) -> int:
             is_linear = isinstance(layer, torch.nn.Linear) or (
                 isinstance(layer, torch.nn.MultiheadAttention) and layer.in_proj_weight is not None)
             is_1x1 = isinstance(layer, torch.nn.Conv2d) and layer.kernel_size == (1, 1) and layer.groups == 1
-            if not ((("linear" in kinds) and is_linear) or (("conv1x1" in kinds) and is_1x1)):
+            is_conv = isinstance(layer, torch.nn.Conv2d)
+            if not ((("linear" in kinds) and is_linear) or (("conv1x1" in kinds) and is_1x1)
+                    or (("conv" in kinds) and is_conv)):
                 continue
             weights = [layer.in_proj_weight] if isinstance(layer, torch.nn.MultiheadAttention) else [layer.weight]
             for w in weights:
@@ -59,6 +64,10 @@ def build_model(name: str, variant: str):
         module, inputs = models.mobilenetv2()
         if variant == "90":
             prune_module(module, {"conv1x1"}, 0.9)
+    elif name == "resnet18":
+        module, inputs = models.resnet18()
+        if variant == "90":
+            prune_module(module, {"conv"}, 0.9)
     else:
         raise SystemExit(f"unknown model {name}")
     return module, inputs

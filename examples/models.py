@@ -14,6 +14,8 @@ Every factory returns ``(module, example_inputs)`` so it can be given to the CLI
   0, output-projection columns of head 3 zero in layer 1 (the heads ShrinkChannels removes).
 * ``mobilenetv2``: a MobileNetV2-style CNN (inverted residuals, depthwise 3x3, 1x1 expand/project, BatchNorm,
   ReLU6), ``width`` scales the channels.
+* ``resnet18`` / ``small_resnet``: ResNet-18 (torchvision's architecture, defined here: basic blocks of two 3x3
+  convolutions, stride-2 3x3 and 1x1 downsampling, a 7x7 stride-2 stem) and a reduced one for tests.
 """
 
 from __future__ import annotations
@@ -238,3 +240,58 @@ def hyena(channels: int = 128, seq: int = 2048, layers: int = 2, batch: int = 1,
     _seeded(seed)
     model = HyenaModel(channels, seq, layers).eval()
     return model, (torch.randn(batch, channels, seq),)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: 3x3 conv-BN-ReLU, 3x3 conv-BN, identity or 1x1 stride-s projection, add, ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+class ResNet(nn.Module):
+    """ResNet with basic blocks (``blocks`` per stage, ``widths`` channels per stage)."""
+
+    def __init__(self, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), num_classes: int = 1000):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        layers, cin = [], widths[0]
+        for i, (count, width) in enumerate(zip(blocks, widths)):
+            for j in range(count):
+                layers.append(BasicBlock(cin, width, 2 if (j == 0 and i > 0) else 1))
+                cin = width
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        y = self.layers(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+def resnet18(resolution: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0):
+    """ResNet-18 at 224x224 (the benchmark model)."""
+    _seeded(seed)
+    model = ResNet(num_classes=num_classes)
+    _randomize_bn(model)
+    return model.eval(), (torch.randn(batch, 3, resolution, resolution),)
+
+
+def small_resnet(seed: int = 0):
+    """A reduced ResNet (one block per stage, widths 16-64, 48x48, 10 classes) for tests."""
+    _seeded(seed)
+    model = ResNet((1, 1, 1), (16, 32, 64), num_classes=10)
+    _randomize_bn(model)
+    return model.eval(), (torch.randn(1, 3, 48, 48),)

@@ -11,6 +11,7 @@ from onnx import helper
 
 from sparseforge.ir import keys
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass
+from sparseforge.passes.canonicalize import infer_shapes
 from sparseforge.passes.decide import META_DECISION, DecideFormatPass, why_not
 from sparseforge.passes.infra import Pipeline, PipelineOrderError
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
@@ -64,9 +65,13 @@ def test_sparsify_every_candidate_exactly(fmt) -> None:
                        SparsifyPass()])(model)
     ops_used = sorted(n.op_type for n in model.graph if n.domain == keys.DOMAIN)
     prefix = fmt.capitalize()
-    assert ops_used == sorted([f"{prefix}MatMul"] * 3 + [f"{prefix}Conv1x1"])
+    assert ops_used == sorted([f"{prefix}MatMul"] * 3 + [f"{prefix}Conv1x1", f"{prefix}Conv"])
     decisions = {d["node"]: d for d in result.report("DecideFormat").details["decisions"]}
-    assert decisions["conv3x3"]["fmt"] == "dense" and "kernel (3, 3)" in decisions["conv3x3"]["reason"]
+    assert decisions["conv3x3"]["fmt"] == fmt
+    if fmt == "bsr":  # the direct conv kernel takes r x 1 blocks only
+        assert decisions["conv3x3"]["block"][1] == 1
+    conv = next(n for n in model.graph if n.op_type == f"{prefix}Conv")
+    assert list(conv.attributes["pads"].value) == [1, 1, 1, 1] and list(conv.attributes["kernel_shape"].value) == [3, 3]
     assert (keys.DOMAIN, f"{prefix}MatMul", "") in model.functions
     assert_equivalent(proto, model)
     # the MatMul's bias Add stays a separate node; the full-C Gemm keeps an Add after the sparse op
@@ -101,8 +106,7 @@ def test_nm_only_when_fully_compliant() -> None:
 def test_dense_flag_and_no_cost_model() -> None:
     model = to_ir(mixed_model())
     r = DecideFormatPass(TableCostModel({"csr": 0.01}), dense_only=True)(model)
-    assert all(d["fmt"] == "dense" and "--dense" in d["reason"] for d in r.report.details["decisions"]
-               if "kernel" not in d["reason"] and "padded" not in d["reason"])
+    assert all(d["fmt"] == "dense" and "--dense" in d["reason"] for d in r.report.details["decisions"])
     model = to_ir(mixed_model())
     r = DecideFormatPass(None)(model)
     assert all(d["fmt"] == "dense" for d in r.report.details["decisions"])
@@ -110,10 +114,10 @@ def test_dense_flag_and_no_cost_model() -> None:
 
 def test_why_not_reasons() -> None:
     model = to_ir(mixed_model())
+    infer_shapes(model)
     reasons = {n.name: why_not(n) for n in model.graph}
-    assert reasons["mm"] is None and reasons["conv1x1"] is None
+    assert reasons["mm"] is None and reasons["conv1x1"] is None and reasons["conv3x3"] is None
     assert reasons["relu"] == "no constant weight"
-    assert "kernel" in reasons["conv3x3"]
 
 
 def test_decisions_read_the_analysis_facts() -> None:

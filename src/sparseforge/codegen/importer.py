@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from sparseforge.errors import UnsupportedOpError
 from sparseforge.ir import forms, keys, ops
+from sparseforge.ir.conv import ConvSpec
 from sparseforge.ir.forms import fft_conv
 
 from . import _tvm, contract, precision
@@ -226,20 +227,24 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         n_out, k = operand.shape
         activation = self._fused.get(node_name, "none")
         x_shape = [int(d) for d in x.ty.shape]
+        spec = None
         if kind == "matmul":
             m = int(np.prod(x_shape[:-1])) if len(x_shape) > 1 else 1
             op_shape, out_shape = (m, k), tuple(x_shape[:-1]) + (n_out,)
+        elif kind == "conv":
+            spec = _conv_spec(attrs, x_shape, n_out, node_name)
+            op_shape, out_shape = tuple(x_shape), spec.out_shape
         else:
             op_shape, out_shape = tuple(x_shape), (x_shape[0], n_out, x_shape[2], x_shape[3])
         op = R.SparseOp(fmt, kind, operand, op_shape, bias if np.any(bias) else None, activation,
-                        self._kernel_name(node_name))
+                        self._kernel_name(node_name), conv=spec)
         rule = R.select(self.rules, op, self.kernel_target)
         if getattr(rule, "layout", None) == "NCHWc":
-            return self._conv1x1_nchwc(x, op, rule, node_name, op_name)
+            return self._conv_nchwc(x, op, rule, node_name, op_name)
         kernel = rule.build(op, self.kernel_target)
         if kernel is None:
             return self._dense(x, op, node_name, op_name)
-        x2 = x if kind == "conv1x1" or len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, op_shape))
+        x2 = x if kind != "matmul" or len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, op_shape))
         gv = self.bb.add_func(kernel.func, kernel.name)
         consts = [relax.const(c) for c in kernel.constants]
         y = self.bb.emit(relax.call_tir(gv, [x2, *consts], relax.TensorType(kernel.out_shape, "float32")))
@@ -280,6 +285,11 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         w = forms.get(op.form).decode(op.operand).astype(np.float32)
         if op.kind == "matmul":
             y = self.bb.emit(relax.op.matmul(x, relax.const(np.ascontiguousarray(w.T))))
+        elif op.kind == "conv":
+            spec = op.conv
+            w4 = relax.const(np.ascontiguousarray(w.reshape(spec.cout, spec.cin_per_group, *spec.kernel)))
+            y = self.bb.emit(relax.op.nn.conv2d(x, w4, strides=spec.strides, padding=spec.pads,
+                                                dilation=spec.dilations, groups=spec.group))
         else:
             y = self.bb.emit(relax.op.nn.conv2d(x, relax.const(w.reshape(w.shape + (1, 1)))))
         if op.bias is not None:
@@ -290,8 +300,8 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
                                          dict(format="dense", variant="dense-fallback")))
         return y
 
-    def _conv1x1_nchwc(self, x, op, rule, node_name, op_name):
-        """A sparse 1x1 conv in the CPU pipeline's NCHW{lanes}c layout, between explicit layout transforms.
+    def _conv_nchwc(self, x, op, rule, node_name, op_name):
+        """A sparse conv in the CPU pipeline's NCHW{lanes}c layout, between explicit layout transforms.
 
         The NCHWc pass (``schedules/relax_conv.py``) cancels these transforms against its own, so neighbouring
         dense convolutions, depthwise convolutions and elementwise ops stay blocked across the sparse layer.
@@ -310,6 +320,19 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
                                          dict(kernel.info, layout=f"NCHW{lanes}c")))
         return y
+
+
+def _conv_spec(attrs: dict, x_shape, n_out: int, node_name: str) -> ConvSpec:
+    """The geometry of a sparse ``*Conv`` node from its Conv attributes."""
+    def ints(key, default):
+        value = attrs.get(key, default)
+        return tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+
+    try:
+        return ConvSpec(tuple(x_shape), n_out, ints("kernel_shape", ()), ints("strides", (1, 1)),
+                        ints("pads", (0, 0, 0, 0)), ints("dilations", (1, 1)), int(attrs.get("group", 1)))
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedOpError(f"sparse conv node '{node_name}' has invalid Conv attributes: {exc}") from exc
 
 
 def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=None

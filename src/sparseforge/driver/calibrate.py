@@ -40,7 +40,7 @@ def calibrate_model(source: Any, *, target: str = "x86", threads: int | None = N
             if cand is None:
                 continue
             n, k = cand.view.shape
-            suffix = f"|{cand.kind}|{cand.m}|{n}|{k}"
+            suffix = f"|{cand.cost_kind}|{cand.m}|{n}|{k}"
             for key in [key for key in cost_model.table.entries if key.endswith(suffix)]:
                 del cost_model.table.entries[key]
         cost_model.perf.fits.clear()

@@ -131,7 +131,7 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
     reason = why_not(node)
     cand = candidate(node)
     m = cand.m if cand is not None else None
-    kind = cand.kind if cand is not None else "matmul"
+    kind = cand.cost_kind if cand is not None else "matmul"
     structured = _structured(matrix, m, cost_model) if matrix.dtype.kind == "f" else []
     dense_s = cost_model.predict("dense", m, n, k, kind=kind) if m else None
     options, chosen, changes = [], "dense", []

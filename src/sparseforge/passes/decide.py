@@ -7,8 +7,9 @@ the fastest; it never picks a sparse kernel the model predicts slower than dense
 the choice and the reason on the node (``node.meta["sparseforge.decision"]``,
 ``metadata_props["pkg.sparseforge.decision"]``) and in its report.
 
-Candidates: ``MatMul(x, W)`` and ``Gemm(x, W, C)`` (``transA=0``) with a constant 2-D weight; ``Conv`` 2-D 1x1 with
-stride 1, no padding, group 1 (NCHW).
+Candidates: ``MatMul(x, W)`` and ``Gemm(x, W, C)`` (``transA=0``) with a constant 2-D weight; 2-D ``Conv`` (NCHW,
+static input): 1x1 with stride 1, no padding and one group as kind "conv1x1", any other geometry as kind "conv"
+(the direct sparse conv kernel; BSR only with ``r x 1`` blocks, whose rows share a tap).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sparseforge.ir.forms import MAX_STORED_FRACTION  # noqa: F401 - re-exported
 from sparseforge.ir.forms.bsr import BLOCK_SHAPES as BSR_BLOCKS  # noqa: F401 - re-exported
 from sparseforge.ir.forms.nm import PATTERNS as NM_PATTERNS  # noqa: F401 - re-exported
 from sparseforge.ir.weights import QuantizedWeightView, WeightView, quantized_view_of, view_of
+from sparseforge.ir.conv import ConvSpec, spec_of
 from sparseforge.passes.analysis.analyse import facts_for, facts_of
 from sparseforge.passes.canonicalize import infer_shapes
 from sparseforge.passes.infra import PassReport, ReportingPass
@@ -80,8 +82,14 @@ class CostModel(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     view: WeightView
-    kind: str  # "matmul" or "conv1x1"
-    m: int  # rows of the dense operand (tokens x batch, or batch x H x W)
+    kind: str  # "matmul", "conv1x1" or "conv" (any other 2-D convolution, geometry in ``conv``)
+    m: int  # rows of the dense operand (tokens x batch, or batch x output positions)
+    conv: ConvSpec | None = None
+
+    @property
+    def cost_kind(self) -> str:
+        """The kind the cost model is asked about: a conv's geometry key, else :attr:`kind`."""
+        return self.conv.key() if self.conv is not None else self.kind
 
 
 def candidate(node: ir.Node) -> Candidate | None:
@@ -100,20 +108,12 @@ def why_not(node: ir.Node) -> str | None:
         return f"weight dtype {view.stored().dtype} (sparse kernels are float32)"
     x = node.inputs[0]
     if node.op_type == "Conv":
-        attrs = node.attributes
-        if view.kernel_shape != (1, 1):
-            return f"Conv kernel {view.kernel_shape} (sparse conv is 1x1)"
-        if view.groups != 1:
-            return "grouped Conv"
-        if any(int(v) != 1 for v in (attrs["strides"].value if "strides" in attrs else [])):
-            return "strided Conv"
-        if any(int(v) != 1 for v in (attrs["dilations"].value if "dilations" in attrs else [])):
-            return "dilated Conv"
-        if any(int(v) != 0 for v in (attrs["pads"].value if "pads" in attrs else [])):
-            return "padded Conv"
-        auto_pad = attrs["auto_pad"].value if "auto_pad" in attrs else "NOTSET"
-        if auto_pad not in ("NOTSET", "VALID", b"NOTSET", b"VALID"):
-            return f"Conv auto_pad={auto_pad}"
+        if x.shape is None or not x.shape.is_static():
+            return "input shape is not static"
+        try:
+            conv_spec(node)
+        except ValueError as exc:
+            return str(exc)
         if len(node.inputs) > 2 and node.inputs[2] is not None and view.bias is None:
             return "Conv bias is not a constant per channel"
     if node.op_type == "Gemm":
@@ -129,12 +129,19 @@ def why_not(node: ir.Node) -> str | None:
     return None
 
 
+def conv_spec(node: ir.Node) -> ConvSpec:
+    """The geometry of a ``Conv`` node with a static input (ValueError if it is not a 2-D convolution)."""
+    return spec_of(node, tuple(int(d) for d in node.inputs[0].shape), tuple(view_of(node).stored().shape))
+
+
 def _candidate(node: ir.Node) -> Candidate:
     view = view_of(node)
     dims = [int(d) for d in node.inputs[0].shape]
     if node.op_type == "Conv":
-        m = dims[0] * int(np.prod(dims[2:]))
-        return Candidate(view, "conv1x1", m)
+        spec = conv_spec(node)
+        if spec.is_pointwise:
+            return Candidate(view, "conv1x1", spec.m)
+        return Candidate(view, "conv", spec.m, spec)
     return Candidate(view, "matmul", int(np.prod(dims[:-1])) if len(dims) > 1 else 1)
 
 
@@ -212,18 +219,20 @@ class DecideFormatPass(ReportingPass):
             return Decision(name, "dense", "dense: sparse kernels disabled (--dense)", **base)
         if self.cost_model is None:
             return Decision(name, "dense", "dense: no cost model for this target", **base)
-        dense_s = self.cost_model.predict("dense", cand.m, n, k, kind=cand.kind)
+        dense_s = self.cost_model.predict("dense", cand.m, n, k, kind=cand.cost_kind)
         if dense_s is None:
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
         best: tuple[float, forms.Option] | None = None
         options = forms.options(matrix, facts)
+        if cand.kind == "conv":  # the direct conv kernel reads one tap per block: only r x 1 blocks
+            options = [o for o in options if o.block is None or o.block[1] == 1]
         predicted: dict[int, float | None] = {}
 
         def predict(i: int) -> float | None:
             if i not in predicted:
                 option = options[i]
                 predicted[i] = self.cost_model.predict(option.form, cand.m, n, k, density=density,
-                                                       **option.predict_kwargs(), kind=cand.kind)
+                                                       **option.predict_kwargs(), kind=cand.cost_kind)
             return predicted[i]
 
         # the sparsest option with a prediction; options storing several times more cannot win and are not asked
@@ -246,24 +255,24 @@ class DecideFormatPass(ReportingPass):
         refine = getattr(self.cost_model, "refine", None)
         close = 1.0 / REFINE_BAND <= dense_s / (t * self.min_speedup) <= REFINE_BAND
         if refine is not None and (close or self.refine_all):
-            measured = refine(fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.kind)
+            measured = refine(fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.cost_kind)
             if measured is not None:  # a close call: measured at this shape, interleaved with dense
                 (dense_s, t), source = measured, "measured at this shape"
         elif getattr(self.cost_model, "measured_at", None) and self.cost_model.measured_at(
-                fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.kind):
+                fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.cost_kind):
             source = "measured at this shape"
         if t * self.min_speedup > dense_s:
             if relative:
                 why = (f"dense: density {density:.2f}; the best sparse option ({label}) stores "
                        f"{stored:.2f} of the weight, above the {self.cost_model.target} crossover "
-                       f"{self.cost_model.crossover(fmt, cand.kind, cand.m):.2f} (rule, no device measured)")
+                       f"{self.cost_model.crossover(fmt, cand.cost_kind, cand.m):.2f} (rule, no device measured)")
             else:
                 why = (f"dense: density {density:.2f}; best sparse kernel ({label}) {t * 1e3:.3f} ms vs "
                        f"dense {dense_s * 1e3:.3f} ms ({source})")
             return Decision(name, "dense", why, dense_s=dense_s, predicted_s=t, **base)
         if relative:
             why = (f"density {density:.2f}: {label} stores {stored:.2f} of the weight, below the "
-                   f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.kind, cand.m):.2f}: "
+                   f"{self.cost_model.target} crossover {self.cost_model.crossover(fmt, cand.cost_kind, cand.m):.2f}: "
                    f"predicted {dense_s / t:.1f}x (rule, no device measured)")
         else:
             why = (f"density {density:.2f}: {t * 1e3:.3f} ms vs dense {dense_s * 1e3:.3f} ms "

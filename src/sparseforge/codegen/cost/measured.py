@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from sparseforge.ir import forms
+from sparseforge.ir.conv import ConvSpec, is_conv_key
 from sparseforge.ir.keys import step_record
 
 from .cache import write_json
@@ -179,8 +180,9 @@ class MeasuredCostModel:
         exact = self._exact(variant, kind, m, n, k, stored)
         if exact is not None:
             return exact
-        fitted = self.fit(variant, kind)
-        return None if fitted is None else fitted.predict(m, n, k, stored)
+        fit_kind, fit_m = model_shape(variant, kind, m)
+        fitted = self.fit(variant, fit_kind)
+        return None if fitted is None else fitted.predict(fit_m, n, k, stored)
 
     @staticmethod
     def _variant(kernel, n, k, density, block, nm, nnz_blocks) -> tuple[str, float | None]:
@@ -230,6 +232,20 @@ class MeasuredCostModel:
         self.table.entries[key] = [*points, [stored, sparse]]
         self.table.save()
         return dense, sparse
+
+
+def model_shape(variant: str, kind: str, m: int) -> tuple[str, int]:
+    """The performance-model kind and M that predict ``kind`` at ``m``: a k x k conv (a geometry key) is predicted
+    as a 1x1 conv with K = Cin/group * kh * kw; the sparse direct kernel also sweeps the ``Wq - OW`` dropped
+    columns of every output row (:mod:`~sparseforge.codegen.kernels.conv_direct`)."""
+    if not is_conv_key(kind):
+        return kind, m
+    if variant == "dense":
+        return "conv1x1", m
+    spec = ConvSpec.parse(kind)
+    oh, ow = spec.out_hw
+    extra = ((spec.kernel[1] - 1) * spec.dilations[1]) // spec.strides[1]
+    return "conv1x1", spec.x_shape[0] * oh * (ow + extra)
 
 
 def cost_model_for(compile_target, kernel_target, *, measure: bool = True, directory: Path | None = None,

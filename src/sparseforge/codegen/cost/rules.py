@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from sparseforge.ir import forms
+from sparseforge.ir.conv import is_conv_key
 
 #: (kernel, kind) -> crossover density, or a list of (largest M, crossover) steps.
 _CROSSOVERS: dict[str, dict[tuple[str, str], float | list[tuple[int, float]]]] = {
@@ -45,7 +46,9 @@ class RuleCostModel:
         return cls(target, dict(_CROSSOVERS.get(target, {})))
 
     def crossover(self, kernel: str, kind: str, m: int = 1) -> float | None:
-        entry = self.crossovers.get((kernel, kind))
+        """A conv geometry key (:meth:`~sparseforge.ir.conv.ConvSpec.key`) uses the 1x1 conv crossovers: the
+        direct conv kernel is the same panel design."""
+        entry = self.crossovers.get((kernel, "conv1x1" if is_conv_key(kind) else kind))
         if entry is None or isinstance(entry, float):
             return entry
         return next((value for largest_m, value in entry if m <= largest_m), entry[-1][1])

@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sparseforge.ir.conv import ConvSpec, is_conv_key
+
 from .. import _tvm
 from ..build import build
 from ..kernels import rules as kernel_rules
 from ..schedules.relax_conv import _imap
 from ..vm import VMRunner
-from sparseforge.ir.conv import ConvSpec, is_conv_key
 
 relax = _tvm.relax
 

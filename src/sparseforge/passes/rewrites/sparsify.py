@@ -59,7 +59,8 @@ class SparsifyPass(ReportingPass):
                   new_initializer(model, f"{base}.indices", encoded.indices),
                   new_initializer(model, f"{base}.dims", encoded.dims),
                   new_initializer(model, f"{base}.bias", bias.astype(matrix.dtype))]
-        new = ir.Node(keys.DOMAIN, ops.op_type(decision.fmt, cand.kind), inputs, ops.attributes(encoded),
+        attributes = ops.attributes(encoded) + (cand.conv.attributes() if cand.kind == "conv" else [])
+        new = ir.Node(keys.DOMAIN, ops.op_type(decision.fmt, cand.kind), inputs, attributes,
                       name=node.name, metadata_props=dict(node.metadata_props))
         new.meta[META_DECISION] = decision
         out = new.outputs[0]
