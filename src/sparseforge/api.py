@@ -305,6 +305,19 @@ def bench(source: Any, example_inputs: Any = None, *, target: str = "x86", threa
                                   torch_compile=torch_compile, check_scaling=check_scaling)
 
 
+def profile(artifact: str | os.PathLike, reference: Any = None, *, repeats: int = 5, rounds: int = 5,
+            threads: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+            allow_invalid_input: bool = False) -> dict[str, Any]:
+    """Measured time per kernel, per layer and per category of a compiled x86 artifact (random inputs); with
+    ``reference`` (the model it was compiled from) also ONNX Runtime's latency on it and the measured speedup."""
+    proto = None
+    if isinstance(reference, ir.Model):
+        proto = ir.to_proto(reference)
+    elif reference is not None:
+        proto = ir.to_proto(_load(reference, None, input_shapes, allow_invalid_input))
+    return _driver("profile").profile_artifact(artifact, proto, repeats=repeats, rounds=rounds, threads=threads)
+
+
 def explain(source: Any, layer: str, example_inputs: Any = None, *, target: str = "x86",
             threads: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
             allow_invalid_input: bool = False, calibrate: bool = True):

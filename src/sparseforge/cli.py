@@ -53,13 +53,24 @@ def _input_shapes(shapes: tuple[str, ...]) -> dict[str, list[int]] | None:
 
 
 def _write_report(report_file: str | None, model: str, reports, timeline: PassTimeline, dump_ir: str | None,
-                  manifest: dict | None, shapes: tuple[str, ...], allow_invalid: bool) -> Path | None:
-    """``--report FILE``: the HTML report of ``model`` with this run's passes (and the artifact's decisions)."""
+                  manifest: dict | None, shapes: tuple[str, ...], allow_invalid: bool,
+                  artifact_dir: Path | None = None) -> Path | None:
+    """``--report FILE``: the HTML report of ``model`` with this run's passes (and the artifact's decisions and,
+    for an artifact that runs here, its measured profile)."""
     if report_file is None:
         return None
     inspected = api.inspect(model, input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
+    profile = _profile(artifact_dir, manifest, inspected.model)
     return html_report.write(inspected, report_file, manifest=manifest, title=Path(model).name, passes=reports,
-                             timeline=timeline.entries, dump_dir=dump_ir)
+                             timeline=timeline.entries, dump_dir=dump_ir, profile=profile)
+
+
+def _profile(artifact_dir, manifest: dict | None, reference) -> dict | None:
+    """The artifact's measured profile (and ONNX Runtime on ``reference``) when it runs on this machine."""
+    if artifact_dir is None or manifest is None or manifest.get("target", {}).get("name") != "x86":
+        return None
+    with out.status("profiling the artifact (per-kernel times, ONNX Runtime side by side)"):
+        return api.profile(artifact_dir, reference)
 
 
 def _print_report_path(written: Path | None) -> None:
@@ -167,11 +178,13 @@ _dump_ir_option = click.option("--dump-ir", "dump_ir", default=None, type=click.
 @click.option("--no-rank", is_flag=True, help="Skip the SVD-based rank analysis (faster on big models).")
 @click.option("--node-data", "node_data_dir", default=None, type=click.Path(file_okay=False),
               help="Also write Model Explorer node-data files (density; with --artifact kernel and speedup) here.")
+@click.option("--no-profile", is_flag=True, help="With --artifact: do not run it (no measured times per layer, no "
+              "measured speedup over ONNX Runtime).")
 @_shape_option
 @_allow_invalid_option
 @click.pass_context
 def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None, no_rank: bool,
-           node_data_dir: str | None, shapes: tuple[str, ...], allow_invalid: bool) -> None:
+           node_data_dir: str | None, no_profile: bool, shapes: tuple[str, ...], allow_invalid: bool) -> None:
     """Write one self-contained HTML report about MODEL: summary, sortable layer table, a picture of every
     weight (nonzero pattern, singular values, zero blocks, N:M), plots, every pass with all its notes.
 
@@ -189,7 +202,8 @@ def report(ctx: click.Context, model: str, output: str, artifact_dir: str | None
                                        hint="pass a folder written by `sparseforge compile -o`") from None
         result = api.inspect(model, with_rank=not no_rank, input_shapes=_input_shapes(shapes),
                              allow_invalid_input=allow_invalid)
-        written = html_report.write(result, output, manifest=manifest, title=Path(model).name)
+        profile = None if no_profile else _profile(artifact_dir, manifest, result.model)
+        written = html_report.write(result, output, manifest=manifest, title=Path(model).name, profile=profile)
         out.print(f"wrote {escape(str(written))} ({written.stat().st_size / 1e6:.2f} MB, {len(result.layers)} "
                   "layers); open it in a browser")
         if node_data_dir is not None:
@@ -361,7 +375,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
                              verify=verify, rtol=rtol, bind=api.parse_bindings(bindings), dump_ir=dump_ir,
                              instruments=[timeline])
         written = _write_report(report_file, model, result.reports, timeline, dump_ir, result.manifest, shapes,
-                                allow_invalid)
+                                allow_invalid, result.outdir)
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
         if as_json:
             click.echo(json.dumps(result.manifest, indent=1))

@@ -10,7 +10,9 @@ Contents:
   rank, dead channels, structure facts, and with an artifact the kernel chosen and the reason;
 * per weight: the nonzero pattern (exact up to 256 x 256, block-averaged density above), the singular values when
   the rank analysis ran, the zero-block occupancy per block shape and the N:M compliance;
-* plots: the density of every layer, and (with an artifact) where the predicted time goes per kernel;
+* plots: the density of every layer, and (with an artifact) where the predicted time goes per kernel; with the
+  artifact's profile (:mod:`sparseforge.driver.profile`) the measured time per layer, predicted against measured
+  per layer, and where the measured time goes (sparse, structured, dense, layout transforms, the rest);
 * the pass timeline: each pass, its time, what it changed, every note (none cut).
 
 Names from the model are HTML-escaped. ``matplotlib`` is imported when a report is written (optional dependency).
@@ -179,11 +181,14 @@ def _structure(layer) -> str:
     return ", ".join(found)
 
 
-def _layer_table(layers, decisions: dict[str, dict]) -> str:
+def _layer_table(layers, decisions: dict[str, dict], measured: dict[str, float] | None = None) -> str:
     heads = [("layer", 0), ("op", 0), ("shape", 0), ("elements", 1), ("density", 1), ("best N:M", 0),
              ("best zero block", 0), ("rank", 1), ("structure", 0)]
     if decisions:
-        heads += [("kernel", 0), ("predicted ms", 1), ("dense ms", 1), ("reason", 0)]
+        heads += [("kernel", 0), ("predicted ms", 1), ("dense ms", 1)]
+        if measured is not None:
+            heads.append(("measured ms", 1))
+        heads.append(("reason", 0))
     out = ['<input id="filter" placeholder="filter layers" oninput="sfFilter(this, document.getElementById(\'layers\'))">',
            '<table id="layers" class="sortable"><thead><tr>']
     out += [f'<th data-numeric="{num}">{html.escape(h)}</th>' for h, num in heads]
@@ -200,7 +205,10 @@ def _layer_table(layers, decisions: dict[str, dict]) -> str:
             d = decisions.get(layer.node, {})
             ms = (lambda s: None if s is None else round(s * 1e3, 4))
             row += [_cell(d.get("kernel", d.get("fmt", ""))), _cell(ms(d.get("predicted_s")), True),
-                    _cell(ms(d.get("dense_s")), True), _cell(d.get("reason", ""))]
+                    _cell(ms(d.get("dense_s")), True)]
+            if measured is not None:
+                row.append(_cell(ms(measured.get(layer.node)), True))
+            row.append(_cell(d.get("reason", "")))
         out.append(f'<tr id="layer-{html.escape(layer.node)}">' + "".join(row) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -247,7 +255,8 @@ def _passes(reports, timeline: list[dict[str, Any]] | None = None, dump: dict[st
     return "\n".join(out)
 
 
-def _summary(summary: dict[str, Any], decisions: dict[str, dict], target: str | None) -> str:
+def _summary(summary: dict[str, Any], decisions: dict[str, dict], target: str | None,
+             profile: dict[str, Any] | None = None) -> str:
     rows = [("parameters", f"{summary['parameters']:,}"), ("FLOPs (dense)", f"{summary['flops']:,}"),
             ("FLOPs with nonzero weights", f"{summary['nonzero_flops']:,}"),
             ("weight density", f"{summary['density']:.3f}"), ("weights analysed", summary["weights"]),
@@ -264,10 +273,20 @@ def _summary(summary: dict[str, Any], decisions: dict[str, dict], target: str | 
         rows += [("target", target or ""), ("layers on sparse kernels", f"{len(sparse)} of {len(decisions)}")]
         if dense_s and chosen_s:
             rows.append(("predicted speedup of the decided layers", f"{dense_s / chosen_s:.2f}x"))
+    if profile:
+        threads = profile.get("threads")
+        rows.append(("measured latency (artifact" + (f", {threads} thread{'s' if threads != 1 else ''}"
+                                                     if threads else "") + ")",
+                     f"{profile['latency_s'] * 1e3:.3f} ms"))
+        if profile.get("onnxruntime_s"):
+            rows += [("measured ONNX Runtime latency (same inputs and threads)", f"{profile['onnxruntime_s'] * 1e3:.3f} ms"),
+                     ("measured speedup over ONNX Runtime", f"{profile['measured_speedup']:.2f}x")]
+        elif profile.get("onnxruntime_error"):
+            rows.append(("ONNX Runtime not timed", profile["onnxruntime_error"]))
     return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows) + "</table>"
 
 
-def _plots(plt, layers, decisions: dict[str, dict]) -> list[str]:
+def _plots(plt, layers, decisions: dict[str, dict], profile: dict[str, Any] | None = None) -> list[str]:
     figs = []
     if layers:
         fig = plt.figure(figsize=(9, 2.6))
@@ -294,24 +313,90 @@ def _plots(plt, layers, decisions: dict[str, dict]) -> list[str]:
         ax.set_title("where the time of the decided layers goes, per kernel", fontsize=10)
         figs.append(_svg(fig))
         plt.close(fig)
+    if profile:
+        figs += _profile_plots(plt, decisions, profile)
     return figs
 
 
+def _profile_plots(plt, decisions: dict[str, dict], profile: dict[str, Any]) -> list[str]:
+    """Where the measured time goes (per category), and per layer with its own kernel the predicted against the
+    measured time (and the speedup over the predicted dense time each implies)."""
+    figs = []
+    categories = profile.get("by_category", {})
+    if categories:
+        fig = plt.figure(figsize=(9, 2.6))
+        ax = fig.add_subplot()
+        ax.barh(list(categories), [v * 1e3 for v in categories.values()], color="tab:green")
+        ax.set_xlabel(f"measured ms (one inference, profiled; latency {profile['latency_s'] * 1e3:.2f} ms)")
+        ax.set_title("where the measured time goes", fontsize=10)
+        figs.append(_svg(fig))
+        plt.close(fig)
+    pairs = [(decisions[n], s) for n, s in profile.get("by_node", {}).items()
+             if n in decisions and decisions[n].get("predicted_s") and decisions[n].get("dense_s")]
+    if pairs:
+        fig = plt.figure(figsize=(9, 3.2))
+        ax1, ax2 = fig.subplots(1, 2)
+        predicted = [d["predicted_s"] * 1e3 for d, _ in pairs]
+        measured = [s * 1e3 for _, s in pairs]
+        ax1.loglog(predicted, measured, "o", color="tab:purple", markersize=4)
+        lo, hi = min(predicted + measured), max(predicted + measured)
+        ax1.plot([lo, hi], [lo, hi], "--", color="gray", linewidth=1)
+        ax1.set_xlabel("predicted ms")
+        ax1.set_ylabel("measured ms")
+        ax1.set_title("per layer: predicted vs measured kernel time", fontsize=10)
+        p_speed = [d["dense_s"] / d["predicted_s"] for d, _ in pairs]
+        m_speed = [d["dense_s"] / s for d, s in pairs]
+        ax2.plot(p_speed, m_speed, "o", color="tab:red", markersize=4)
+        lo, hi = min(p_speed + m_speed), max(p_speed + m_speed)
+        ax2.plot([lo, hi], [lo, hi], "--", color="gray", linewidth=1)
+        ax2.axhline(1.0, color="black", linewidth=0.5)
+        ax2.set_xlabel("predicted speedup over dense")
+        ax2.set_ylabel("measured kernel vs dense estimate")
+        ax2.set_title("per layer: predicted vs measured speedup", fontsize=10)
+        fig.tight_layout()
+        figs.append(_svg(fig))
+        plt.close(fig)
+    return figs
+
+
+def _kernel_table(profile: dict[str, Any], top: int = 30) -> str:
+    """The slowest kernels of the profile, with their category and layer."""
+    kernels = profile.get("kernels", [])
+    total = sum(k["seconds"] for k in kernels) or 1.0
+    out = ['<table class="sortable"><thead><tr><th>kernel</th><th>category</th><th>layer</th>'
+           '<th data-numeric="1">ms</th><th data-numeric="1">calls</th><th data-numeric="1">%</th></tr></thead><tbody>']
+    for k in kernels[:top]:
+        out.append(f"<tr>{_cell(k['kernel'])}{_cell(k['category'])}{_cell(k.get('node') or '')}"
+                   f"{_cell(round(k['seconds'] * 1e3, 4), True)}{_cell(k['calls'], True)}"
+                   f"{_cell(round(100 * k['seconds'] / total, 1), True)}</tr>")
+    out.append("</tbody></table>")
+    if len(kernels) > top:
+        out.append(f"<p>{len(kernels) - top} faster kernels not listed.</p>")
+    return "\n".join(out)
+
+
 def write(result, output: str | Path, *, manifest: dict[str, Any] | None = None, title: str = "model",
-          passes=None, timeline: list[dict[str, Any]] | None = None, dump_dir: str | Path | None = None) -> Path:
+          passes=None, timeline: list[dict[str, Any]] | None = None, dump_dir: str | Path | None = None,
+          profile: dict[str, Any] | None = None) -> Path:
     """Write the report of an :class:`~sparseforge.api.InspectResult` (and a compiled artifact's ``manifest``,
     if given) to ``output``; returns its path. ``passes``: the pass reports to show (default: the inspect's), with
     their ``timeline`` (:class:`~sparseforge.passes.timeline.PassTimeline` entries) and, from ``--dump-ir``,
-    ``dump_dir`` (links to the model after each pass). The file is written whole, then moved into place."""
+    ``dump_dir`` (links to the model after each pass); ``profile``: the artifact's measured profile
+    (:func:`sparseforge.driver.profile.profile_artifact`). The file is written whole, then moved into place."""
     plt = _require_matplotlib()
     decisions = {d["node"]: d for d in (manifest or {}).get("decisions", [])}
     nodes = {n.name: n for n in result.model.graph}
     sections = [f"<h1>sparseforge report: {html.escape(title)}</h1>", "<h2>Summary</h2>",
                 _summary(result.summary(), decisions, (manifest or {}).get("target", {}).get("name")
-                         if isinstance((manifest or {}).get("target"), dict) else (manifest or {}).get("target"))]
+                         if isinstance((manifest or {}).get("target"), dict) else (manifest or {}).get("target"),
+                         profile)]
     sections += ["<h2>Plots</h2>", '<div class="figs">'] + [f'<div class="fig wide">{svg}</div>'
-                                                         for svg in _plots(plt, result.layers, decisions)]
-    sections += ["</div>", "<h2>Layers</h2>", _layer_table(result.layers, decisions), "<h2>Weights</h2>"]
+                                                         for svg in _plots(plt, result.layers, decisions, profile)]
+    measured = profile.get("by_node", {}) if profile else None
+    sections += ["</div>", "<h2>Layers</h2>", _layer_table(result.layers, decisions, measured)]
+    if profile:
+        sections += ["<h2>Kernels (measured)</h2>", _kernel_table(profile)]
+    sections.append("<h2>Weights</h2>")
     drawn = sorted(result.layers, key=lambda l: -l.shape[0] * l.shape[1])[:MAX_PICTURES]
     keep = {id(l) for l in drawn}
     shown = 0

@@ -73,6 +73,40 @@ def test_report_with_an_artifact_shows_decisions(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert "sparse kernels disabled (--dense)" in page and ">kernel<" in page
+    # the artifact was run: measured latency, ONNX Runtime beside it, the kernels and where the time goes
+    assert "measured speedup over ONNX Runtime" in page and "Kernels (measured)" in page
+    assert "where the measured time goes" in page and "dense conv / matmul" in page
+    quiet = CliRunner().invoke(main, ["report", str(model), "-o", str(out), "--artifact", str(artifact),
+                                      "--no-profile"])
+    assert quiet.exit_code == 0 and "measured speedup" not in out.read_text()
+
+
+def profiled_report(tmp_path: Path) -> Path:
+    """The report of :func:`_model` with synthetic decisions and a synthetic measured profile."""
+    from sparseforge import api
+    from sparseforge.report import write
+
+    model = _model(tmp_path)
+    inspected = api.inspect(str(model))
+    decisions = [{"node": "fc1", "fmt": "csr", "kernel": "csr", "predicted_s": 2e-5, "dense_s": 8e-5, "reason": "r"},
+                 {"node": "fc2", "fmt": "dense", "kernel": "dense", "dense_s": 5e-5, "reason": "r"}]
+    profile = {"latency_s": 2e-4, "threads": 1, "onnxruntime_s": 5e-4, "measured_speedup": 2.5,
+               "by_category": {"sparse layers": 3e-5, "dense conv / matmul": 1e-4, "layout transforms": 1e-5},
+               "by_node": {"fc1": 3e-5},
+               "kernels": [{"kernel": "sf_fc1", "category": "sparse layers", "seconds": 3e-5, "calls": 1,
+                            "node": "fc1"}]}
+    return write(inspected, tmp_path / "r.html", manifest={"decisions": decisions, "target": {"name": "x86"}},
+                 profile=profile)
+
+
+def test_profile_shows_measured_time_per_layer_and_predicted_against_measured(tmp_path: Path) -> None:
+    """Layers with their own kernel get a measured time in the table and a point in the predicted-vs-measured
+    plots; the summary states the measured speedup."""
+    page = profiled_report(tmp_path).read_text()
+    assert "measured speedup over ONNX Runtime" in page and "2.50x" in page
+    assert "per layer: predicted vs measured speedup" in page and "per layer: predicted vs measured kernel time" in page
+    row = re.search(r'<tr id="layer-fc1">(.*?)</tr>', page, flags=re.S).group(1)
+    assert ">0.03<" in row  # measured ms of fc1
 
 
 def test_report_refuses_a_folder_without_manifest(tmp_path: Path) -> None:

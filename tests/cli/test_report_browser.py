@@ -68,3 +68,17 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
 
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] >= 2000 and float(np.std(pixels)) > 0.05  # not a blank page
+
+
+def test_profiled_report_in_headless_chromium(tmp_path: Path) -> None:
+    """A report with a measured profile (synthetic numbers): its extra figures and tables render cleanly."""
+    from test_report import profiled_report
+
+    out = profiled_report(tmp_path)
+    dom, console = _run(out.as_uri(), "--dump-dom")
+    assert not console, console
+    svgs = re.findall(r"<svg\b.*?</svg>", dom, flags=re.S)
+    assert all(re.search(r"<(path|image|g)\b", svg) for svg in svgs)
+    assert "where the measured time goes" in dom and "per layer: predicted vs measured speedup" in dom
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _run(out.as_uri(), f"--screenshot={ARTIFACTS / 'report-profiled-screenshot.png'}", "--window-size=1400,1600")
