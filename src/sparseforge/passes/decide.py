@@ -38,6 +38,9 @@ CONSIDERED_STORED_RATIO = 3.0
 #: A predicted speedup within this factor of ``min_speedup`` (either side) is a close call: measured at the
 #: layer's shape when the cost model can (``refine``).
 REFINE_BAND = 2.0
+#: The band for k x k convolutions: the performance model predicts them through the 1x1 conv fits (a proxy that
+#: was off by up to 1.9x on ResNet-18 layers), so a wider range of predictions is measured.
+CONV_REFINE_BAND = 3.0
 
 META_DECISION = "sparseforge.decision"
 PROV_DECISION = "pkg.sparseforge.decision"
@@ -253,7 +256,8 @@ class DecideFormatPass(ReportingPass):
         relative = getattr(self.cost_model, "unit", "s") == "relative"
         source = getattr(self.cost_model, "prediction_source", "predicted")
         refine = getattr(self.cost_model, "refine", None)
-        close = 1.0 / REFINE_BAND <= dense_s / (t * self.min_speedup) <= REFINE_BAND
+        band = CONV_REFINE_BAND if cand.kind == "conv" else REFINE_BAND
+        close = 1.0 / band <= dense_s / (t * self.min_speedup) <= band
         if refine is not None and (close or self.refine_all):
             measured = refine(fmt, cand.m, n, k, density=density, **option.predict_kwargs(), kind=cand.cost_kind)
             if measured is not None:  # a close call: measured at this shape, interleaved with dense

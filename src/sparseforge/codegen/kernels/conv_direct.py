@@ -7,10 +7,10 @@ with every weight entry addressing a *shifted window* of one prepared input plan
 
 * **Phases.** With stride ``s`` the padded input is split into ``s_h * s_w`` phase planes
   ``P[ci, a, c][i, j] = Xpad[ci, i s_h + a, j s_w + c]`` (space-to-depth); tap ``(i, j)`` of a stride-``s`` conv
-  reads phase ``(i d % s_h, j d % s_w)`` at offset ``(i d // s_h, j d // s_w)``: a stride-1 tap. Stride 1 has one
-  phase (the zero-padded input).
+  reads phase ``(i d % s_h, j d % s_w)`` at offset ``(i d // s_h, j d // s_w)``: a stride-1 tap. Only the phases
+  some tap reads are kept (a strided 1x1 conv keeps one). Stride 1 has one phase (the zero-padded input).
 * **Prepared input.** A prologue writes the phase planes (zero padding included) into a workspace
-  ``Xs[B, C' * Hq * Wq]`` (``C' = Cin s_h s_w``), with ``Hq = OH + max row offset + 1`` and
+  ``Xs[B, C' * Hq * Wq]`` (``C' = Cin * phases``), with ``Hq = OH + max row offset + 1`` and
   ``Wq = OW + max column offset``, reading the input in NCHW or NCHW{L}c.
 * **Sweep.** Output positions ``q = oh * Wq + ow`` run contiguously over ``OH * Wq`` (``ow >= OW`` are computed
   and dropped): entry ``(co, ci, i, j)`` adds ``w * Xs[b, off + q]`` with
@@ -41,7 +41,7 @@ from .conv1x1_nchwc import from_nchwc, to_nchwc
 
 
 class Geometry:
-    """The prepared-input geometry of a :class:`ConvSpec`: phases, plane sizes and per-column offsets."""
+    """The prepared-input geometry of a :class:`ConvSpec`: the phases some tap reads, plane sizes, offsets."""
 
     def __init__(self, spec: ConvSpec):
         self.spec = spec
@@ -51,19 +51,23 @@ class Geometry:
         self.col_off = ((kw - 1) * dw) // sw
         self.hq = self.oh + self.row_off + 1
         self.wq = self.ow + self.col_off
-        self.phases = sh * sw
+        #: (row phase, column phase) of every plane kept per input channel: only those some tap reads (a strided
+        #: 1x1 conv keeps one of its s_h * s_w phases)
+        self.phase_list = sorted({((i * dh) % sh, (j * dw) % sw) for i in range(kh) for j in range(kw)})
+        self.phases = len(self.phase_list)
         self.planes = spec.x_shape[1] * self.phases
         self.plane = self.hq * self.wq
         self.width = self.oh * self.wq
 
     def offsets(self) -> np.ndarray:
-        """``off[co_group, col]``: the Xs offset of reduction column ``col`` for output channels of each group,
+        """``off[group, col]``: the Xs offset of reduction column ``col`` for the output channels of each group,
         shape ``[G, Cin/G * kh * kw]`` (int64)."""
         spec = self.spec
         (kh, kw), (sh, sw), (dh, dw) = spec.kernel, spec.strides, spec.dilations
         ci, i, j = np.meshgrid(np.arange(spec.cin_per_group), np.arange(kh), np.arange(kw), indexing="ij")
         ci, i, j = ci.ravel(), i.ravel(), j.ravel()
-        phase = ((i * dh) % sh) * sw + (j * dw) % sw
+        index = {phase: p for p, phase in enumerate(self.phase_list)}
+        phase = np.array([index[((a * dh) % sh, (b * dw) % sw)] for a, b in zip(i, j)], np.int64)
         local = ((i * dh) // sh) * self.wq + (j * dw) // sw
         groups = np.arange(spec.group)[:, None] * spec.cin_per_group
         return ((groups + ci[None, :]) * self.phases + phase[None, :]) * self.plane + local[None, :]
@@ -158,30 +162,30 @@ def _direct_io(src, spec: ConvSpec, geo: Geometry, tgt, lanes: int | None) -> Co
     def prologue(src):
         src(f'Xs = T.alloc_buffer(({b_}, {geo.planes * geo.plane}), "float32")')
         src(f'Yw = T.alloc_buffer(({b_}, {n}, {geo.width}), "float32")')
-        tasks = b_ * geo.planes
-        with src.block(f"for bp in {parallel_or_serial(tgt.threads, tasks)}({tasks}):"):
-            src.let("b", f"bp // {geo.planes}")
-            src.let("pl_", f"bp % {geo.planes}")
-            src.let("ci", f"pl_ // {geo.phases}")
-            src.let("pa", f"pl_ % {geo.phases} // {sw}")
-            src.let("pc", f"pl_ % {sw}")
-            # valid columns j: 0 <= j * sw + pc - pl < w
-            src.let("j0", f"T.max(0, ({pl} - pc + {sw - 1}) // {sw})")
-            src.let("j1", f"T.max(j0, T.min({wq}, ({w - 1 + pl} - pc) // {sw} + 1))")
-            base = f"bp % {geo.planes} * {geo.plane}"
-            with src.block(f"for i in T.serial({hq}):"):
-                src.let("ih", f"i * {sh} + pa - {pt}")
-                row = f"{base} + i * {wq}"
-                with src.block(f"if 0 <= ih and ih < {h}:"):
-                    with src.block("for j in T.serial(j0):"):
-                        src(f"Xs[b, {row} + j] = T.float32(0)")
-                    with src.block("for j in T.serial(j0, j1):"):
-                        src(f"Xs[b, {row} + j] = {x_at('b', 'ci', 'ih', f'j * {sw} + pc - {pl}')}")
-                    with src.block(f"for j in T.serial(j1, {wq}):"):
-                        src(f"Xs[b, {row} + j] = T.float32(0)")
-                with src.block("else:"):
-                    with src.block(f"for j in T.serial({wq}):"):
-                        src(f"Xs[b, {row} + j] = T.float32(0)")
+        tasks = b_ * cin
+        for p, (pa, pc) in enumerate(geo.phase_list):  # one loop nest per phase read, phase offsets constant
+            j0 = max(0, -(-(pl - pc) // sw))  # valid columns j: 0 <= j * sw + pc - pl < w
+            j1 = max(j0, min(wq, (w - 1 + pl - pc) // sw + 1))
+            with src.block(f"for bc in {parallel_or_serial(tgt.threads, tasks)}({tasks}):"):
+                src.let("b", f"bc // {cin}")
+                src.let("ci", f"bc % {cin}")
+                base = f"(ci * {geo.phases} + {p}) * {geo.plane}"
+                with src.block(f"for i in T.serial({hq}):"):
+                    src.let("ih", f"i * {sh} + {pa - pt}")
+                    row = f"{base} + i * {wq}"
+                    with src.block(f"if 0 <= ih and ih < {h}:"):
+                        if j0:
+                            with src.block(f"for j in T.serial({j0}):"):
+                                src(f"Xs[b, {row} + j] = T.float32(0)")
+                        if j1 > j0:
+                            with src.block(f"for j in T.serial({j0}, {j1}):"):
+                                src(f"Xs[b, {row} + j] = {x_at('b', 'ci', 'ih', f'j * {sw} + {pc - pl}')}")
+                        if wq > j1:
+                            with src.block(f"for j in T.serial({j1}, {wq}):"):
+                                src(f"Xs[b, {row} + j] = T.float32(0)")
+                    with src.block("else:"):
+                        with src.block(f"for j in T.serial({wq}):"):
+                            src(f"Xs[b, {row} + j] = T.float32(0)")
 
     def store(b, acc, row, off, t0, width, tvw):
         with src.block(f"for vo in T.unroll({width // tvw}):"):
