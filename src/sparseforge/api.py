@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from sparseforge.errors import MissingDependencyError, VerificationError
+from sparseforge.errors import MissingDependencyError, SparseforgeError, VerificationError
 from sparseforge.ir import keys
 from sparseforge.ir.bind import parse_bindings as _parse_bindings
 from sparseforge.ir.dump import start_instruments
@@ -32,7 +32,7 @@ from sparseforge.ir.validate import output_check
 from sparseforge.passes import pipelines
 from sparseforge.passes.analysis import WeightStructure
 from sparseforge.passes.infra import PassReport, Pipeline
-from sparseforge.passes.rewrites.prune import PruneConfig, prune_config_from_options
+from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass, prune_config_from_options
 from sparseforge.runtime.artifact import load as load_artifact
 from sparseforge.runtime.artifact import load_inputs
 from sparseforge.runtime.compare import EXACT_RTOL, FFT_RTOL, Comparison, compare, default_rtol, output_dtypes
@@ -175,7 +175,13 @@ class PruneResult:
     before: ModelStats
     after: ModelStats
     reports: list[PassReport]
-    output_deviation: Comparison
+    output_deviation: Comparison | None
+    #: with calibration data: {"source", "random", "calibration_samples", "heldout_samples"}
+    calibration: dict[str, Any] | None = None
+    #: per output on the held-out samples: relative_l2, cosine, max_abs (top1_agreement for classifiers)
+    accuracy: list[dict[str, Any]] | None = None
+    #: per pruned layer: relative output (reconstruction) error on the calibration inputs
+    layer_errors: dict[str, float] | None = None
 
     @property
     def prune_report(self) -> PassReport:
@@ -185,23 +191,57 @@ class PruneResult:
         return {"output": str(self.output), "before": self.before.to_dict(), "after": self.after.to_dict(),
                 "layers": self.prune_report.details["layers"],
                 "relative_weight_error": self.prune_report.details["relative_weight_error"],
-                "output_deviation": self.output_deviation.to_dict(),
-                "passes": [r.to_dict() for r in self.reports]}
+                "output_deviation": self.output_deviation.to_dict() if self.output_deviation else None,
+                "calibration": self.calibration, "accuracy": self.accuracy, "layer_errors": self.layer_errors,
+                "approximate": True, "passes": [r.to_dict() for r in self.reports]}
 
 
 def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_inputs: Any = None, *,
           input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
-          freeze_initializer_inputs: bool = False) -> PruneResult:
-    """Prune (approximate) and write the model; reports weight error and output deviation on random inputs."""
+          freeze_initializer_inputs: bool = False, calibration: str | None = None,
+          holdout: float = 0.25) -> PruneResult:
+    """Prune (approximate) and write the model.
+
+    Without ``calibration``: the weight error and the output deviation on random inputs are reported. With
+    ``calibration`` (an ``.npz``, ``FILE.py:LOADER`` or ``random[:N]``, see
+    :mod:`sparseforge.driver.calibration_data`): the data methods (Wanda, SparseGPT) use its first part, and the
+    last ``holdout`` part gives the accuracy report (every output's error on held-out samples). The input is never
+    overwritten."""
     config.validate()
-    out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,))
+    if config.needs_data and calibration is None:
+        raise SparseforgeError(f"--method {config.method} needs calibration data",
+                               hint="--calibration data.npz (arrays by input name, first axis = samples), "
+                                    "FILE.py:LOADER, or --calibration random to prune for random inputs")
+    sources = (source if isinstance(source, (str, os.PathLike)) else None,
+               calibration if calibration and Path(calibration).suffix == ".npz" else None)
+    out = check_output_path(output, sources)
     model = _load(source, example_inputs, input_shapes, allow_invalid_input, freeze_initializer_inputs)
     original = ir.to_proto(model)
     before = model_stats(model, _file_size(source))
-    result = Pipeline(pipelines.prune(config))(model)
-    deviation = compare(original, model, rtol=float("inf"))  # before writing: a failure writes nothing
-    size = save_model(model, out, check=output_check(original, lambda: pipelines.prune(config)))
-    return PruneResult(out, before, model_stats(model, size), result.reports, deviation)
+    if calibration is None:
+        result = Pipeline(pipelines.prune(config))(model)
+        deviation = compare(original, model, rtol=float("inf"))  # before writing: a failure writes nothing
+        size = save_model(model, out, check=output_check(original, lambda: pipelines.prune(config)))
+        return PruneResult(out, before, model_stats(model, size), result.reports, deviation)
+    from sparseforge.driver import calibrated_prune, calibration_data  # ONNX Runtime flows, no TVM
+
+    data = calibration_data.load(calibration, model)
+    fit, held = data.split(holdout)
+    canonical = Pipeline(pipelines.canonicalize())(model)
+    stats = calibrated_prune.collect_stats(model, fit) if config.needs_data else {}
+    dense = calibrated_prune.dense_weights(model, stats)
+    pruning = Pipeline([PrunePass(dataclasses.replace(config, stats=stats))])(model)
+    reports = [*canonical.reports, *pruning.reports]
+    accuracy = calibrated_prune.output_errors(original, ir.to_proto(model), held) if held is not None else None
+    errors = calibrated_prune.layer_errors(dense, model, stats) if stats else None
+    if data.random:
+        pruning.report("Prune").warn("random-calibration", "calibrated on random inputs, not on your data: the "
+                                     "accuracy report says how random inputs fare, not how your data will")
+    size = save_model(model, out, check=output_check(original, lambda: [*pipelines.canonicalize(),
+                                                                          PrunePass(config)]))
+    info = {"source": data.source, "random": data.random, "calibration_samples": fit.runs * fit.batch,
+            "heldout_samples": held.runs * held.batch if held is not None else 0}
+    return PruneResult(out, before, model_stats(model, size), reports, None, info, accuracy, errors)
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -218,10 +258,11 @@ def parse_bindings(bindings: Sequence[str]) -> dict[str, Any] | None:
 
 
 def prune_config(method: str, sparsity: float | None = None, nm: str = "2:4", block: str = "4x1",
-                 global_scope: bool = False, skip: Sequence[str] = (), max_weight_error: float | None = None
-                 ) -> PruneConfig:
+                 global_scope: bool = False, skip: Sequence[str] = (), max_weight_error: float | None = None,
+                 pattern: str = "unstructured") -> PruneConfig:
     """A :class:`PruneConfig` from the CLI's option values (validated, clear errors)."""
-    return prune_config_from_options(method, sparsity, nm, block, global_scope, tuple(skip), max_weight_error)
+    return prune_config_from_options(method, sparsity, nm, block, global_scope, tuple(skip), max_weight_error,
+                                     pattern)
 
 
 # ------------------------------------------------------------------------------------------ codegen flows

@@ -274,8 +274,19 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
 @main.command()
 @click.argument("model")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the ONNX file.")
-@click.option("--method", type=click.Choice(["magnitude", "nm", "block", "channel"]), required=True,
-              help="magnitude: unstructured; nm: N:M groups; block: zero blocks; channel: whole output channels.")
+@click.option("--method", type=click.Choice(["magnitude", "nm", "block", "channel", "wanda", "sparsegpt"]),
+              required=True, help="magnitude: unstructured; nm: N:M groups; block: zero blocks; channel: whole output "
+              "channels; wanda / sparsegpt: with --calibration data (Wanda's |w|*||x|| scores; SparseGPT's OBS "
+              "pruning with weight updates), in the --pattern given.")
+@click.option("--pattern", type=click.Choice(["unstructured", "nm", "block"]), default="unstructured",
+              show_default=True, help="What wanda / sparsegpt prune: single weights (--sparsity), N:M groups (--nm) "
+              "or blocks (--block, --sparsity).")
+@click.option("--calibration", default=None, metavar="DATA",
+              help="Calibration samples: data.npz (arrays by input name, first axis = samples), FILE.py:LOADER "
+                   "(returns that mapping), or random[:N] (random inputs, with a warning). Needed by wanda and "
+                   "sparsegpt; with any method it gives the accuracy report on held-out samples.")
+@click.option("--holdout", type=float, default=0.25, show_default=True,
+              help="Fraction of the calibration samples kept for the accuracy report (never used to prune).")
 @click.option("--sparsity", type=float, help="Fraction of weights (blocks, channels) to zero, e.g. 0.9. "
               "Not used by --method nm.")
 @click.option("--nm", default="2:4", show_default=True, help="N:M pattern for --method nm (keep N of every M).")
@@ -291,9 +302,9 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
 @_freeze_option
 @_allow_invalid_option
 @click.pass_context
-def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: float | None, nm: str, block: str,
-          global_scope: bool, skip: tuple[str, ...], max_weight_error: float | None, as_json: bool,
-          shapes: tuple[str, ...], allow_invalid: bool,
+def prune(ctx: click.Context, model: str, output: str, method: str, pattern: str, calibration: str | None,
+          holdout: float, sparsity: float | None, nm: str, block: str, global_scope: bool, skip: tuple[str, ...],
+          max_weight_error: float | None, as_json: bool, shapes: tuple[str, ...], allow_invalid: bool,
           freeze: bool) -> None:
     """Zero weights of MODEL to create sparsity (APPROXIMATE: changes the model's outputs).
 
@@ -306,17 +317,30 @@ def prune(ctx: click.Context, model: str, output: str, method: str, sparsity: fl
     """
 
     def body() -> int:
-        config = api.prune_config(method, sparsity, nm, block, global_scope, skip, max_weight_error)
+        config = api.prune_config(method, sparsity, nm, block, global_scope, skip, max_weight_error, pattern)
         result = api.prune(model, output, config, input_shapes=_input_shapes(shapes),
-                           allow_invalid_input=allow_invalid, freeze_initializer_inputs=freeze)
+                           allow_invalid_input=allow_invalid, freeze_initializer_inputs=freeze,
+                           calibration=calibration, holdout=holdout)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0
-        out.print(render.prune_table(result.prune_report.details["layers"]))
+        out.print(render.prune_table(result.prune_report.details["layers"], result.layer_errors))
         render.pass_reports(out, [result.prune_report])
-        out.print(f"APPROXIMATE: overall relative weight error {result.prune_report.details['relative_weight_error']:.3g}; "
-                  f"output deviation on random inputs: max relative {result.output_deviation.max_rel:.3g}. "
-                  "Validate accuracy on your own data.")
+        weight_error = result.prune_report.details["relative_weight_error"]
+        if result.output_deviation is not None:
+            out.print(f"APPROXIMATE: overall relative weight error {weight_error:.3g}; output deviation on random "
+                      f"inputs: max relative {result.output_deviation.max_rel:.3g}. Validate accuracy on your own "
+                      "data.")
+        else:
+            info = result.calibration
+            out.print(f"calibration: {escape(info['source'])}: {info['calibration_samples']} samples to prune, "
+                      f"{info['heldout_samples']} held out", highlight=False)
+            if result.accuracy:
+                out.print(render.accuracy_table(result.accuracy))
+            out.print(f"APPROXIMATE: overall relative weight error {weight_error:.3g}"
+                      + ("; accuracy measured on held-out calibration samples" if result.accuracy else
+                         "; no held-out samples (--holdout 0): accuracy not measured")
+                      + (" (RANDOM inputs: not your data)" if info["random"] else "") + ".")
         out.print(f"wrote {result.output}")
         return 0
 

@@ -127,14 +127,35 @@ def skipped_layers(console: Console, reports: list[PassReport]) -> None:
                 console.print(f"not analysed: {d.node}: {d.message}", highlight=False, markup=False)
 
 
-def prune_table(layers: list[dict[str, Any]]) -> Table:
+def prune_table(layers: list[dict[str, Any]], output_errors: dict[str, float] | None = None) -> Table:
+    """Per pruned layer: sparsity before/after, relative weight error and (with calibration statistics) the
+    relative error of the layer's output on the calibration inputs."""
     table = Table(title="Pruned weights", header_style="bold")
-    for col in ("node", "shape", "sparsity before", "sparsity after", "weight error"):
+    columns = ["node", "shape", "sparsity before", "sparsity after", "weight error"]
+    if output_errors:
+        columns.append("output error (calibration)")
+    for col in columns:
         table.add_column(col, justify="left" if col == "node" else "right")
     for layer in layers:
-        table.add_row(layer["node"], "x".join(str(d) for d in layer["shape"]), f"{layer['sparsity_before']:.3f}",
-                      f"{layer['sparsity_after']:.3f}",
-                      f"{layer['relative_weight_error']:.3g}" if layer["pruned"] else "kept (budget)")
+        row = [escape(layer["node"]), "x".join(str(d) for d in layer["shape"]), f"{layer['sparsity_before']:.3f}",
+               f"{layer['sparsity_after']:.3f}",
+               f"{layer['relative_weight_error']:.3g}" if layer["pruned"] else "kept (budget)"]
+        if output_errors:
+            err = output_errors.get(layer["node"])
+            row.append("-" if err is None else f"{err:.3g}")
+        table.add_row(*row)
+    return table
+
+
+def accuracy_table(rows: list[dict[str, Any]]) -> Table:
+    """Every output's error on the held-out samples (APPROXIMATE results)."""
+    table = Table(title="APPROXIMATE: accuracy on held-out samples", header_style="bold")
+    for col in ("output", "samples", "relative L2", "cosine", "max abs error", "top-1 agreement"):
+        table.add_column(col, justify="left" if col == "output" else "right")
+    for r in rows:
+        top1 = r.get("top1_agreement")
+        table.add_row(escape(r["output"]), str(r["samples"]), f"{r['relative_l2']:.3g}", f"{r['cosine']:.5f}",
+                      f"{r['max_abs']:.3g}", "-" if top1 is None else f"{100 * top1:.1f}%")
     return table
 
 

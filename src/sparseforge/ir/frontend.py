@@ -519,36 +519,41 @@ def _split_factory_spec(text: str) -> tuple[str, str] | None:
     return None
 
 
-def _run_factory(file: str, factory_name: str) -> tuple[Any, Any]:
-    """Import ``file`` and call ``factory_name()``; it must return ``(torch module, example_inputs)``."""
-    where = f"{file}:{factory_name}"
+def call_python(file: str, function_name: str, error=ModelLoadError) -> Any:
+    """Import the Python file ``file`` and return ``function_name()`` (errors as ``error``, no traceback)."""
+    where = f"{file}:{function_name}"
     path = Path(file)
     if not path.is_file():
-        raise ModelLoadError("no such Python file", where=where)
+        raise error("no such Python file", where=where)
     module_name = f"_sparseforge_factory_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise ModelLoadError("cannot import the Python file", where=where)
+        raise error("cannot import the Python file", where=where)
     py_module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         spec.loader.exec_module(py_module)
     except Exception as exc:
-        raise ModelLoadError(f"importing the file failed: {type(exc).__name__}: {_first_line(exc)}",
-                             where=where) from None
+        raise error(f"importing the file failed: {type(exc).__name__}: {_first_line(exc)}", where=where) from None
     finally:
         sys.path.pop(0)
-    factory = getattr(py_module, factory_name, None)
-    if not callable(factory):
+    function = getattr(py_module, function_name, None)
+    if not callable(function):
         available = sorted(n for n, v in vars(py_module).items() if callable(v) and not n.startswith("_"))
-        raise ModelLoadError(f"the file has no function '{factory_name}'", where=where,
-                             hint=f"functions defined there: {', '.join(available) or 'none'}")
+        raise error(f"the file has no function '{function_name}'", where=where,
+                    hint=f"functions defined there: {', '.join(available) or 'none'}")
     try:
-        result = factory()
+        return function()
     except Exception as exc:
-        raise ModelLoadError(f"the factory raised {type(exc).__name__}: {_first_line(exc)}", where=where) from None
+        raise error(f"the function raised {type(exc).__name__}: {_first_line(exc)}", where=where) from None
+
+
+def _run_factory(file: str, factory_name: str) -> tuple[Any, Any]:
+    """Import ``file`` and call ``factory_name()``; it must return ``(torch module, example_inputs)``."""
+    result = call_python(file, factory_name)
     if not (isinstance(result, tuple) and len(result) == 2 and _is_torch_module(result[0])):
-        raise ModelLoadError("the factory must return (torch.nn.Module, example_inputs)", where=where,
+        raise ModelLoadError("the factory must return (torch.nn.Module, example_inputs)",
+                             where=f"{file}:{factory_name}",
                              hint="e.g. return model.eval(), (torch.randn(1, 3, 224, 224),)")
     return result
 

@@ -6,7 +6,14 @@ Methods, all in the ``(output, reduction)`` view of :mod:`sparseforge.ir.weights
 * ``nm``: N:M along the reduction axis; in every group of M consecutive weights keep the N largest;
 * ``block``: ``rows x cols`` blocks; zero the blocks with the smallest L2 norm;
 * ``channel``: output channels; zero the rows with the smallest L2 norm (the bias is kept, so the channel
-  outputs the constant act(b), which ShrinkChannels folds into the consumers exactly).
+  outputs the constant act(b), which ShrinkChannels folds into the consumers exactly);
+* ``wanda`` (calibration data): ``|w| * ||x_j||`` compared per output row (unstructured), per group of M (``nm``
+  pattern) or per block (``block`` pattern); values kept, only the mask uses data;
+* ``sparsegpt`` (calibration data): SparseGPT's blockwise OBS pruning with weight updates, for the same patterns.
+
+The data methods take per-layer input statistics (:class:`~sparseforge.passes.calibrated.stats.LayerStats`, by
+node name) in ``PruneConfig.stats``; a layer without statistics (a constant left operand) is pruned by magnitude
+and says so.
 
 ``scope="layer"`` prunes each weight to the target sparsity; ``scope="global"`` uses one threshold over all
 selected weights. Pruning changes the model's outputs: the report gives each layer's relative weight error
@@ -17,17 +24,21 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx_ir as ir
 
 from sparseforge.errors import SparseforgeError
 from sparseforge.ir.weights import WeightView, quantized_views, weight_views
+from sparseforge.passes.calibrated import sparsegpt, wanda
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 
-METHODS = ("magnitude", "nm", "block", "channel")
+METHODS = ("magnitude", "nm", "block", "channel", "wanda", "sparsegpt")
+#: Methods that need calibration data (``PruneConfig.stats``).
+DATA_METHODS = ("wanda", "sparsegpt")
+PATTERNS = ("unstructured", "nm", "block")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +50,23 @@ class PruneConfig:
     scope: str = "layer"
     skip: tuple[str, ...] = ()
     max_weight_error: float | None = None
+    pattern: str = "unstructured"  # of the data methods: unstructured, nm or block
+    stats: Mapping | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def needs_data(self) -> bool:
+        return self.method in DATA_METHODS
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise SparseforgeError(f"unknown pruning method '{self.method}'", hint=f"use one of {', '.join(METHODS)}")
-        if self.method != "nm":
+        if self.needs_data:
+            if self.pattern not in PATTERNS:
+                raise SparseforgeError(f"unknown pattern '{self.pattern}'", hint=f"use one of {', '.join(PATTERNS)}")
+            if self.scope == "global":
+                raise SparseforgeError(f"--method {self.method} prunes each layer against its own inputs; --global "
+                                       "does not apply to it")
+        if self.method != "nm" and not (self.needs_data and self.pattern == "nm"):
             if self.sparsity is None:
                 raise SparseforgeError(f"--sparsity is required for --method {self.method}",
                                        hint="e.g. --sparsity 0.9 zeroes 90% of the weights")
@@ -56,7 +79,7 @@ class PruneConfig:
             raise SparseforgeError(f"bad block shape {self.block[0]}x{self.block[1]}")
         if self.scope not in ("layer", "global"):
             raise SparseforgeError(f"unknown scope '{self.scope}'", hint="use layer or global")
-        if self.method == "nm" and self.scope == "global":
+        if (self.method == "nm" or self.pattern == "nm" and self.needs_data) and self.scope == "global":
             raise SparseforgeError("N:M pruning is per group; --global does not apply to it")
 
 
@@ -167,11 +190,46 @@ class PrunePass(ReportingPass):
             return np.repeat(keep[:, None], shape[1], axis=1)
         return keep
 
+    def _data_pruned(self, view: WeightView, mat: np.ndarray, report: PassReport) -> np.ndarray:
+        """The weight pruned by a data method (Wanda's mask, or SparseGPT's pruned and updated weight)."""
+        c = self.config
+        stats = (c.stats or {}).get(view.name)
+        if stats is None:
+            report.note("fallback.magnitude", f"no calibration statistics for this layer (its input is not the "
+                        f"left operand, or its shape is not static): pruned by magnitude", view.name)
+            return np.where(self._pattern_mask(magnitude_scores(mat)), mat, np.zeros((), mat.dtype))
+        groups = stats.hessian.shape[0]
+        rows = mat.shape[0] // groups
+        if c.method == "wanda":
+            score = wanda.scores(mat, stats.column_norms, rows)
+            keep = wanda.row_mask(score, c.sparsity) if c.pattern == "unstructured" else self._pattern_mask(score)
+            return np.where(keep, mat, np.zeros((), mat.dtype))
+        out = np.empty_like(mat)
+        for g in range(groups):
+            part = mat[g * rows:(g + 1) * rows]
+            out[g * rows:(g + 1) * rows] = sparsegpt.prune(
+                part, stats.hessian[g], sparsity=None if c.pattern == "nm" else c.sparsity,
+                nm=c.nm if c.pattern == "nm" else None, block=c.block if c.pattern == "block" else None)
+        return out
+
+    def _pattern_mask(self, score: np.ndarray) -> np.ndarray:
+        """Keep-mask of the configured pattern from per-weight scores (per layer)."""
+        c = self.config
+        if c.pattern == "nm" or c.method == "nm":
+            return nm_mask(score, *c.nm)
+        if c.pattern == "block" or c.method == "block":
+            return expand_blocks(keep_largest(block_scores(score, *c.block), c.sparsity), *c.block, score.shape)
+        return keep_largest(score, c.sparsity)
+
     def run(self, model: ir.Model, report: PassReport) -> None:
         c = self.config
         views = self._selected(model, report)
         masks: dict[int, np.ndarray] = {}
-        if c.method == "nm":
+        pruned_by: dict[int, np.ndarray] = {}
+        if c.needs_data:
+            for view in views:
+                pruned_by[id(view.node)] = self._data_pruned(view, view.matrix(), report)
+        elif c.method == "nm":
             for view in views:
                 masks[id(view.node)] = nm_mask(view.matrix(), *c.nm)
         elif c.scope == "layer":
@@ -191,7 +249,8 @@ class PrunePass(ReportingPass):
         total_sq, total_err_sq = 0.0, 0.0
         for view in views:
             mat = view.matrix()
-            pruned = np.where(masks[id(view.node)], mat, np.zeros((), dtype=mat.dtype))
+            pruned = pruned_by[id(view.node)] if c.needs_data else \
+                np.where(masks[id(view.node)], mat, np.zeros((), dtype=mat.dtype))
             norm = float(np.sqrt(np.sum(mat.astype(np.float64) ** 2)))
             err = float(np.sqrt(np.sum((mat.astype(np.float64) - pruned) ** 2)))
             rel = err / norm if norm else 0.0
@@ -225,7 +284,8 @@ class PrunePass(ReportingPass):
 
 
 def prune_config_from_options(method: str, sparsity: float | None, nm: str, block: str, global_scope: bool,
-                              skip: Sequence[str], max_weight_error: float | None) -> PruneConfig:
+                              skip: Sequence[str], max_weight_error: float | None,
+                              pattern: str = "unstructured") -> PruneConfig:
     return PruneConfig(method=method, sparsity=sparsity, nm=parse_pair(nm, ":", "N:M pattern"),
                        block=parse_pair(block, "x", "block shape"), scope="global" if global_scope else "layer",
-                       skip=tuple(skip), max_weight_error=max_weight_error)
+                       skip=tuple(skip), max_weight_error=max_weight_error, pattern=pattern)
