@@ -333,7 +333,7 @@ def prune(ctx: click.Context, model: str, output: str, method: str, pattern: str
                       "data.")
         else:
             info = result.calibration
-            out.print(f"calibration: {escape(info['source'])}: {info['calibration_samples']} samples to prune, "
+            out.print(f"calibration: {info['source']}: {info['calibration_samples']} samples to prune, "
                       f"{info['heldout_samples']} held out", highlight=False)
             if result.accuracy:
                 out.print(render.accuracy_table(result.accuracy))

@@ -137,7 +137,7 @@ def prune_table(layers: list[dict[str, Any]], output_errors: dict[str, float] | 
     for col in columns:
         table.add_column(col, justify="left" if col == "node" else "right")
     for layer in layers:
-        row = [escape(layer["node"]), "x".join(str(d) for d in layer["shape"]), f"{layer['sparsity_before']:.3f}",
+        row = [layer["node"], "x".join(str(d) for d in layer["shape"]), f"{layer['sparsity_before']:.3f}",
                f"{layer['sparsity_after']:.3f}",
                f"{layer['relative_weight_error']:.3g}" if layer["pruned"] else "kept (budget)"]
         if output_errors:
@@ -154,7 +154,7 @@ def accuracy_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(col, justify="left" if col == "output" else "right")
     for r in rows:
         top1 = r.get("top1_agreement")
-        table.add_row(escape(r["output"]), str(r["samples"]), f"{r['relative_l2']:.3g}", f"{r['cosine']:.5f}",
+        table.add_row(r["output"], str(r["samples"]), f"{r['relative_l2']:.3g}", f"{r['cosine']:.5f}",
                       f"{r['max_abs']:.3g}", "-" if top1 is None else f"{100 * top1:.1f}%")
     return table
 

@@ -115,6 +115,11 @@ def load(spec: str, model: ir.Model, *, seed: int = 0) -> CalibrationData:
     if not path.is_file():
         raise CalibrationDataError("no such calibration file", where=text,
                                    hint="give an .npz of arrays by input name, FILE.py:LOADER, or random")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise CalibrationDataError("not a readable .npz file (not a zip archive)", where=text,
+                                   hint="write it with numpy.savez(path, input_name=array)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {name: npz[name] for name in npz.files}
