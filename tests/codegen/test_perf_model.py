@@ -90,3 +90,27 @@ def test_a_kernel_that_cannot_be_built_at_a_shape_is_not_predicted_there(tmp_pat
     assert model.refine("csr", 8, 100, 60, density=0.1) is None
     assert model.predict("csr", 8, 100, 60, density=0.1) is None
     assert model.predict("csr", 8, 100, 61, density=0.1) is not None
+
+
+def test_conv_layers_are_predicted_through_the_1x1_fits_and_measured_at_their_geometry(tmp_path) -> None:
+    """A k x k conv (kind = its geometry key) is predicted by the conv1x1 fits, the sparse side over the
+    ``OH * Wq`` positions the direct kernel sweeps; a refine measures it under its own key."""
+    from sparseforge.codegen.cost.measured import model_shape
+    from sparseforge.ir.conv import ConvSpec
+
+    spec = ConvSpec((1, 64, 28, 28), 128, (3, 3), (2, 2), (1, 1, 1, 1))
+    key = spec.key()
+    assert model_shape("dense", key, spec.m) == ("conv1x1", spec.m)
+    assert model_shape("csr", key, spec.m) == ("conv1x1", 14 * (14 + 1))
+    assert model_shape("csr", "matmul", 7) == ("matmul", 7)
+    timer = _FakeTimer()
+    table = CalibrationTable("cpu", 1, path=tmp_path / "t.json")
+    model = MeasuredCostModel(table, timer, perf=PerfModel("cpu", 1, path=tmp_path / "p.json"),
+                              progress=lambda *a: None)
+    dense = model.predict("dense", spec.m, 128, spec.reduction, kind=key)
+    sparse = model.predict("csr", spec.m, 128, spec.reduction, density=0.1, kind=key)
+    assert model.perf.get("csr", "conv1x1") is not None and model.perf.get("csr", key) is None
+    assert sparse < dense
+    built = timer.built
+    assert model.refine("csr", spec.m, 128, spec.reduction, density=0.1, kind=key) is not None
+    assert timer.built == built + 2 and any(k.startswith(f"csr|{key}|") for k in table.entries)
