@@ -228,7 +228,7 @@ def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_i
     data = calibration_data.load(calibration, model)
     fit, held = data.split(holdout)
     canonical = Pipeline(pipelines.canonicalize())(model)
-    stats = calibrated_prune.collect_stats(model, fit) if config.needs_data else {}
+    stats = calibrated_prune.collect_stats(model, fit) if config.needs_data or config.method == "group" else {}
     dense = calibrated_prune.dense_weights(model, stats)
     pruning = Pipeline([PrunePass(dataclasses.replace(config, stats=stats))])(model)
     reports = [*canonical.reports, *pruning.reports]

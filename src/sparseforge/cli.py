@@ -274,10 +274,11 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
 @main.command()
 @click.argument("model")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the ONNX file.")
-@click.option("--method", type=click.Choice(["magnitude", "nm", "block", "channel", "wanda", "sparsegpt"]),
+@click.option("--method", type=click.Choice(["magnitude", "nm", "block", "channel", "group", "wanda", "sparsegpt"]),
               required=True, help="magnitude: unstructured; nm: N:M groups; block: zero blocks; channel: whole output "
-              "channels; wanda / sparsegpt: with --calibration data (Wanda's |w|*||x|| scores; SparseGPT's OBS "
-              "pruning with weight updates), in the --pattern given.")
+              "channels, each layer on its own; group: coupled channel groups (DepGraph), all removed by `export`; "
+              "wanda / sparsegpt: with --calibration data (Wanda's |w|*||x|| scores; SparseGPT's OBS pruning with "
+              "weight updates), in the --pattern given.")
 @click.option("--pattern", type=click.Choice(["unstructured", "nm", "block"]), default="unstructured",
               show_default=True, help="What wanda / sparsegpt prune: single weights (--sparsity), N:M groups (--nm) "
               "or blocks (--block, --sparsity).")

@@ -9,7 +9,10 @@ Methods, all in the ``(output, reduction)`` view of :mod:`sparseforge.ir.weights
   outputs the constant act(b), which ShrinkChannels folds into the consumers exactly);
 * ``wanda`` (calibration data): ``|w| * ||x_j||`` compared per output row (unstructured), per group of M (``nm``
   pattern) or per block (``block`` pattern); values kept, only the mask uses data;
-* ``sparsegpt`` (calibration data): SparseGPT's blockwise OBS pruning with weight updates, for the same patterns.
+* ``sparsegpt`` (calibration data): SparseGPT's blockwise OBS pruning with weight updates, for the same patterns;
+* ``group``: coupled channel groups of the channel graph (DepGraph), zeroed so that ShrinkChannels (``export``)
+  removes every pruned channel exactly (:mod:`sparseforge.passes.rewrites.channel_groups`); with calibration
+  statistics the importance weighs each input column by its energy.
 
 The data methods take per-layer input statistics (:class:`~sparseforge.passes.calibrated.stats.LayerStats`, by
 node name) in ``PruneConfig.stats``; a layer without statistics (a constant left operand) is pruned by magnitude
@@ -35,7 +38,7 @@ from sparseforge.passes.calibrated import sparsegpt, wanda
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.infra import PassReport, ReportingPass
 
-METHODS = ("magnitude", "nm", "block", "channel", "wanda", "sparsegpt")
+METHODS = ("magnitude", "nm", "block", "channel", "group", "wanda", "sparsegpt")
 #: Methods that need calibration data (``PruneConfig.stats``).
 DATA_METHODS = ("wanda", "sparsegpt")
 PATTERNS = ("unstructured", "nm", "block")
@@ -221,8 +224,46 @@ class PrunePass(ReportingPass):
             return expand_blocks(keep_largest(block_scores(score, *c.block), c.sparsity), *c.block, score.shape)
         return keep_largest(score, c.sparsity)
 
+    def _replace(self, model: ir.Model, view: WeightView, matrix: np.ndarray) -> None:
+        new = new_initializer(model, f"{view.weight.name}_pruned", view.to_stored(matrix))
+        for user, index in list(view.weight.uses()):
+            user.replace_input_with(index, new)
+
+    def _run_groups(self, model: ir.Model, report: PassReport) -> None:
+        """``group``: prune coupled channel groups (see :mod:`.channel_groups`)."""
+        from sparseforge.passes.rewrites.channel_groups import GroupPruner
+
+        before = {v.name: np.array(v.matrix(), np.float64) for v in self._selected(model, report)}
+        chosen = GroupPruner(model, self.config.sparsity, self.config.stats).run(
+            lambda view, matrix: self._replace(model, view, matrix))
+        layers, total_sq, total_err_sq = [], 0.0, 0.0
+        for view in weight_views(model.graph):
+            if view.name not in before:
+                continue
+            mat, old = view.matrix().astype(np.float64), before[view.name]
+            norm = float(np.sqrt(np.sum(old ** 2)))
+            err = float(np.sqrt(np.sum((old - mat) ** 2)))
+            total_sq += norm ** 2
+            total_err_sq += err ** 2
+            layers.append({"node": view.name, "weight": view.weight.name, "shape": list(mat.shape),
+                           "sparsity_before": 1.0 - np.count_nonzero(old) / old.size,
+                           "sparsity_after": 1.0 - np.count_nonzero(mat) / mat.size,
+                           "relative_weight_error": err / norm if norm else 0.0, "pruned": True})
+            if err:
+                self.stamp(view.node, f"pruned (channel groups): weight error {err / norm if norm else 0:.3g}")
+                report.changed("pruned", f"channel groups: sparsity {layers[-1]['sparsity_before']:.2f} -> "
+                               f"{layers[-1]['sparsity_after']:.2f}", view.name)
+        ir.passes.common.RemoveUnusedNodesPass()(model)
+        report.counts["channel groups pruned"] = len(chosen)
+        report.details.update(layers=layers, method="group", groups=len(chosen),
+                              relative_weight_error=float(np.sqrt(total_err_sq / total_sq)) if total_sq else 0.0)
+        report.warn("approximate", "pruning changes the model's outputs; check its accuracy on your own data")
+
     def run(self, model: ir.Model, report: PassReport) -> None:
         c = self.config
+        if c.method == "group":
+            self._run_groups(model, report)
+            return
         views = self._selected(model, report)
         masks: dict[int, np.ndarray] = {}
         pruned_by: dict[int, np.ndarray] = {}
@@ -270,9 +311,7 @@ class PrunePass(ReportingPass):
             layers.append(entry)
             if np.array_equal(pruned, mat):
                 continue
-            new = new_initializer(model, f"{view.weight.name}_pruned", view.to_stored(pruned))
-            for user, index in list(view.weight.uses()):
-                user.replace_input_with(index, new)
+            self._replace(model, view, pruned)
             self.stamp(view.node, f"pruned ({c.method}): weight error {rel:.3g}")
             report.changed("pruned", f"sparsity {entry['sparsity_before']:.2f} -> {entry['sparsity_after']:.2f}, "
                            f"relative weight error {rel:.3g}", view.name)
