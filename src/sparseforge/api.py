@@ -359,6 +359,50 @@ def profile(artifact: str | os.PathLike, reference: Any = None, *, repeats: int 
     return _driver("profile").profile_artifact(artifact, proto, repeats=repeats, rounds=rounds, threads=threads)
 
 
+@dataclasses.dataclass
+class CompressResult:
+    output: Path
+    before: ModelStats
+    after: ModelStats
+    reports: list[PassReport]
+    #: layers (level, kernel, layer_error, dense_ms, predicted_ms), predicted_speedup, calibration_error, accuracy
+    report: dict[str, Any]
+    calibration: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "before": self.before.to_dict(), "after": self.after.to_dict(),
+                "approximate": True, "calibration": self.calibration, **self.report}
+
+
+def compress(source: Any, output: str | os.PathLike, *, calibration: str, target: str = "x86",
+             threads: int | None = None, max_output_error: float | None = None, speedup: float | None = None,
+             holdout: float = 0.25, example_inputs: Any = None,
+             input_shapes: Mapping[str, Sequence[int]] | None = None,
+             allow_invalid_input: bool = False) -> CompressResult:
+    """Per layer, the sparsity (SparseGPT, unstructured levels and 2:4) that minimizes ``target``'s predicted
+    latency with the measured output error on the calibration data within ``max_output_error`` (or the least error
+    reaching the predicted ``speedup``); writes the model and measures it on the held-out part. APPROXIMATE; see
+    :mod:`sparseforge.driver.compress`."""
+    out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,
+                                     calibration if Path(calibration).suffix == ".npz" else None))
+    flow = _driver("compress")
+    from sparseforge.driver import calibration_data
+
+    resolved = _driver("compile").resolve_target(target, threads)
+    cost_model = resolved.family.cost_model(resolved.description, resolved.kernel_target)
+    model = _load(source, example_inputs, input_shapes, allow_invalid_input)
+    original = ir.to_proto(model)
+    before = model_stats(model, _file_size(source))
+    data = calibration_data.load(calibration, model)
+    fit, held = data.split(holdout)
+    canonical = Pipeline(pipelines.canonicalize())(model)
+    report = flow.compress(model, fit, held, cost_model, max_output_error=max_output_error, speedup=speedup)
+    size = save_model(model, out, check=output_check(original, lambda: pipelines.canonicalize()))
+    info = {"source": data.source, "random": data.random, "calibration_samples": fit.runs * fit.batch,
+            "heldout_samples": held.runs * held.batch if held is not None else 0, "target": target}
+    return CompressResult(out, before, model_stats(model, size), canonical.reports, report, info)
+
+
 def explain(source: Any, layer: str, example_inputs: Any = None, *, target: str = "x86",
             threads: int | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
             allow_invalid_input: bool = False, calibrate: bool = True):

@@ -348,6 +348,57 @@ def prune(ctx: click.Context, model: str, output: str, method: str, pattern: str
     _run(ctx.obj["debug"], body)
 
 
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the ONNX file.")
+@click.option("--calibration", required=True, metavar="DATA",
+              help="Calibration samples: data.npz (arrays by input name, first axis = samples), FILE.py:LOADER, "
+                   "or random[:N] (random inputs, with a warning).")
+@click.option("--target", default="x86", show_default=True, help="Whose cost model predicts the layer times.")
+@click.option("--threads", type=int, default=None, help="Threads the target runs with (default: all cores).")
+@click.option("--max-output-error", type=float, default=None,
+              help="Budget: the largest relative L2 error of any output, measured on the calibration samples.")
+@click.option("--speedup", type=float, default=None,
+              help="Goal instead of a budget: the predicted speedup of the weight layers to reach, at the least error.")
+@click.option("--holdout", type=float, default=0.25, show_default=True,
+              help="Fraction of the samples kept for the accuracy report (never used to choose).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON document.")
+@_shape_option
+@_allow_invalid_option
+@click.pass_context
+def compress(ctx: click.Context, model: str, output: str, calibration: str, target: str, threads: int | None,
+             max_output_error: float | None, speedup: float | None, holdout: float, as_json: bool,
+             shapes: tuple[str, ...], allow_invalid: bool) -> None:
+    """Choose per layer the sparsity (SparseGPT: 50-95% unstructured or 2:4) that makes MODEL fastest on the target
+    within an output-error budget (--max-output-error E), or the least error for a speedup (--speedup S)
+    (APPROXIMATE). Layer times come from the compiler's cost model; the error is measured with ONNX Runtime on the
+    calibration samples, and reported on held-out ones.
+    """
+
+    def body() -> int:
+        result = api.compress(model, output, calibration=calibration, target=target, threads=threads,
+                              max_output_error=max_output_error, speedup=speedup, holdout=holdout,
+                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid)
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=1))
+            return 0
+        rep = result.report
+        out.print(render.compress_table(rep["layers"]))
+        info = result.calibration
+        out.print(f"calibration: {info['source']}: {info['calibration_samples']} samples to choose, "
+                  f"{info['heldout_samples']} held out; error on them {rep['calibration_error']:.3g} (max over "
+                  f"outputs, relative L2)", highlight=False)
+        if rep["accuracy"]:
+            out.print(render.accuracy_table(rep["accuracy"]))
+        out.print(f"APPROXIMATE: predicted speedup of the weight layers on {target}: {rep['predicted_speedup']:.2f}x"
+                  + (" (RANDOM calibration inputs: not your data)" if info["random"] else "")
+                  + f". Measure it: sparseforge bench {result.output}")
+        out.print(f"wrote {result.output}")
+        return 0
+
+    _run(ctx.obj["debug"], body)
+
+
 @main.command(name="compile")
 @click.argument("model")
 @click.option("--target", default="x86", show_default=True,

@@ -147,6 +147,17 @@ def prune_table(layers: list[dict[str, Any]], output_errors: dict[str, float] | 
     return table
 
 
+def compress_table(rows: list[dict[str, Any]]) -> Table:
+    """Per layer what ``compress`` chose: level, kernel, the layer's error, predicted dense and chosen times."""
+    table = Table(title="APPROXIMATE: per-layer choices", header_style="bold")
+    for col in ("node", "shape", "level", "kernel", "layer error", "dense ms", "predicted ms"):
+        table.add_column(col, justify="left" if col in ("node", "level", "kernel") else "right")
+    for r in rows:
+        table.add_row(r["node"], "x".join(str(d) for d in r["shape"]), r["level"], r["kernel"],
+                      f"{r['layer_error']:.3g}", f"{r['dense_ms']:.4f}", f"{r['predicted_ms']:.4f}")
+    return table
+
+
 def accuracy_table(rows: list[dict[str, Any]]) -> Table:
     """Every output's error on the held-out samples (APPROXIMATE results)."""
     table = Table(title="APPROXIMATE: accuracy on held-out samples", header_style="bold")

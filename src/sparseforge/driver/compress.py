@@ -1,0 +1,259 @@
+"""``sparseforge compress``: per layer, the sparsity that minimizes the target's predicted latency under a measured
+output-error budget (or the least error for a speedup goal), with the compiler's own cost model. APPROXIMATE.
+
+Flow:
+
+1. canonicalize; read the calibration data (:mod:`.calibration_data`), keep the last ``holdout`` part aside;
+2. collect every weight layer's input statistics ``H`` (:mod:`.calibrated_prune`);
+3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4), prune with SparseGPT (weights updated) and
+   record the layer's reconstruction error on the calibration inputs and the target's predicted time of the layer
+   (dense, or the best sparse kernel at the resulting density: the decision pass's cost model);
+4. search a Lagrange multiplier ``lam``: each layer takes the level minimizing ``time + lam * dense_time * error^2``;
+   for ``max_output_error`` the fastest assignment whose *measured* relative output error on the calibration part
+   (ONNX Runtime, every output) stays within the budget; for ``speedup`` the most accurate one whose predicted
+   speedup of the weight layers reaches the goal;
+5. write the model and measure it on the held-out part (the accuracy report).
+
+Predicted times are of the weight layers only (the rest of the model is not changed). Low rank and Monarch
+projections are not among the levels yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from sparseforge.errors import SparseforgeError
+from sparseforge.ir.keys import step_record
+from sparseforge.ir.weights import WeightView, weight_views
+from sparseforge.passes.calibrated import sparsegpt
+from sparseforge.passes.calibrated.stats import LayerStats
+from sparseforge.passes.canonicalize import new_initializer
+from sparseforge.passes.decide import candidate
+from sparseforge.runtime.compare import session
+
+from .calibrated_prune import collect_stats, output_errors
+from .calibration_data import CalibrationData
+
+logger = logging.getLogger("sparseforge.driver.calibration")
+
+#: Unstructured sparsity levels offered to every layer (with dense and 2:4).
+LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SEARCH_STEPS = 14
+
+
+@dataclasses.dataclass
+class Level:
+    label: str
+    matrix: np.ndarray
+    error: float  # relative reconstruction error of the layer's output on the calibration inputs
+    seconds: float  # predicted time of the layer on the target
+    kernel: str
+
+
+@dataclasses.dataclass
+class LayerChoice:
+    view: WeightView
+    levels: list[Level]
+    chosen: int = 0
+
+    @property
+    def dense(self) -> Level:
+        return self.levels[0]
+
+
+def _relative_error(w: np.ndarray, wp: np.ndarray, stats: LayerStats) -> float:
+    groups = stats.hessian.shape[0]
+    rows = w.shape[0] // groups
+    num = den = 0.0
+    for g in range(groups):
+        d = (wp - w)[g * rows:(g + 1) * rows]
+        wg = w[g * rows:(g + 1) * rows]
+        num += float(np.einsum("ik,kl,il->", d, stats.hessian[g], d))
+        den += float(np.einsum("ik,kl,il->", wg, stats.hessian[g], wg))
+    return float(np.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0
+
+
+def _prune(w: np.ndarray, stats: LayerStats, **kw) -> np.ndarray:
+    groups = stats.hessian.shape[0]
+    rows = w.shape[0] // groups
+    out = np.empty_like(w)
+    for g in range(groups):
+        out[g * rows:(g + 1) * rows] = sparsegpt.prune(w[g * rows:(g + 1) * rows], stats.hessian[g], **kw)
+    return out
+
+
+def _predict(cost_model, cand, n: int, k: int, density: float, nm: tuple[int, int] | None) -> tuple[float, str]:
+    """(seconds, kernel) of the fastest of dense and the sparse kernels at ``density`` (N:M when ``nm``)."""
+    kind = cand.cost_kind
+    dense = cost_model.predict("dense", cand.m, n, k, kind=kind)
+    if dense is None:
+        raise SparseforgeError("the cost model has no timing for a dense layer", hint="run sparseforge calibrate")
+    best = (dense, "dense")
+    options = [("csr", {})]
+    if nm is not None and cand.kind != "conv":
+        options.append(("nm", {"nm": nm}))
+    for form, extra in options:
+        t = cost_model.predict(form, cand.m, n, k, density=density, kind=kind, **extra)
+        if t is not None and t * 1.1 < best[0]:
+            best = (t, form)
+    return best
+
+
+def build_levels(model: ir.Model, stats: dict[str, LayerStats], cost_model) -> list[LayerChoice]:
+    """Every prunable layer with its levels (dense first), pruned, with errors and predicted times."""
+    seen: set[int] = set()
+    layers: list[LayerChoice] = []
+    views = [v for v in weight_views(model.graph) if v.name in stats]
+    for i, view in enumerate(views):
+        step_record(logger, i, len(views), "pruning every layer at every level")
+        if id(view.weight) in seen or view.stored().dtype != np.float32:
+            continue
+        seen.add(id(view.weight))
+        cand = candidate(view.node)
+        if cand is None:
+            continue
+        w = np.array(view.matrix(), np.float64)
+        n, k = w.shape
+        st = stats[view.name]
+        dense_s, _ = _predict(cost_model, cand, n, k, 1.0, None)
+        levels = [Level("dense", w, 0.0, dense_s, "dense")]
+        for s in LEVELS:
+            wp = _prune(w, st, sparsity=s)
+            t, kernel = _predict(cost_model, cand, n, k, float(np.count_nonzero(wp)) / wp.size, None)
+            levels.append(Level(f"{int(round(s * 100))}%", wp, _relative_error(w, wp, st), t, kernel))
+        if k % 4 == 0:
+            wp = _prune(w, st, nm=(2, 4))
+            t, kernel = _predict(cost_model, cand, n, k, float(np.count_nonzero(wp)) / wp.size, (2, 4))
+            levels.append(Level("2:4", wp, _relative_error(w, wp, st), t, kernel))
+        layers.append(LayerChoice(view, levels))
+    step_record(logger, len(views), len(views), "pruning every layer at every level")
+    return layers
+
+
+def assign(layers: Sequence[LayerChoice], lam: float) -> list[int]:
+    """Per layer the level minimizing ``time + lam * dense_time * error^2``."""
+    out = []
+    for layer in layers:
+        d = layer.dense.seconds
+        out.append(int(np.argmin([lv.seconds + lam * d * lv.error ** 2 for lv in layer.levels])))
+    return out
+
+
+def predicted_speedup(layers: Sequence[LayerChoice], choice: Sequence[int]) -> float:
+    dense = sum(layer.dense.seconds for layer in layers)
+    chosen = sum(layer.levels[c].seconds for layer, c in zip(layers, choice))
+    return dense / chosen if chosen > 0 else 1.0
+
+
+def _with_choice(proto: onnx.ModelProto, layers: Sequence[LayerChoice], choice: Sequence[int]) -> onnx.ModelProto:
+    model = ir.from_proto(proto)
+    apply(model, layers, choice)
+    return ir.to_proto(model)
+
+
+def apply(model: ir.Model, layers: Sequence[LayerChoice], choice: Sequence[int]) -> None:
+    """Write the chosen levels' weights into ``model`` (matched by layer name)."""
+    views = {v.name: v for v in weight_views(model.graph)}
+    for layer, c in zip(layers, choice):
+        if c == 0:
+            continue
+        view = views[layer.view.name]
+        new = new_initializer(model, f"{view.weight.name}_compressed",
+                              view.to_stored(layer.levels[c].matrix.astype(view.stored().dtype)))
+        for user, index in list(view.weight.uses()):
+            user.replace_input_with(index, new)
+
+
+def _output_error(candidate_proto: onnx.ModelProto, data: CalibrationData, ref_outputs: list) -> float:
+    """Max over outputs of the relative L2 error against ``ref_outputs`` (the reference's, batch by batch)."""
+    sess = session(candidate_proto)
+    names = [o.name for o in sess.get_outputs()]
+    diff, ref = np.zeros(len(names)), np.zeros(len(names))
+    for feeds, expected in zip(data.batches(), ref_outputs):
+        got = sess.run(names, feeds)
+        for i, (a, b) in enumerate(zip(expected, got)):
+            diff[i] += float(np.sum((np.asarray(a, np.float64) - b) ** 2))
+            ref[i] += float(np.sum(np.asarray(a, np.float64) ** 2))
+    return float(np.max(np.sqrt(diff / np.maximum(ref, 1e-30))))
+
+
+def search(proto: onnx.ModelProto, layers: Sequence[LayerChoice], data: CalibrationData, *,
+           max_output_error: float | None = None, speedup: float | None = None) -> tuple[list[int], float, float]:
+    """(choice, lam, measured calibration error) of the Lagrangian search for the goal."""
+    ref_sess = session(proto)
+    names = [o.name for o in ref_sess.get_outputs()]
+    ref_outputs = [ref_sess.run(names, feeds) for feeds in data.batches()]
+    lo, hi = -6.0, 8.0  # log10 lam: small lam = fast and inaccurate
+    best: tuple[list[int], float, float] | None = None
+    for step in range(SEARCH_STEPS):
+        step_record(logger, step, SEARCH_STEPS, "searching the per-layer levels")
+        mid = (lo + hi) / 2
+        choice = assign(layers, 10 ** mid)
+        if max_output_error is not None:
+            err = _output_error(_with_choice(proto, layers, choice), data, ref_outputs)
+            ok = err <= max_output_error
+        else:
+            err = float("nan")
+            ok = predicted_speedup(layers, choice) >= speedup
+        if max_output_error is not None:
+            if ok:  # feasible: try faster (smaller lam)
+                best, hi = (choice, 10 ** mid, err), mid
+            else:
+                lo = mid
+        else:
+            if ok:  # fast enough: try more accurate (larger lam)
+                best, lo = (choice, 10 ** mid, err), mid
+            else:
+                hi = mid
+    step_record(logger, SEARCH_STEPS, SEARCH_STEPS, "searching the per-layer levels")
+    if best is None:
+        choice = [0] * len(layers) if max_output_error is not None else assign(layers, 10 ** -6)
+        err = _output_error(_with_choice(proto, layers, choice), data, ref_outputs) \
+            if max_output_error is not None else float("nan")
+        return choice, 0.0, err
+    if speedup is not None:
+        choice = best[0]
+        err = _output_error(_with_choice(proto, layers, choice), data, ref_outputs)
+        return choice, best[1], err
+    return best
+
+
+def report_rows(layers: Sequence[LayerChoice], choice: Sequence[int]) -> list[dict[str, Any]]:
+    rows = []
+    for layer, c in zip(layers, choice):
+        lv = layer.levels[c]
+        rows.append({"node": layer.view.name, "shape": list(layer.dense.matrix.shape), "level": lv.label,
+                     "kernel": lv.kernel, "layer_error": lv.error, "dense_ms": layer.dense.seconds * 1e3,
+                     "predicted_ms": lv.seconds * 1e3,
+                     "density": float(np.count_nonzero(lv.matrix)) / lv.matrix.size})
+    return rows
+
+
+def compress(model: ir.Model, fit: CalibrationData, held: CalibrationData | None, cost_model, *,
+             max_output_error: float | None, speedup: float | None) -> dict[str, Any]:
+    """Compress ``model`` (canonical, in place) for the goal; returns the report (layers, errors, speedup)."""
+    if (max_output_error is None) == (speedup is None):
+        raise SparseforgeError("give exactly one goal: --max-output-error E or --speedup S")
+    if max_output_error is not None and not max_output_error > 0:
+        raise SparseforgeError(f"--max-output-error must be positive, got {max_output_error}")
+    if speedup is not None and not speedup >= 1.0:
+        raise SparseforgeError(f"--speedup must be at least 1, got {speedup}")
+    original = ir.to_proto(model)
+    stats = collect_stats(model, fit)
+    layers = build_levels(model, stats, cost_model)
+    if not layers:
+        raise SparseforgeError("no layer can be compressed (no MatMul/Gemm/Conv weight layer with calibration "
+                               "statistics)")
+    choice, lam, calib_error = search(original, layers, fit, max_output_error=max_output_error, speedup=speedup)
+    apply(model, layers, choice)
+    accuracy = output_errors(original, ir.to_proto(model), held) if held is not None else None
+    return {"layers": report_rows(layers, choice), "lambda": lam, "calibration_error": calib_error,
+            "predicted_speedup": predicted_speedup(layers, choice), "accuracy": accuracy,
+            "goal": {"max_output_error": max_output_error, "speedup": speedup}}
