@@ -386,6 +386,7 @@ def compress(source: Any, output: str | os.PathLike, *, calibration: str, target
     out = check_output_path(output, (source if isinstance(source, (str, os.PathLike)) else None,
                                      calibration if Path(calibration).suffix == ".npz" else None))
     flow = _driver("compress")
+    flow.check_goal(max_output_error, speedup)
     from sparseforge.driver import calibration_data
 
     resolved = _driver("compile").resolve_target(target, threads)

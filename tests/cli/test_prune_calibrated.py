@@ -85,3 +85,21 @@ def test_refusals_and_random_calibration(tmp_path: Path) -> None:
     glob = CliRunner().invoke(main, ["prune", str(model), "-o", str(tmp_path / "g.onnx"), "--method", "wanda",
                                      "--sparsity", "0.5", "--global", "--calibration", "random"])
     assert glob.exit_code == 2 and "--global" in glob.output
+
+
+def test_compress_cli(tmp_path: Path) -> None:
+    model, data = _mlp(tmp_path), _data(tmp_path, n=96)
+    out = tmp_path / "c.onnx"
+    result = CliRunner().invoke(main, ["compress", str(model), "-o", str(out), "--calibration", str(data),
+                                       "--target", "arm", "--max-output-error", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["approximate"] and doc["calibration_error"] <= 0.5 and doc["accuracy"][0]["samples"] == 24
+    assert {r["node"] for r in doc["layers"]} == {"fc1", "fc2[/x]"} and out.exists()
+    text = CliRunner().invoke(main, ["compress", str(model), "-o", str(out), "--calibration", str(data),
+                                     "--target", "arm", "--speedup", "1.5"])
+    assert text.exit_code == 0, text.output
+    assert "APPROXIMATE" in text.output and "predicted speedup" in text.output
+    both = CliRunner().invoke(main, ["compress", str(model), "-o", str(tmp_path / "x.onnx"), "--calibration",
+                                     str(data), "--target", "arm"])
+    assert both.exit_code == 2 and "exactly one goal" in both.output and not (tmp_path / "x.onnx").exists()

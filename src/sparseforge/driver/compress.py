@@ -239,12 +239,7 @@ def report_rows(layers: Sequence[LayerChoice], choice: Sequence[int]) -> list[di
 def compress(model: ir.Model, fit: CalibrationData, held: CalibrationData | None, cost_model, *,
              max_output_error: float | None, speedup: float | None) -> dict[str, Any]:
     """Compress ``model`` (canonical, in place) for the goal; returns the report (layers, errors, speedup)."""
-    if (max_output_error is None) == (speedup is None):
-        raise SparseforgeError("give exactly one goal: --max-output-error E or --speedup S")
-    if max_output_error is not None and not max_output_error > 0:
-        raise SparseforgeError(f"--max-output-error must be positive, got {max_output_error}")
-    if speedup is not None and not speedup >= 1.0:
-        raise SparseforgeError(f"--speedup must be at least 1, got {speedup}")
+    check_goal(max_output_error, speedup)
     original = ir.to_proto(model)
     stats = collect_stats(model, fit)
     layers = build_levels(model, stats, cost_model)
@@ -257,3 +252,13 @@ def compress(model: ir.Model, fit: CalibrationData, held: CalibrationData | None
     return {"layers": report_rows(layers, choice), "lambda": lam, "calibration_error": calib_error,
             "predicted_speedup": predicted_speedup(layers, choice), "accuracy": accuracy,
             "goal": {"max_output_error": max_output_error, "speedup": speedup}}
+
+
+def check_goal(max_output_error: float | None, speedup: float | None) -> None:
+    """One clear error unless exactly one valid goal is given."""
+    if (max_output_error is None) == (speedup is None):
+        raise SparseforgeError("give exactly one goal: --max-output-error E or --speedup S")
+    if max_output_error is not None and not max_output_error > 0:
+        raise SparseforgeError(f"--max-output-error must be positive, got {max_output_error}")
+    if speedup is not None and not speedup >= 1.0:
+        raise SparseforgeError(f"--speedup must be at least 1, got {speedup}")

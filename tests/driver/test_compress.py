@@ -1,0 +1,82 @@
+"""``compress``: the per-layer levels meet the output-error budget (on the calibration samples exactly, on
+held-out ones within noise), a looser budget is never predicted slower, and a speedup goal is reached."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+from helpers import init, make_model, to_ir, vinfo
+from onnx import helper
+
+from sparseforge.driver.calibration_data import check
+from sparseforge.driver.compress import LEVELS, compress
+from sparseforge.passes.infra import Pipeline
+from sparseforge.passes.pipelines import canonicalize
+
+
+def _mlp():
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["h2"], name="fc2", transB=1),
+             helper.make_node("Relu", ["h2"], ["r2"], name="relu2"),
+             helper.make_node("Gemm", ["r2", "w3"], ["y"], name="fc3", transB=1)]
+    inits = [init("w1", rng.standard_normal((64, 32)).astype(np.float32) / 6),
+             init("b1", rng.standard_normal(64).astype(np.float32) * 0.1),
+             init("w2", rng.standard_normal((64, 64)).astype(np.float32) / 8),
+             init("b2", rng.standard_normal(64).astype(np.float32) * 0.1),
+             init("w3", rng.standard_normal((10, 64)).astype(np.float32) / 8)]
+    return make_model(nodes, [vinfo("x", [8, 32])], [vinfo("y", [8, 10])], inits)
+
+
+def _data(model, n=256):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((n, 12)) @ rng.standard_normal((12, 32))).astype(np.float32)
+    from sparseforge.driver.calibration_data import model_inputs
+
+    return check({"x": x}, model_inputs(model), 8, "test").split(0.25)
+
+
+class _Cost:
+    """Dense: M N K; a sparse kernel: 1.5x the dense cost per stored weight (50% sparse = 0.75 of dense)."""
+
+    def predict(self, kernel, m, n, k, *, density=1.0, block=None, nm=None, nnz_blocks=None, kind="matmul"):
+        return float(m * n * k) * (1.0 if kernel == "dense" else 1.5 * density)
+
+
+def _run(budget=None, speedup=None):
+    model = to_ir(_mlp())
+    Pipeline(canonicalize())(model)
+    fit, held = _data(model)
+    return model, compress(model, fit, held, _Cost(), max_output_error=budget,
+                           speedup=speedup)
+
+
+@pytest.mark.parametrize("budget", [0.1, 0.3])
+def test_budget_is_met_on_calibration_and_held_out_data(budget) -> None:
+    model, report = _run(budget=budget)
+    assert report["calibration_error"] <= budget
+    (held,) = report["accuracy"]
+    assert held["relative_l2"] <= 1.5 * budget  # same distribution, other samples
+    assert report["predicted_speedup"] > 1.0
+    levels = {r["node"]: r["level"] for r in report["layers"]}
+    assert set(levels) == {"fc1", "fc2", "fc3"}
+    allowed = {"dense", "2:4"} | {f"{int(round(s * 100))}%" for s in LEVELS}
+    assert set(levels.values()) <= allowed and set(levels.values()) != {"dense"}
+    # the written weights are the chosen ones: density as reported
+    from sparseforge.ir.weights import weight_views
+
+    density = {v.name: np.count_nonzero(v.matrix()) / v.matrix().size for v in weight_views(model.graph)}
+    for r in report["layers"]:
+        assert abs(density[r["node"]] - r["density"]) < 1e-9
+
+
+def test_looser_budget_is_not_slower_and_speedup_goal_is_reached() -> None:
+    _, tight = _run(budget=0.05)
+    _, loose = _run(budget=0.3)
+    assert loose["predicted_speedup"] >= tight["predicted_speedup"]
+    _, goal = _run(speedup=2.0)
+    assert goal["predicted_speedup"] >= 2.0 and goal["calibration_error"] > 0
+    with pytest.raises(Exception, match="exactly one goal"):
+        _run()
