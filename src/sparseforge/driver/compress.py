@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnx_ir.passes.common  # noqa: F401 - ir.passes.common below
 
 from sparseforge.errors import SparseforgeError
 from sparseforge.ir.keys import step_record
@@ -169,6 +170,7 @@ def apply(model: ir.Model, layers: Sequence[LayerChoice], choice: Sequence[int])
                               view.to_stored(layer.levels[c].matrix.astype(view.stored().dtype)))
         for user, index in list(view.weight.uses()):
             user.replace_input_with(index, new)
+    ir.passes.common.RemoveUnusedNodesPass()(model)  # the replaced weights
 
 
 def _output_error(candidate_proto: onnx.ModelProto, data: CalibrationData, ref_outputs: list) -> float:
