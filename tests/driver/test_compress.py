@@ -63,7 +63,8 @@ def test_budget_is_met_on_calibration_and_held_out_data(budget) -> None:
     levels = {r["node"]: r["level"] for r in report["layers"]}
     assert set(levels) == {"fc1", "fc2", "fc3"}
     allowed = {"dense", "2:4"} | {f"{int(round(s * 100))}%" for s in LEVELS}
-    assert set(levels.values()) <= allowed and set(levels.values()) != {"dense"}
+    assert all(v in allowed or v.startswith("rank ") for v in levels.values())
+    assert set(levels.values()) != {"dense"}
     # the written weights are the chosen ones: density as reported
     from sparseforge.ir.weights import weight_views
 
@@ -80,3 +81,29 @@ def test_looser_budget_is_not_slower_and_speedup_goal_is_reached() -> None:
     assert goal["predicted_speedup"] >= 2.0 and goal["calibration_error"] > 0
     with pytest.raises(Exception, match="exactly one goal"):
         _run()
+
+
+class _NoSparse(_Cost):
+    """Sparse kernels never pay: only low rank can make a layer faster."""
+
+    def predict(self, kernel, m, n, k, **kw):
+        return None if kernel != "dense" else float(m * n * k)
+
+
+def test_low_rank_levels_are_exact_low_rank_weights_the_compiler_factors() -> None:
+    from sparseforge.ir.forms import low_rank
+    from sparseforge.ir.weights import weight_views
+
+    model = to_ir(_mlp())
+    Pipeline(canonicalize())(model)
+    fit, held = _data(model)
+    report = compress(model, fit, held, _NoSparse(), max_output_error=0.2, speedup=None)
+    chosen = {r["node"]: r for r in report["layers"]}
+    assert any(r["level"].startswith("rank ") for r in chosen.values()), chosen
+    assert report["calibration_error"] <= 0.2 and report["predicted_speedup"] > 1.0
+    for view in weight_views(model.graph):
+        level = chosen[view.name]["level"]
+        if level.startswith("rank "):
+            rank = int(level.split()[1])
+            factors, why = low_rank.factor(view.matrix(), rank)
+            assert factors is not None and factors.rank <= rank, why

@@ -5,17 +5,19 @@ Flow:
 
 1. canonicalize; read the calibration data (:mod:`.calibration_data`), keep the last ``holdout`` part aside;
 2. collect every weight layer's input statistics ``H`` (:mod:`.calibrated_prune`);
-3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4), prune with SparseGPT (weights updated) and
-   record the layer's reconstruction error on the calibration inputs and the target's predicted time of the layer
-   (dense, or the best sparse kernel at the resulting density: the decision pass's cost model);
+3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, and for MatMul/Gemm layers the ranks of
+   :data:`RANK_FRACTIONS` by activation-aware SVD), prune (SparseGPT, weights updated) or factor, and record the
+   layer's reconstruction error on the calibration inputs and the target's predicted time of the layer (dense, the
+   best sparse kernel at the resulting density, or the two thin products: the decision pass's cost model; the
+   compiler's LowRank pass factors a low-rank weight exactly and keeps it where its cost model agrees);
 4. search a Lagrange multiplier ``lam``: each layer takes the level minimizing ``time + lam * dense_time * error^2``;
    for ``max_output_error`` the fastest assignment whose *measured* relative output error on the calibration part
    (ONNX Runtime, every output) stays within the budget; for ``speedup`` the most accurate one whose predicted
    speedup of the weight layers reaches the goal;
 5. write the model and measure it on the held-out part (the accuracy report).
 
-Predicted times are of the weight layers only (the rest of the model is not changed). Low rank and Monarch
-projections are not among the levels yet.
+Predicted times are of the weight layers only (the rest of the model is not changed). Monarch projections and
+sparse + low rank are not among the levels yet.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import onnx_ir.passes.common  # noqa: F401 - ir.passes.common below
 from sparseforge.errors import SparseforgeError
 from sparseforge.ir.keys import step_record
 from sparseforge.ir.weights import WeightView, weight_views
-from sparseforge.passes.calibrated import sparsegpt
+from sparseforge.passes.calibrated import sparsegpt, svd
 from sparseforge.passes.calibrated.stats import LayerStats
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.decide import candidate
@@ -46,6 +48,8 @@ logger = logging.getLogger("sparseforge.driver.calibration")
 
 #: Unstructured sparsity levels offered to every layer (with dense and 2:4).
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: Ranks offered to MatMul/Gemm layers, as fractions of the break-even rank ``N K / (N + K)``.
+RANK_FRACTIONS = (0.125, 0.25, 0.5)
 SEARCH_STEPS = 14
 
 
@@ -107,6 +111,22 @@ def _predict(cost_model, cand, n: int, k: int, density: float, nm: tuple[int, in
     return best
 
 
+def _rank_levels(cost_model, cand, w: np.ndarray, stats: LayerStats) -> list[Level]:
+    """Activation-aware low-rank levels of a MatMul/Gemm weight, timed as the two thin products."""
+    n, k = w.shape
+    out = []
+    for fraction in RANK_FRACTIONS:
+        r = max(1, int(n * k / (n + k) * fraction))
+        first = cost_model.predict("dense", cand.m, r, k, kind="matmul")
+        second = cost_model.predict("dense", cand.m, n, r, kind="matmul")
+        if first is None or second is None:
+            continue
+        u, v = svd.factor(w, r, stats.hessian[0])
+        wp = u @ v
+        out.append(Level(f"rank {r}", wp, _relative_error(w, wp, stats), first + second, "low rank"))
+    return out
+
+
 def build_levels(model: ir.Model, stats: dict[str, LayerStats], cost_model) -> list[LayerChoice]:
     """Every prunable layer with its levels (dense first), pruned, with errors and predicted times."""
     seen: set[int] = set()
@@ -133,6 +153,8 @@ def build_levels(model: ir.Model, stats: dict[str, LayerStats], cost_model) -> l
             wp = _prune(w, st, nm=(2, 4))
             t, kernel = _predict(cost_model, cand, n, k, float(np.count_nonzero(wp)) / wp.size, (2, 4))
             levels.append(Level("2:4", wp, _relative_error(w, wp, st), t, kernel))
+        if cand.kind == "matmul" and st.hessian.shape[0] == 1:
+            levels += _rank_levels(cost_model, cand, w, st)
         layers.append(LayerChoice(view, levels))
     step_record(logger, len(views), len(views), "pruning every layer at every level")
     return layers

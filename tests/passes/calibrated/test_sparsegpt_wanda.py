@@ -99,3 +99,23 @@ def test_conv_statistics_give_the_output_energy(spec) -> None:
                  for g in range(spec.group))
     assert stats.rows == spec.m
     np.testing.assert_allclose(energy, np.sum(reference(spec, w, x) ** 2), rtol=1e-9)
+
+
+def test_activation_aware_svd_minimizes_the_output_error() -> None:
+    """At the same rank, the whitened SVD's output error is the optimum (the tail singular values of ``W L``) and
+    below plain SVD's, which minimizes the weight error instead."""
+    from sparseforge.passes.calibrated import svd
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((400, 10)) @ rng.standard_normal((10, 48)) * np.linspace(0.2, 2, 48) \
+        + 0.05 * rng.standard_normal((400, 48))
+    w = rng.standard_normal((32, 48))
+    h = x.T @ x
+    out_err = lambda u, v: np.linalg.norm(x @ (w - u @ v).T)  # noqa: E731
+    u, v = svd.factor(w, 8, h, damp=0.0)
+    up, vp = svd.factor(w, 8)
+    assert u.shape == (32, 8) and v.shape == (8, 48)
+    assert out_err(u, v) < 0.5 * out_err(up, vp)
+    s = np.linalg.svd(w @ np.linalg.cholesky(h + 1e-12 * np.eye(48)), compute_uv=False)
+    np.testing.assert_allclose(out_err(u, v), np.sqrt(np.sum(s[8:] ** 2)), rtol=1e-6)
+    assert np.linalg.norm(w - up @ vp) <= np.linalg.norm(w - u @ v)  # plain SVD: the best weight error
