@@ -27,6 +27,20 @@ def nonzeros(model) -> int:
     return int(sum(np.count_nonzero(v.matrix()) for v in weight_views(model.graph)))
 
 
+def zero_rows(model) -> dict[str, int]:
+    """Output channels (rows) of every ungrouped weight layer that are entirely zero, by layer (depthwise layers
+    lose their channels with their producers and are not counted)."""
+    from sparseforge.ir.weights import weight_views
+
+    return {v.name: int((~v.matrix().any(axis=1)).sum()) for v in weight_views(model.graph) if v.groups == 1}
+
+
+def rows(model) -> dict[str, int]:
+    from sparseforge.ir.weights import weight_views
+
+    return {v.name: int(v.matrix().shape[0]) for v in weight_views(model.graph) if v.groups == 1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="small_cnn,small_resnet,mobilenetv2")
@@ -38,7 +52,7 @@ def main() -> None:
 
     from sparseforge import api
 
-    rows = []
+    out_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             module, inputs = getattr(models, name)()
@@ -46,22 +60,29 @@ def main() -> None:
             api.export(module, dense, example_inputs=inputs)
             base = api.inspect(str(dense), with_rank=False)
             params0, nz0 = base.stats.parameters, nonzeros(base.model)
+            rows0, dead0 = rows(base.model), zero_rows(base.model)
             for method in ("channel", "group"):
                 pruned = Path(tmp) / f"{name}-{method}.onnx"
                 result = api.prune(str(dense), pruned, api.prune_config(method, args.sparsity))
-                zeroed = nz0 - nonzeros(api.inspect(str(pruned), with_rank=False).model)
+                pruned_model = api.inspect(str(pruned), with_rank=False).model
+                zeroed = nz0 - nonzeros(pruned_model)
+                dead = zero_rows(pruned_model)
+                pruned_rows = sum(dead[k] - dead0.get(k, 0) for k in dead)
                 small = Path(tmp) / f"{name}-{method}-small.onnx"
                 exported = api.export(str(pruned), small, verify=True)
+                after = rows(api.inspect(str(small), with_rank=False).model)
+                removed_rows = sum(rows0[k] - after.get(k, rows0[k]) for k in rows0)
                 removed = params0 - exported.after.parameters
-                row = dict(model=name, method=method, parameters=params0, zeroed=zeroed, removed=removed,
-                           removed_fraction=removed / zeroed if zeroed else None,
+                row = dict(model=name, method=method, parameters=params0, zeroed_weights=zeroed,
+                           removed_parameters=removed, pruned_channels=pruned_rows, removed_channels=removed_rows,
                            output_deviation=result.output_deviation.max_rel)
-                rows.append(row)
-                print(f"{name:14s} {method:8s} zeroed {zeroed:9,d}  export removed {removed:9,d} "
-                      f"({100 * removed / max(zeroed, 1):5.1f}%)  output deviation {row['output_deviation']:.3f}",
-                      flush=True)
+                out_rows.append(row)
+                print(f"{name:14s} {method:8s} channels zeroed {pruned_rows:6,d}, removed by export "
+                      f"{removed_rows:6,d} ({100 * removed_rows / max(pruned_rows, 1):5.1f}%); weights zeroed "
+                      f"{zeroed:9,d}, parameters removed {removed:9,d}; output deviation "
+                      f"{row['output_deviation']:.3f}", flush=True)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(rows, indent=1))
+        Path(args.json_out).write_text(json.dumps(out_rows, indent=1))
 
 
 if __name__ == "__main__":
