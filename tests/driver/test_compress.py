@@ -107,3 +107,25 @@ def test_low_rank_levels_are_exact_low_rank_weights_the_compiler_factors() -> No
             rank = int(level.split()[1])
             factors, why = low_rank.factor(view.matrix(), rank)
             assert factors is not None and factors.rank <= rank, why
+
+
+def test_monarch_levels_are_exact_monarch_weights_the_compiler_finds() -> None:
+    """With only products to gain from, Monarch projections are offered too; a chosen one is a Monarch weight
+    at fp32 tolerance (the compiler's Monarch pass rewrites it exactly)."""
+    from sparseforge.driver.compress import LayerChoice, assign, build_levels
+    from sparseforge.driver.calibrated_prune import collect_stats
+    from sparseforge.ir.forms import monarch
+
+    model = to_ir(_mlp())
+    Pipeline(canonicalize())(model)
+    fit, _ = _data(model)
+    layers: list[LayerChoice] = build_levels(model, collect_stats(model, fit), _NoSparse())
+    fc2 = next(layer for layer in layers if layer.view.name == "fc2")
+    labels = [lv.label for lv in fc2.levels]
+    assert any(label.startswith("monarch ") for label in labels), labels
+    for lv in fc2.levels:
+        if lv.label.startswith("monarch "):
+            found, why = monarch.find(lv.matrix.astype(np.float32))
+            assert found is not None, why
+            assert 0 < lv.error < 1 and lv.seconds < fc2.dense.seconds
+    assert assign(layers, 1e-9) != assign(layers, 1e9)

@@ -6,18 +6,19 @@ Flow:
 1. canonicalize; read the calibration data (:mod:`.calibration_data`), keep the last ``holdout`` part aside;
 2. collect every weight layer's input statistics ``H`` (:mod:`.calibrated_prune`);
 3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, and for MatMul/Gemm layers the ranks of
-   :data:`RANK_FRACTIONS` by activation-aware SVD), prune (SparseGPT, weights updated) or factor, and record the
+   :data:`RANK_FRACTIONS` by activation-aware SVD and Monarch projections), prune (SparseGPT, weights updated) or factor, and record the
    layer's reconstruction error on the calibration inputs and the target's predicted time of the layer (dense, the
-   best sparse kernel at the resulting density, or the two thin products: the decision pass's cost model; the
-   compiler's LowRank pass factors a low-rank weight exactly and keeps it where its cost model agrees);
+   best sparse kernel at the resulting density, or the two thin / block products: the decision pass's cost model;
+   the compiler's LowRank and Monarch passes factor such weights exactly and keep them where their cost model
+   agrees);
 4. search a Lagrange multiplier ``lam``: each layer takes the level minimizing ``time + lam * dense_time * error^2``;
    for ``max_output_error`` the fastest assignment whose *measured* relative output error on the calibration part
    (ONNX Runtime, every output) stays within the budget; for ``speedup`` the most accurate one whose predicted
    speedup of the weight layers reaches the goal;
 5. write the model and measure it on the held-out part (the accuracy report).
 
-Predicted times are of the weight layers only (the rest of the model is not changed). Monarch projections and
-sparse + low rank are not among the levels yet.
+Predicted times are of the weight layers only (the rest of the model is not changed). Sparse + low rank and block
+patterns are not among the levels yet.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common  # noqa: F401 - ir.passes.common below
 
 from sparseforge.errors import SparseforgeError
+from sparseforge.ir.forms import monarch
 from sparseforge.ir.keys import step_record
 from sparseforge.ir.weights import WeightView, weight_views
 from sparseforge.passes.calibrated import sparsegpt, svd
@@ -50,6 +52,8 @@ logger = logging.getLogger("sparseforge.driver.calibration")
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 #: Ranks offered to MatMul/Gemm layers, as fractions of the break-even rank ``N K / (N + K)``.
 RANK_FRACTIONS = (0.125, 0.25, 0.5)
+#: Monarch block shapes offered to MatMul/Gemm layers (the most compact of :func:`monarch.candidates`).
+MONARCH_SHAPES = 2
 SEARCH_STEPS = 14
 
 
@@ -111,10 +115,19 @@ def _predict(cost_model, cand, n: int, k: int, density: float, nm: tuple[int, in
     return best
 
 
-def _rank_levels(cost_model, cand, w: np.ndarray, stats: LayerStats) -> list[Level]:
-    """Activation-aware low-rank levels of a MatMul/Gemm weight, timed as the two thin products."""
+def _structured_levels(cost_model, cand, w: np.ndarray, stats: LayerStats) -> list[Level]:
+    """Activation-aware low-rank levels of a MatMul/Gemm weight, timed as the two thin products, and Monarch
+    projections (the most compact block shapes), timed as the two batched block products."""
     n, k = w.shape
     out = []
+    for a, f in monarch.candidates(n, k)[:MONARCH_SHAPES]:
+        g, c = n // f, k // a
+        first = cost_model.predict("dense", cand.m, f, c, kind="matmul")
+        second = cost_model.predict("dense", cand.m, g, a, kind="matmul")
+        if first is None or second is None:
+            continue
+        wp = monarch.project(w, a, f)
+        out.append(Level(f"monarch {a}x{f}", wp, _relative_error(w, wp, stats), a * first + f * second, "monarch"))
     for fraction in RANK_FRACTIONS:
         r = max(1, int(n * k / (n + k) * fraction))
         first = cost_model.predict("dense", cand.m, r, k, kind="matmul")
@@ -154,7 +167,7 @@ def build_levels(model: ir.Model, stats: dict[str, LayerStats], cost_model) -> l
             t, kernel = _predict(cost_model, cand, n, k, float(np.count_nonzero(wp)) / wp.size, (2, 4))
             levels.append(Level("2:4", wp, _relative_error(w, wp, st), t, kernel))
         if cand.kind == "matmul" and st.hessian.shape[0] == 1:
-            levels += _rank_levels(cost_model, cand, w, st)
+            levels += _structured_levels(cost_model, cand, w, st)
         layers.append(LayerChoice(view, levels))
     step_record(logger, len(views), len(views), "pruning every layer at every level")
     return layers

@@ -125,6 +125,19 @@ def _project(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u / scale[:, :, None], v * scale[:, :, None]
 
 
+def project(matrix: np.ndarray, a: int, f: int, order: str = "gf") -> np.ndarray:
+    """The nearest Monarch matrix (Frobenius) with ``A = a`` input blocks and ``F = f`` output blocks: the best
+    rank-1 fit (truncated SVD) of every ``G x C`` slice (Dao et al.'s projection); float64 ``[N, K]``. Approximate:
+    for the data-aware choices of ``compress``."""
+    w = np.asarray(matrix, np.float64)
+    t = _slices(w, a, f, order)  # [F, A, G, C]
+    u, s, vt = np.linalg.svd(t, full_matrices=False)
+    root = np.sqrt(s[..., 0])
+    left = u[..., :, 0] * root[..., None]  # [F, A, G]
+    right = vt[..., 0, :] * root[..., None]  # [F, A, C]
+    return _compose(left.transpose(0, 2, 1), right.transpose(1, 0, 2), order)
+
+
 def find(matrix: np.ndarray, *, seed: int = 0) -> tuple[Monarch | None, str]:
     """Monarch factors of ``matrix [N, K]`` that reproduce it at fp32 tolerance, or None; a reason either way."""
     w = np.asarray(matrix, dtype=np.float64)
