@@ -71,3 +71,30 @@ def test_graph_outputs_and_inputs_are_never_pruned() -> None:
     Pipeline([PrunePass(PruneConfig("group", sparsity=0.9))])(model)
     head = next(v for v in weight_views(model.graph) if v.name == "head")
     assert np.count_nonzero(head.matrix(), axis=1).all()  # its rows make the graph output: pinned
+
+
+def test_concatenated_branches_are_pruned_per_channel_and_removed() -> None:
+    """Two branches concatenated: each concatenated channel is its branch's channel; pruned ones disappear from
+    the branch, the Concat and the consumer's columns."""
+    rng = np.random.default_rng(1)
+
+    def w(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    nodes = [helper.make_node("Conv", ["x", "wa", "ba"], ["a"], name="branch_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "wb", "bb"], ["b"], name="branch_b"),
+             helper.make_node("Relu", ["a"], ["ra"], name="ra"),
+             helper.make_node("Relu", ["b"], ["rb"], name="rb"),
+             helper.make_node("Concat", ["ra", "rb"], ["cat"], name="cat", axis=1),
+             helper.make_node("Conv", ["cat", "wc", "bc"], ["y"], name="merge")]
+    inits = [init("wa", w(6, 3, 3, 3)), init("ba", w(6)), init("wb", w(10, 3, 1, 1)), init("bb", w(10)),
+             init("wc", w(5, 16, 1, 1)), init("bc", w(5))]
+    model = to_ir(make_model(nodes, [vinfo("x", [1, 3, 5, 5])], [vinfo("y", [1, 5, 5, 5])], inits))
+    Pipeline(canonicalize())(model)
+    result = Pipeline([PrunePass(PruneConfig("group", sparsity=0.5))])(model)
+    assert result.report("Prune").details["groups"] == 3 + 5
+    pruned = ir.from_proto(ir.to_proto(model))
+    Pipeline([ShrinkChannelsPass()])(model)
+    assert_equivalent(pruned, model)
+    shapes = {v.name: tuple(v.stored().shape) for v in weight_views(model.graph)}
+    assert shapes["branch_a"][0] == 3 and shapes["branch_b"][0] == 5 and shapes["merge"] == (5, 8, 1, 1)
