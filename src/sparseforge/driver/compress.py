@@ -6,7 +6,7 @@ Flow:
 1. canonicalize; read the calibration data (:mod:`.calibration_data`), keep the last ``holdout`` part aside;
 2. collect every weight layer's input statistics ``H`` (:mod:`.calibrated_prune`);
 3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, and for MatMul/Gemm layers the ranks of
-   :data:`RANK_FRACTIONS` by activation-aware SVD and Monarch projections), prune (SparseGPT, weights updated) or factor, and record the
+   :data:`RANK_FRACTIONS` by activation-aware SVD, Monarch projections, and sparse + low rank, written into the model as its products), prune (SparseGPT, weights updated) or factor, and record the
    layer's reconstruction error on the calibration inputs and the target's predicted time of the layer (dense, the
    best sparse kernel at the resulting density, or the two thin / block products: the decision pass's cost model;
    the compiler's LowRank and Monarch passes factor such weights exactly and keep them where their cost model
@@ -17,8 +17,8 @@ Flow:
    speedup of the weight layers reaches the goal;
 5. write the model and measure it on the held-out part (the accuracy report).
 
-Predicted times are of the weight layers only (the rest of the model is not changed). Sparse + low rank and block
-patterns are not among the levels yet.
+Predicted times are of the weight layers only (the rest of the model is not changed). Block patterns are not among
+the levels yet.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ import onnx_ir.passes.common  # noqa: F401 - ir.passes.common below
 
 from sparseforge.errors import SparseforgeError
 from sparseforge.ir.forms import monarch
+from sparseforge.ir.forms.sparse_low_rank import SparseLowRank
 from sparseforge.ir.keys import step_record
 from sparseforge.ir.weights import WeightView, weight_views
-from sparseforge.passes.calibrated import sparsegpt, svd
+from sparseforge.passes.calibrated import sparsegpt, svd, wanda
 from sparseforge.passes.calibrated.stats import LayerStats
 from sparseforge.passes.canonicalize import new_initializer
 from sparseforge.passes.decide import candidate
+from sparseforge.passes.rewrites.candidates import static_matmul_candidate
+from sparseforge.passes.rewrites.sparse_low_rank import rewrite as split_rewrite
 from sparseforge.runtime.compare import session
 
 from .calibrated_prune import collect_stats, output_errors
@@ -52,6 +55,10 @@ logger = logging.getLogger("sparseforge.driver.calibration")
 LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 #: Ranks offered to MatMul/Gemm layers, as fractions of the break-even rank ``N K / (N + K)``.
 RANK_FRACTIONS = (0.125, 0.25, 0.5)
+#: Sparse + low-rank levels: these ranks (the compiler's detector searches powers of two up to 16) plus the largest
+#: residual entries (scored like Wanda) at this density.
+SPARSE_LOW_RANKS = (4, 16)
+SPARSE_LOW_RANK_DENSITY = 0.1
 #: Monarch block shapes offered to MatMul/Gemm layers (the most compact of :func:`monarch.candidates`).
 MONARCH_SHAPES = 2
 SEARCH_STEPS = 14
@@ -64,6 +71,8 @@ class Level:
     error: float  # relative reconstruction error of the layer's output on the calibration inputs
     seconds: float  # predicted time of the layer on the target
     kernel: str
+    #: for a sparse + low-rank level: the split, written into the model as its products (``U V`` and ``S``)
+    parts: SparseLowRank | None = None
 
 
 @dataclasses.dataclass
@@ -128,6 +137,25 @@ def _structured_levels(cost_model, cand, w: np.ndarray, stats: LayerStats) -> li
             continue
         wp = monarch.project(w, a, f)
         out.append(Level(f"monarch {a}x{f}", wp, _relative_error(w, wp, stats), a * first + f * second, "monarch"))
+    norms = np.sqrt(np.maximum(np.diag(stats.hessian[0]), 0.0))
+    splittable = static_matmul_candidate(cand.view.node) is not None
+    for r in SPARSE_LOW_RANKS if splittable else ():
+        if r >= 0.5 * n * k / (n + k):
+            continue
+        first = cost_model.predict("dense", cand.m, r, k, kind="matmul")
+        second = cost_model.predict("dense", cand.m, n, r, kind="matmul")
+        sparse = cost_model.predict("csr", cand.m, n, k, density=SPARSE_LOW_RANK_DENSITY, kind="matmul")
+        if first is None or second is None or sparse is None:
+            continue
+        u, v = svd.factor(w, r, stats.hessian[0])
+        low = u @ v
+        residual = w - low
+        keep = wanda.row_mask(np.abs(residual) * norms[None, :], 1.0 - SPARSE_LOW_RANK_DENSITY)
+        s_part = np.where(keep, residual, 0.0)
+        wp = low + s_part
+        parts = SparseLowRank(u.astype(np.float32), v.astype(np.float32), s_part.astype(np.float32), 0.0)
+        out.append(Level(f"rank {r} + {int(SPARSE_LOW_RANK_DENSITY * 100)}% sparse", wp,
+                         _relative_error(w, wp, stats), first + second + sparse, "sparse + low rank", parts))
     for fraction in RANK_FRACTIONS:
         r = max(1, int(n * k / (n + k) * fraction))
         first = cost_model.predict("dense", cand.m, r, k, kind="matmul")
@@ -201,6 +229,9 @@ def apply(model: ir.Model, layers: Sequence[LayerChoice], choice: Sequence[int])
         if c == 0:
             continue
         view = views[layer.view.name]
+        if layer.levels[c].parts is not None:  # sparse + low rank: the products themselves
+            split_rewrite(model, view.node, layer.levels[c].parts)
+            continue
         new = new_initializer(model, f"{view.weight.name}_compressed",
                               view.to_stored(layer.levels[c].matrix.astype(view.stored().dtype)))
         for user, index in list(view.weight.uses()):

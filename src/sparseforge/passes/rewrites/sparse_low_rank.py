@@ -65,7 +65,7 @@ class SparseLowRankPass(ReportingPass):
                             f"{parts.rank} products + {label}) vs dense {self._show(dense_s)}: not faster",
                             node.name)
                 continue
-            for new in _rewrite(model, node, parts):
+            for new in rewrite(model, node, parts):
                 self.stamp(new, f"sparse + low rank: {why}")
             report.changed("split", f"{why}: predicted {dense_s / split_s:.1f}x over dense (rank {parts.rank} "
                            f"products + {label} for the residual; exact at fp32 tolerance)", node.name)
@@ -93,7 +93,7 @@ class SparseLowRankPass(ReportingPass):
         return sum(thin) + best[0], dense, best[1]
 
 
-def _rewrite(model: ir.Model, node: ir.Node, parts: sparse_low_rank.SparseLowRank) -> list[ir.Node]:
+def rewrite(model: ir.Model, node: ir.Node, parts: sparse_low_rank.SparseLowRank) -> list[ir.Node]:
     """``node`` (``x @ W.T (+ C)``) becomes ``Add((x @ V.T) @ U.T, x @ S.T (+ C))``; returns the new nodes."""
     base = node.name or "layer"
     x = node.inputs[0]
