@@ -98,3 +98,13 @@ def test_concatenated_branches_are_pruned_per_channel_and_removed() -> None:
     assert_equivalent(pruned, model)
     shapes = {v.name: tuple(v.stored().shape) for v in weight_views(model.graph)}
     assert shapes["branch_a"][0] == 3 and shapes["branch_b"][0] == 5 and shapes["merge"] == (5, 8, 1, 1)
+
+
+def test_skipped_layers_are_not_changed() -> None:
+    model = to_ir(_residual_net())
+    Pipeline(canonicalize())(model)
+    before = {v.name: v.matrix().copy() for v in weight_views(model.graph)}
+    Pipeline([PrunePass(PruneConfig("group", sparsity=0.5, skip=("expand",)))])(model)
+    after = {v.name: v.matrix() for v in weight_views(model.graph)}
+    np.testing.assert_array_equal(after["expand"], before["expand"])
+    assert not np.array_equal(after["stem"], before["stem"])  # the residual stream is still pruned

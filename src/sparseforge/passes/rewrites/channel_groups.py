@@ -38,10 +38,11 @@ class GroupPruner:
     """Chooses and zeroes channel groups of ``model``; ``matrices`` holds the changed ``(output, reduction)``
     weights by weight-value id (apply them with :meth:`changed`)."""
 
-    def __init__(self, model: ir.Model, sparsity: float, stats: Mapping | None = None):
+    def __init__(self, model: ir.Model, sparsity: float, stats: Mapping | None = None, skip=frozenset()):
         self.model = model
         self.sparsity = sparsity
         self.stats = stats or {}
+        self.skip = set(skip)  # layers left as they are: no group that would change their weights is pruned
         self.matrices: dict[int, np.ndarray] = {}
         self.views: dict[int, object] = {}
 
@@ -92,6 +93,13 @@ class GroupPruner:
         taken: dict[ir.Value, int] = defaultdict(int)
         chosen: set[int] = set()
         has_source = {slots.component(s) for _, value in slots.sources for s in slots.tensors[value].slots}
+        for view, value in slots.sources:  # groups whose pruning would change a skipped layer
+            if view.name in self.skip:
+                pinned |= {slots.component(s) for s in slots.tensors[value].slots}
+        for sink in slots.sinks:
+            t = slots.tensors.get(sink.tensor)
+            if t is not None and sink.view.name in self.skip and not sink.foldable:
+                pinned.add(slots.component(t.slots[sink.channel]))
         for root in sorted(scores, key=lambda r: scores[r]):
             if root in pinned or root not in has_source:
                 continue

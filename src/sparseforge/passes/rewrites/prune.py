@@ -234,7 +234,8 @@ class PrunePass(ReportingPass):
         from sparseforge.passes.rewrites.channel_groups import GroupPruner
 
         before = {v.name: np.array(v.matrix(), np.float64) for v in self._selected(model, report)}
-        chosen = GroupPruner(model, self.config.sparsity, self.config.stats).run(
+        skipped = {v.name for v in weight_views(model.graph) if v.name not in before}
+        chosen = GroupPruner(model, self.config.sparsity, self.config.stats, skip=skipped).run(
             lambda view, matrix: self._replace(model, view, matrix))
         layers, total_sq, total_err_sq = [], 0.0, 0.0
         for view in weight_views(model.graph):
