@@ -34,6 +34,7 @@ import onnx_ir as ir
 
 from sparseforge.ir import forms
 from sparseforge.ir.conv import ConvSpec
+from sparseforge.ir.conv import reference as conv_reference
 from sparseforge.ir.forms import Encoded, decode, encode  # noqa: F401 - re-exported (op-level API)
 from sparseforge.ir.forms import fft_conv
 from sparseforge.ir.forms.onnx_body import Builder
@@ -87,8 +88,7 @@ def reference(op: str, x: np.ndarray, values: np.ndarray, indices: np.ndarray, d
     if kind == "matmul":
         return (x @ w.T + bias).astype(x.dtype)
     if kind == "conv":
-        from sparseforge.ir import conv
-        return conv.reference(spec, w, x, bias)
+        return conv_reference(spec, w, x, bias)
     y = np.einsum("nk,bkhw->bnhw", w, x)
     return (y + bias.reshape(1, -1, 1, 1)).astype(x.dtype)
 

@@ -36,6 +36,7 @@ from sparseforge.errors import SparseforgeError
 from sparseforge.ir.weights import WeightView, quantized_views, weight_views
 from sparseforge.passes.calibrated import sparsegpt, wanda
 from sparseforge.passes.canonicalize import new_initializer
+from sparseforge.passes.rewrites.channel_groups import GroupPruner
 from sparseforge.passes.infra import PassReport, ReportingPass
 
 METHODS = ("magnitude", "nm", "block", "channel", "group", "wanda", "sparsegpt")
@@ -231,8 +232,6 @@ class PrunePass(ReportingPass):
 
     def _run_groups(self, model: ir.Model, report: PassReport) -> None:
         """``group``: prune coupled channel groups (see :mod:`.channel_groups`)."""
-        from sparseforge.passes.rewrites.channel_groups import GroupPruner
-
         before = {v.name: np.array(v.matrix(), np.float64) for v in self._selected(model, report)}
         skipped = {v.name for v in weight_views(model.graph) if v.name not in before}
         chosen = GroupPruner(model, self.config.sparsity, self.config.stats, skip=skipped).run(
