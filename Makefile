@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 test: install system-deps lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 # The layering contract (pyproject.toml [tool.importlinter]): a floor imports only the floors below it.
 lint: install
