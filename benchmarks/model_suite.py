@@ -5,7 +5,9 @@ Models (examples/models.py):
   magnitude-pruned to 90% (per layer);
 * ``mobilenetv2``: MobileNetV2 at 224x224, batch 1; variants dense and every 1x1 convolution pruned to 90%;
 * ``resnet18``: ResNet-18 at 224x224, batch 1; variants dense and every convolution (7x7, 3x3, 1x1, strided ones
-  included) pruned to 90%.
+  included) pruned to 90%;
+* ``mobilenetv3_small`` / ``efficientnet_b0``: torchvision's architectures at 224x224, batch 1; variants dense and
+  every 1x1 convolution (expansions, projections, squeeze-and-excitation) pruned to 90%.
 
 For each (model, variant, threads) the process is pinned to that many CPUs and every engine runs the same inputs
 in interleaved rounds (median of rounds of median-of-repeats). Ratios are speedups over the fastest dense peer
@@ -68,6 +70,10 @@ def build_model(name: str, variant: str):
         module, inputs = models.resnet18()
         if variant == "90":
             prune_module(module, {"conv"}, 0.9)
+    elif name in ("mobilenetv3_small", "efficientnet_b0"):
+        module, inputs = getattr(models, name)()
+        if variant == "90":
+            prune_module(module, {"conv1x1"}, 0.9)
     else:
         raise SystemExit(f"unknown model {name}")
     return module, inputs

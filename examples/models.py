@@ -16,6 +16,9 @@ Every factory returns ``(module, example_inputs)`` so it can be given to the CLI
   ReLU6), ``width`` scales the channels.
 * ``resnet18`` / ``small_resnet``: ResNet-18 (torchvision's architecture, defined here: basic blocks of two 3x3
   convolutions, stride-2 3x3 and 1x1 downsampling, a 7x7 stride-2 stem) and a reduced one for tests.
+* ``mobilenetv3_small`` / ``efficientnet_b0``: torchvision's MobileNetV3-Small and EfficientNet-B0 architectures,
+  defined here (inverted residuals with 3x3/5x5 depthwise convolutions, squeeze-and-excitation, Hardswish/SiLU),
+  because PyPI's torchvision wheel expects the CUDA build of torch.
 """
 
 from __future__ import annotations
@@ -295,3 +298,113 @@ def small_resnet(seed: int = 0):
     model = ResNet((1, 1, 1), (16, 32, 64), num_classes=10)
     _randomize_bn(model)
     return model.eval(), (torch.randn(1, 3, 48, 48),)
+
+
+class SqueezeExcitation(nn.Module):
+    """``x * gate(fc2(act(fc1(avgpool(x)))))`` with 1x1 convolutions as the two fully connected layers."""
+
+    def __init__(self, channels: int, squeeze: int, activation: type[nn.Module], gate: type[nn.Module]):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.act = activation()
+        self.gate = gate()
+
+    def forward(self, x):
+        s = nn.functional.adaptive_avg_pool2d(x, 1)
+        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+
+
+def _conv_bn_act(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
+                 activation: type[nn.Module] | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout)]
+    if activation is not None:
+        layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """Inverted residual of MobileNetV3 / EfficientNet: 1x1 expansion, k x k depthwise, optional SE, 1x1 projection."""
+
+    def __init__(self, cin: int, kernel: int, hidden: int, cout: int, stride: int, activation: type[nn.Module],
+                 se_squeeze: int | None, se_activation: type[nn.Module], se_gate: type[nn.Module]):
+        super().__init__()
+        self.use_res = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if hidden != cin:
+            layers.append(_conv_bn_act(cin, hidden, 1, activation=activation))
+        layers.append(_conv_bn_act(hidden, hidden, kernel, stride, groups=hidden, activation=activation))
+        if se_squeeze:
+            layers.append(SqueezeExcitation(hidden, se_squeeze, se_activation, se_gate))
+        layers.append(_conv_bn_act(hidden, cout, 1))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetV3Small(nn.Module):
+    """torchvision's ``mobilenet_v3_small`` layout (Howard et al. 2019)."""
+
+    #: (input, kernel, expanded, output, SE, Hardswish, stride)
+    SETTINGS = [(16, 3, 16, 16, True, False, 2), (16, 3, 72, 24, False, False, 2), (24, 3, 88, 24, False, False, 1),
+                (24, 5, 96, 40, True, True, 2), (40, 5, 240, 40, True, True, 1), (40, 5, 240, 40, True, True, 1),
+                (40, 5, 120, 48, True, True, 1), (48, 5, 144, 48, True, True, 1), (48, 5, 288, 96, True, True, 2),
+                (96, 5, 576, 96, True, True, 1), (96, 5, 576, 96, True, True, 1)]
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        feats: list[nn.Module] = [_conv_bn_act(3, 16, 3, 2, activation=nn.Hardswish)]
+        for cin, k, hidden, cout, se, hs, stride in self.SETTINGS:
+            act = nn.Hardswish if hs else nn.ReLU
+            feats.append(MBConv(cin, k, hidden, cout, stride, act, _make_divisible(hidden // 4) if se else None,
+                                nn.ReLU, nn.Hardsigmoid))
+        feats.append(_conv_bn_act(96, 576, 1, activation=nn.Hardswish))
+        self.features = nn.Sequential(*feats)
+        self.classifier = nn.Sequential(nn.Linear(576, 1024), nn.Hardswish(), nn.Linear(1024, num_classes))
+
+    def forward(self, x):
+        y = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(y, 1))
+
+
+class EfficientNetB0(nn.Module):
+    """torchvision's ``efficientnet_b0`` layout (Tan and Le 2019); stochastic depth is the identity at inference."""
+
+    #: (expansion, kernel, stride, input, output, repeats)
+    SETTINGS = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+                (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        feats: list[nn.Module] = [_conv_bn_act(3, 32, 3, 2, activation=nn.SiLU)]
+        for expand, k, stride, cin, cout, repeats in self.SETTINGS:
+            for i in range(repeats):
+                c = cin if i == 0 else cout
+                feats.append(MBConv(c, k, _make_divisible(c * expand), cout, stride if i == 0 else 1, nn.SiLU,
+                                    max(1, c // 4), nn.SiLU, nn.Sigmoid))
+        feats.append(_conv_bn_act(320, 1280, 1, activation=nn.SiLU))
+        self.features = nn.Sequential(*feats)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        y = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(y, 1))
+
+
+def mobilenetv3_small(resolution: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0):
+    """MobileNetV3-Small at 224x224 (a benchmark model)."""
+    _seeded(seed)
+    model = MobileNetV3Small(num_classes)
+    _randomize_bn(model)
+    return model.eval(), (torch.randn(batch, 3, resolution, resolution),)
+
+
+def efficientnet_b0(resolution: int = 224, batch: int = 1, num_classes: int = 1000, seed: int = 0):
+    """EfficientNet-B0 at 224x224 (a benchmark model)."""
+    _seeded(seed)
+    model = EfficientNetB0(num_classes)
+    _randomize_bn(model)
+    return model.eval(), (torch.randn(batch, 3, resolution, resolution),)

@@ -304,3 +304,22 @@ def test_hand_scheduled_kernel_untouched(host_target):
     xv = _rand(8, 16)
     got = vm.run(cg.compile_module(scheduled, host_target), [xv], threads=2)[0]
     assert_close(got, ((xv + 1) * 2) ** 2)
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_conv_padding_copied_only_for_blocked_inputs(host_target, blocked):
+    """A blocked input is zero-padded once into a copy (bounds checks in every tap halved deep 3x3 layers);
+    a plain NCHW input (the first layer) keeps the bounds check inlined into the taps."""
+    from sparseforge.codegen.schedules.conv2d import Conv2dNCHWc
+    from sparseforge.codegen.schedules.kernels_conv import conv2d_nchwc
+
+    te = _tvm.te
+    shape = (1, 2, 10, 10, 8) if blocked else (1, 3, 10, 10)
+    x = te.placeholder(shape, name="x")
+    w = te.placeholder((2, 16 if blocked else 3, 3, 3, 8), name="w")
+    y = conv2d_nchwc(x, w, strides=(1, 1), pads=(1, 1, 1, 1), out_hw=(10, 10), lanes=8, tile_m=4, tile_blocks=2,
+                     input_blocked=blocked)
+    sch = Conv2dNCHWc().schedule(te.create_prim_func([x, w, y]), host_target.tvm_target())
+    assert sch is not None
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    assert ("pad" in names) == blocked, names
