@@ -12,7 +12,8 @@ rounds), so a revision whose decisions are worse shows up as a slower artifact.
 
 ``--baseline REV`` checks REV out into a git worktree and runs it with this checkout's virtual environment
 (``PYTHONPATH`` pointing at its ``src``). Models: ``mobilenetv2-90`` (MobileNetV2, every 1x1 conv pruned to 90%),
-``bert4-90`` (4-layer BERT-shaped encoder, every Linear pruned to 90%), ``small_cnn-90`` (the bundled CNN).
+``bert4-90`` (4-layer BERT-shaped encoder, every Linear pruned to 90%), ``small_cnn-90`` (the bundled CNN),
+``resnet18-90`` / ``mobilenetv3_small-90`` / ``efficientnet_b0-90`` (the model suite's ``90`` variants).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def export_model(name: str, folder: Path) -> Path:
     import onnx_ir as ir
 
     import models
-    from model_suite import prune_module
+    from model_suite import build_model, prune_module
     from sparseforge.ir.frontend import load
 
     if name == "mobilenetv2-90":
@@ -57,6 +58,8 @@ def export_model(name: str, folder: Path) -> Path:
     elif name == "small_cnn-90":
         module, inputs = models.small_cnn()
         prune_module(module, {"conv1x1", "linear"}, 0.9)
+    elif name in ("resnet18-90", "mobilenetv3_small-90", "efficientnet_b0-90"):
+        module, inputs = build_model(name.removesuffix("-90"), "90")
     else:
         raise SystemExit(f"unknown model {name}")
     path = folder / f"{name}.onnx"

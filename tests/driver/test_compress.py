@@ -10,12 +10,19 @@ from helpers import init, make_model, to_ir, vinfo
 from onnx import helper
 
 from sparseforge.driver.calibration_data import check
-from sparseforge.driver.compress import LEVELS, compress
+from sparseforge.driver.compress import BLOCK_LEVEL_SHAPES, BLOCK_LEVELS, LEVELS, compress
 from sparseforge.passes.infra import Pipeline
 from sparseforge.passes.pipelines import canonicalize
 
 
-def _mlp():
+def _blocky(w, rng, block=8, kept=0.25):
+    """``w`` with three quarters of its ``block x 1`` blocks scaled down 20x (weights a block pruning can drop)."""
+    rows = w.shape[0] // block
+    scale = np.where(rng.random((rows, 1, w.shape[1])) < kept, 1.0, 0.05)
+    return (w.reshape(rows, block, -1) * scale).reshape(w.shape).astype(np.float32)
+
+
+def _mlp(blocky=False):
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
@@ -27,12 +34,15 @@ def _mlp():
              init("w2", rng.standard_normal((64, 64)).astype(np.float32) / 8),
              init("b2", rng.standard_normal(64).astype(np.float32) * 0.1),
              init("w3", rng.standard_normal((10, 64)).astype(np.float32) / 8)]
+    if blocky:
+        for t in inits[0], inits[2]:
+            t.CopyFrom(init(t.name, _blocky(np.frombuffer(t.raw_data, np.float32).reshape(tuple(t.dims)), rng)))
     return make_model(nodes, [vinfo("x", [8, 32])], [vinfo("y", [8, 10])], inits)
 
 
-def _data(model, n=256):
+def _data(model, n=256, rank=12):
     rng = np.random.default_rng(1)
-    x = (rng.standard_normal((n, 12)) @ rng.standard_normal((12, 32))).astype(np.float32)
+    x = (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, 32))).astype(np.float32)
     from sparseforge.driver.calibration_data import model_inputs
 
     return check({"x": x}, model_inputs(model), 8, "test").split(0.25)
@@ -62,7 +72,8 @@ def test_budget_is_met_on_calibration_and_held_out_data(budget) -> None:
     assert report["predicted_speedup"] > 1.0
     levels = {r["node"]: r["level"] for r in report["layers"]}
     assert set(levels) == {"fc1", "fc2", "fc3"}
-    allowed = {"dense", "2:4"} | {f"{int(round(s * 100))}%" for s in LEVELS}
+    allowed = {"dense", "2:4"} | {f"{int(round(s * 100))}%" for s in LEVELS} | {
+        f"{int(round(s * 100))}% in {r}x{c} blocks" for s in BLOCK_LEVELS for r, c in BLOCK_LEVEL_SHAPES}
     assert all(v in allowed or v.startswith("rank ") for v in levels.values())
     assert set(levels.values()) != {"dense"}
     # the written weights are the chosen ones: density as reported
@@ -166,3 +177,41 @@ def test_sparse_low_rank_levels_are_written_as_their_products() -> None:
     (a,) = session(split).run(None, x)
     (b,) = session(merged).run(None, x)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+class _BlockCost(_Cost):
+    """Blocked kernels pay below 83% stored (BSR at 1.2x dense per stored weight), unstructured ones never (CSR at
+    3x)."""
+
+    def predict(self, kernel, m, n, k, *, density=1.0, block=None, nm=None, nnz_blocks=None, kind="matmul"):
+        if kernel == "dense":
+            return float(m * n * k)
+        if kernel == "bsr":  # the stored blocks, zeros inside them included
+            return float(m * n * k) * 1.2 * nnz_blocks * block[0] * block[1] / (n * k)
+        return float(m * n * k) * density * 3.0
+
+
+def test_block_levels_timed_as_compile_predicts_them() -> None:
+    """Every layer gets ``r x 1`` block levels (whole blocks pruned, weights updated), timed as ``compile`` would:
+    with its BSR option; with only blocked kernels paying, every layer compress makes sparse runs BSR."""
+    from sparseforge.driver.calibrated_prune import collect_stats
+    from sparseforge.driver.compress import build_levels
+
+    model = to_ir(_mlp(blocky=True))
+    Pipeline(canonicalize())(model)
+    fit, held = _data(model, rank=32)
+    layers = {lc.view.name: lc for lc in build_levels(model, collect_stats(model, fit), _BlockCost())}
+    for name in ("fc1", "fc2"):
+        blocked = [lv for lv in layers[name].levels if "blocks" in lv.label]
+        assert len(blocked) == len(BLOCK_LEVELS) * len(BLOCK_LEVEL_SHAPES)
+        for lv in blocked:
+            sparsity = int(lv.label.split("%")[0]) / 100
+            br, bc = (int(x) for x in lv.label.split(" in ")[1].split(" ")[0].split("x"))
+            w = lv.matrix
+            tiles = (w != 0).reshape(w.shape[0] // br, br, w.shape[1] // bc, bc).any(axis=(1, 3))
+            assert abs((1 - tiles.mean()) - sparsity) <= 0.5 / tiles.shape[0]  # per column of blocks, rounded
+            assert lv.kernel.startswith("bsr") and lv.seconds < layers[name].dense.seconds
+            assert 0 < lv.error < 1
+    report = compress(model, fit, held, _BlockCost(), max_output_error=0.3, speedup=None)
+    sparse = [r for r in report["layers"] if r["level"] != "dense"]
+    assert sparse and all(r["kernel"].startswith("bsr") for r in sparse), report["layers"]

@@ -5,7 +5,7 @@ Flow:
 
 1. canonicalize; read the calibration data (:mod:`.calibration_data`), keep the last ``holdout`` part aside;
 2. collect every weight layer's input statistics ``H`` (:mod:`.calibrated_prune`);
-3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, and for MatMul/Gemm layers the ranks of
+3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, :data:`BLOCK_LEVELS` in ``r x 1`` blocks, and for MatMul/Gemm layers the ranks of
    :data:`RANK_FRACTIONS` by activation-aware SVD, Monarch projections, and sparse + low rank, written into the model as its products), prune (SparseGPT, weights updated) or factor, and record the
    layer's reconstruction error on the calibration inputs and the target's predicted time of the layer (dense, the
    best sparse kernel at the resulting density, or the two thin / block products: the decision pass's cost model;
@@ -17,8 +17,9 @@ Flow:
    speedup of the weight layers reaches the goal;
 5. write the model and measure it on the held-out part (the accuracy report).
 
-Predicted times are of the weight layers only (the rest of the model is not changed). Block patterns are not among
-the levels yet.
+Predicted times are of the weight layers only (the rest of the model is not changed). A pruned level's time is
+what ``compile`` would predict for it: the fastest of dense and every sparse option of its structure (CSR, the BSR
+block shapes it has, N:M it complies with; :func:`~sparseforge.passes.decide.best_option`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from sparseforge.ir.weights import WeightView, weight_views
 from sparseforge.passes.calibrated import sparsegpt, svd, wanda
 from sparseforge.passes.calibrated.stats import LayerStats
 from sparseforge.passes.canonicalize import new_initializer
-from sparseforge.passes.decide import candidate
+from sparseforge.passes.analysis.analyse import facts_for
+from sparseforge.passes.decide import FACTS_READ, best_option, candidate
 from sparseforge.passes.rewrites.candidates import static_matmul_candidate
 from sparseforge.passes.rewrites.sparse_low_rank import rewrite as split_rewrite
 from sparseforge.runtime.compare import session
@@ -62,6 +64,10 @@ SPARSE_LOW_RANK_DENSITY = 0.1
 #: Monarch block shapes offered to MatMul/Gemm layers (the most compact of :func:`monarch.candidates`).
 MONARCH_SHAPES = 2
 SEARCH_STEPS = 14
+#: Block levels: SparseGPT pruning whole ``r x 1`` blocks (the shapes every target's BSR kernel and the direct
+#: sparse convolution run) at these sparsities.
+BLOCK_LEVEL_SHAPES = ((4, 1), (8, 1))
+BLOCK_LEVELS = (0.7, 0.8, 0.9)
 
 
 @dataclasses.dataclass
@@ -107,20 +113,20 @@ def _prune(w: np.ndarray, stats: LayerStats, **kw) -> np.ndarray:
     return out
 
 
-def _predict(cost_model, cand, n: int, k: int, density: float, nm: tuple[int, int] | None) -> tuple[float, str]:
-    """(seconds, kernel) of the fastest of dense and the sparse kernels at ``density`` (N:M when ``nm``)."""
+def _predict(cost_model, cand, matrix: np.ndarray) -> tuple[float, str]:
+    """(seconds, kernel) of ``matrix`` as ``compile`` would predict it: the fastest of dense and the sparse options
+    of its structure (CSR, the BSR block shapes it has, N:M it complies with) by 1.1x, as the decision pass."""
+    n, k = matrix.shape
     kind = cand.cost_kind
     dense = cost_model.predict("dense", cand.m, n, k, kind=kind)
     if dense is None:
         raise SparseforgeError("the cost model has no timing for a dense layer", hint="run sparseforge calibrate")
     best = (dense, "dense")
-    options = [("csr", {})]
-    if nm is not None and cand.kind != "conv":
-        options.append(("nm", {"nm": nm}))
-    for form, extra in options:
-        t = cost_model.predict(form, cand.m, n, k, density=density, kind=kind, **extra)
-        if t is not None and t * 1.1 < best[0]:
-            best = (t, form)
+    if np.count_nonzero(matrix) < matrix.size:
+        m32 = matrix.astype(np.float32)
+        found = best_option(cost_model, cand, m32, facts_for(cand.view, FACTS_READ, m32))
+        if found is not None and found[0] * 1.1 < dense:
+            best = (found[0], found[1].label)
     return best
 
 
@@ -184,16 +190,22 @@ def build_levels(model: ir.Model, stats: dict[str, LayerStats], cost_model) -> l
         w = np.array(view.matrix(), np.float64)
         n, k = w.shape
         st = stats[view.name]
-        dense_s, _ = _predict(cost_model, cand, n, k, 1.0, None)
+        dense_s, _ = _predict(cost_model, cand, w)
         levels = [Level("dense", w, 0.0, dense_s, "dense")]
         for s in LEVELS:
             wp = _prune(w, st, sparsity=s)
-            t, kernel = _predict(cost_model, cand, n, k, float(np.count_nonzero(wp)) / wp.size, None)
-            levels.append(Level(f"{int(round(s * 100))}%", wp, _relative_error(w, wp, st), t, kernel))
+            levels.append(Level(f"{int(round(s * 100))}%", wp, _relative_error(w, wp, st),
+                                *_predict(cost_model, cand, wp)))
         if k % 4 == 0:
             wp = _prune(w, st, nm=(2, 4))
-            t, kernel = _predict(cost_model, cand, n, k, float(np.count_nonzero(wp)) / wp.size, (2, 4))
-            levels.append(Level("2:4", wp, _relative_error(w, wp, st), t, kernel))
+            levels.append(Level("2:4", wp, _relative_error(w, wp, st), *_predict(cost_model, cand, wp)))
+        for r, c in BLOCK_LEVEL_SHAPES:
+            if (n // st.hessian.shape[0]) % r or k % c or n < 2 * r:
+                continue
+            for s in BLOCK_LEVELS:
+                wp = _prune(w, st, sparsity=s, block=(r, c))
+                levels.append(Level(f"{int(round(s * 100))}% in {r}x{c} blocks", wp, _relative_error(w, wp, st),
+                                    *_predict(cost_model, cand, wp)))
         if cand.kind == "matmul" and st.hessian.shape[0] == 1:
             levels += _structured_levels(cost_model, cand, w, st)
         layers.append(LayerChoice(view, levels))

@@ -156,6 +156,38 @@ def _quantized_decision(view: QuantizedWeightView) -> Decision:
                     density=float(np.count_nonzero(matrix)) / max(1, matrix.size))
 
 
+def best_option(cost_model: CostModel, cand: Candidate, matrix: np.ndarray,
+                facts: dict) -> tuple[float, forms.Option] | None:
+    """``(predicted seconds, option)`` of the sparse option with the least predicted time for ``matrix`` (its
+    analysis ``facts``: :data:`FACTS_READ`), or None when the cost model predicts none of them. Options storing
+    :data:`CONSIDERED_STORED_RATIO` times more than the sparsest predicted one are not asked about (a measured
+    cost model would fit their kernels for nothing); ties go to the earlier form of the registry."""
+    n, k = matrix.shape
+    density = float(facts["density"]) if matrix.size else 1.0
+    options = forms.options(matrix, facts)
+    if cand.kind == "conv":  # the direct conv kernel reads one tap per block: only r x 1 blocks
+        options = [o for o in options if o.block is None or o.block[1] == 1]
+    predicted: dict[int, float | None] = {}
+
+    def predict(i: int) -> float | None:
+        if i not in predicted:
+            option = options[i]
+            predicted[i] = cost_model.predict(option.form, cand.m, n, k, density=density,
+                                              **option.predict_kwargs(), kind=cand.cost_kind)
+        return predicted[i]
+
+    by_stored = sorted(range(len(options)), key=lambda i: options[i].stored)
+    anchor = next((options[i].stored for i in by_stored if predict(i) is not None), None)
+    best: tuple[float, forms.Option] | None = None
+    for i, option in enumerate(options):
+        if anchor is not None and option.stored > CONSIDERED_STORED_RATIO * anchor:
+            continue
+        t = predict(i)
+        if t is not None and (best is None or t < best[0]):
+            best = (t, option)
+    return best
+
+
 class DecideFormatPass(ReportingPass):
     """Choose dense / CSR / BSR / N:M per layer from the cost model; record choice and reason.
 
@@ -225,29 +257,7 @@ class DecideFormatPass(ReportingPass):
         dense_s = self.cost_model.predict("dense", cand.m, n, k, kind=cand.cost_kind)
         if dense_s is None:
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
-        best: tuple[float, forms.Option] | None = None
-        options = forms.options(matrix, facts)
-        if cand.kind == "conv":  # the direct conv kernel reads one tap per block: only r x 1 blocks
-            options = [o for o in options if o.block is None or o.block[1] == 1]
-        predicted: dict[int, float | None] = {}
-
-        def predict(i: int) -> float | None:
-            if i not in predicted:
-                option = options[i]
-                predicted[i] = self.cost_model.predict(option.form, cand.m, n, k, density=density,
-                                                       **option.predict_kwargs(), kind=cand.cost_kind)
-            return predicted[i]
-
-        # the sparsest option with a prediction; options storing several times more cannot win and are not asked
-        # about (a measured cost model would fit their kernels for nothing)
-        by_stored = sorted(range(len(options)), key=lambda i: options[i].stored)
-        anchor = next((options[i].stored for i in by_stored if predict(i) is not None), None)
-        for i, option in enumerate(options):  # registry order: ties go to the earlier form
-            if anchor is not None and option.stored > CONSIDERED_STORED_RATIO * anchor:
-                continue
-            t = predict(i)
-            if t is not None and (best is None or t < best[0]):
-                best = (t, option)
+        best = best_option(self.cost_model, cand, matrix, facts)
         if best is None:
             return Decision(name, "dense", f"dense: no sparse kernel timing for density {density:.2f}",
                             dense_s=dense_s, **base)
