@@ -3,8 +3,9 @@
 TVM lowers ``exp``/``erf``/``tanh`` on x86 to scalar libm calls (erf: ~10 ns per element), which
 also blocks vectorization of whatever they are fused with (a GELU epilogue, softmax). TOPI's
 ``fast_exp``/``fast_erf``/``fast_tanh`` are branch-free polynomials (max relative error ~3e-7 in
-float32), 9-60x faster once vectorized. Rewritten: ``exp``, ``erf``, ``tanh``, ``nn.softmax``,
-``nn.gelu`` (erf form) and ``nn.gelu_tanh``, float32 only.
+float32), 9-60x faster once vectorized. Rewritten: ``exp``, ``erf``, ``tanh``, ``sigmoid``, ``nn.silu``,
+``nn.softmax``, ``nn.gelu`` (erf form) and ``nn.gelu_tanh``, float32 only. A scalar ``expf`` in a sigmoid made
+the SiLU epilogues of EfficientNet-B0's convolutions 60% of its time.
 """
 
 from __future__ import annotations
@@ -33,7 +34,20 @@ def _gelu_tanh(x):
     return te.compute(x.shape, lambda *i: x(*i) * (0.5 + 0.5 * t(*i)), name="gelu_tanh")
 
 
+def _sigmoid(x):
+    """``1 / (1 + exp(-x))``; ``fast_exp`` clamps its argument, so large ``|x|`` gives 0 or 1, never inf/NaN."""
+    e = topi.fast_exp(te.compute(x.shape, lambda *i: -x(*i), name="sigmoid_neg"))
+    return te.compute(x.shape, lambda *i: 1.0 / (1.0 + e(*i)), name="sigmoid")
+
+
+def _silu(x):
+    s = _sigmoid(x)
+    return te.compute(x.shape, lambda *i: x(*i) * s(*i), name="silu")
+
+
 _REWRITES = {
+    "relax.sigmoid": lambda bb, call: bb.call_te(_sigmoid, call.args[0], primfunc_name_hint="fast_sigmoid"),
+    "relax.nn.silu": lambda bb, call: bb.call_te(_silu, call.args[0], primfunc_name_hint="fast_silu"),
     "relax.exp": lambda bb, call: bb.call_te(topi.fast_exp, call.args[0], primfunc_name_hint="fast_exp"),
     "relax.erf": lambda bb, call: bb.call_te(topi.fast_erf, call.args[0], primfunc_name_hint="fast_erf"),
     "relax.tanh": lambda bb, call: bb.call_te(topi.fast_tanh, call.args[0], primfunc_name_hint="fast_tanh"),
@@ -62,7 +76,7 @@ class _FastMathRewriter(relax.PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="FastMath")
 class FastMath:
-    """Rewrite float32 ``exp``/``erf``/``tanh``/``softmax``/``gelu`` to fast approximations."""
+    """Rewrite float32 ``exp``/``erf``/``tanh``/``sigmoid``/``silu``/``softmax``/``gelu`` to fast approximations."""
 
     def transform_module(self, mod, _ctx):
         rewriter = _FastMathRewriter(mod)
