@@ -199,15 +199,19 @@ class PruneResult:
 def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_inputs: Any = None, *,
           input_shapes: Mapping[str, Sequence[int]] | None = None, allow_invalid_input: bool = False,
           freeze_initializer_inputs: bool = False, calibration: str | None = None,
-          holdout: float = 0.25) -> PruneResult:
+          holdout: float = 0.25, sequential: bool = False) -> PruneResult:
     """Prune (approximate) and write the model.
 
     Without ``calibration``: the weight error and the output deviation on random inputs are reported. With
     ``calibration`` (an ``.npz``, ``FILE.py:LOADER`` or ``random[:N]``, see
     :mod:`sparseforge.driver.calibration_data`): the data methods (Wanda, SparseGPT) use its first part, and the
-    last ``holdout`` part gives the accuracy report (every output's error on held-out samples). The input is never
-    overwritten."""
+    last ``holdout`` part gives the accuracy report (every output's error on held-out samples). ``sequential``:
+    the data methods prune stage by stage, each stage's statistics collected from the model with the earlier
+    stages pruned (one calibration pass per stage). The input is never overwritten."""
     config.validate()
+    if sequential and not config.needs_data:
+        raise SparseforgeError(f"--sequential applies to --method wanda or sparsegpt, not to --method {config.method}",
+                               hint="drop --sequential")
     if config.needs_data and calibration is None:
         raise SparseforgeError(f"--method {config.method} needs calibration data",
                                hint="--calibration data.npz (arrays by input name, first axis = samples), "
@@ -230,7 +234,8 @@ def prune(source: Any, output: str | os.PathLike, config: PruneConfig, example_i
     canonical = Pipeline(pipelines.canonicalize())(model)
     stats = calibrated_prune.collect_stats(model, fit) if config.needs_data or config.method == "group" else {}
     dense = calibrated_prune.dense_weights(model, stats)
-    pruning = Pipeline([PrunePass(dataclasses.replace(config, stats=stats))])(model)
+    restats = (lambda m, names: calibrated_prune.collect_stats(m, fit, only=names)) if sequential else None
+    pruning = Pipeline([PrunePass(dataclasses.replace(config, stats=stats, restats=restats))])(model)
     reports = [*canonical.reports, *pruning.reports]
     accuracy = calibrated_prune.output_errors(original, ir.to_proto(model), held) if held is not None else None
     errors = calibrated_prune.layer_errors(dense, model, stats) if stats else None

@@ -288,6 +288,9 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
                    "sparsegpt; with any method it gives the accuracy report on held-out samples.")
 @click.option("--holdout", type=float, default=0.25, show_default=True,
               help="Fraction of the calibration samples kept for the accuracy report (never used to prune).")
+@click.option("--sequential", is_flag=True, help="wanda / sparsegpt: prune stage by stage, each stage's layer "
+              "inputs collected from the model with the earlier stages pruned (one calibration pass per stage; "
+              "slower, usually more accurate at high sparsity).")
 @click.option("--sparsity", type=float, help="Fraction of weights (blocks, channels) to zero, e.g. 0.9. "
               "Not used by --method nm.")
 @click.option("--nm", default="2:4", show_default=True, help="N:M pattern for --method nm (keep N of every M).")
@@ -304,7 +307,8 @@ def export(ctx: click.Context, model: str, output: str, verify: bool, rtol: floa
 @_allow_invalid_option
 @click.pass_context
 def prune(ctx: click.Context, model: str, output: str, method: str, pattern: str, calibration: str | None,
-          holdout: float, sparsity: float | None, nm: str, block: str, global_scope: bool, skip: tuple[str, ...],
+          holdout: float, sequential: bool, sparsity: float | None, nm: str, block: str, global_scope: bool,
+          skip: tuple[str, ...],
           max_weight_error: float | None, as_json: bool, shapes: tuple[str, ...], allow_invalid: bool,
           freeze: bool) -> None:
     """Zero weights of MODEL to create sparsity (APPROXIMATE: changes the model's outputs).
@@ -321,7 +325,7 @@ def prune(ctx: click.Context, model: str, output: str, method: str, pattern: str
         config = api.prune_config(method, sparsity, nm, block, global_scope, skip, max_weight_error, pattern)
         result = api.prune(model, output, config, input_shapes=_input_shapes(shapes),
                            allow_invalid_input=allow_invalid, freeze_initializer_inputs=freeze,
-                           calibration=calibration, holdout=holdout)
+                           calibration=calibration, holdout=holdout, sequential=sequential)
         if as_json:
             click.echo(json.dumps(result.to_dict(), indent=1))
             return 0

@@ -103,3 +103,33 @@ def test_compress_cli(tmp_path: Path) -> None:
     both = CliRunner().invoke(main, ["compress", str(model), "-o", str(tmp_path / "x.onnx"), "--calibration",
                                      str(data), "--target", "arm"])
     assert both.exit_code == 2 and "exactly one goal" in both.output and not (tmp_path / "x.onnx").exists()
+
+
+def test_sequential_sparsegpt_prunes_stage_by_stage(tmp_path: Path) -> None:
+    """``--sequential``: one statistics pass per stage (fc1, then fc2 from fc1's pruned output), the written
+    weights as sparse as asked: fc1 as one-shot prunes it (same dense statistics), fc2 differently."""
+    model, data = _mlp(tmp_path), _data(tmp_path)
+    errors, written = {}, {}
+    for flags in ([], ["--sequential"]):
+        out = tmp_path / f"seq{len(flags)}.onnx"
+        result = CliRunner().invoke(main, ["prune", str(model), "-o", str(out), "--method", "sparsegpt", "--sparsity",
+                                           "0.8", "--calibration", str(data), "--json", *flags])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.output)
+        (acc,) = doc["accuracy"]
+        errors[bool(flags)] = acc["relative_l2"]
+        weights = [numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer]
+        for shape in ((32, 24), (10, 32)):
+            w = next(v for v in weights if v.shape == shape)
+            assert abs((w == 0).mean() - 0.8) < 0.02
+            written[bool(flags), shape] = w
+    np.testing.assert_array_equal(written[True, (32, 24)], written[False, (32, 24)])
+    assert not np.array_equal(written[True, (10, 32)], written[False, (10, 32)])
+    assert all(0 < e < 1 for e in errors.values()), errors
+
+
+def test_sequential_needs_a_data_method(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["prune", str(_mlp(tmp_path)), "-o", str(tmp_path / "o.onnx"), "--method",
+                                       "magnitude", "--sparsity", "0.5", "--sequential"])
+    assert result.exit_code == 2 and "--sequential" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o.onnx").exists()

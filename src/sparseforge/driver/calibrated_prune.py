@@ -3,14 +3,15 @@ every approximate command gives.
 
 Flow: canonicalize; collect each prunable layer's input statistics (:mod:`sparseforge.passes.calibrated.stats`)
 by running the canonical model in ONNX Runtime over the calibration batches (one pass, the dense model's
-activations, memory bounded by one batch and the ``K x K`` statistics); prune with them; then run the original and
-the pruned model on the held-out samples and report the error of every output.
+activations, memory bounded by one batch and the ``K x K`` statistics; with ``--sequential`` one pass per stage
+of layers, on the model as pruned so far); prune with them; then run the original and the pruned model on the
+held-out samples and report the error of every output.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,15 @@ from .calibration_data import CalibrationData
 logger = logging.getLogger("sparseforge.driver.calibration")
 
 
-def collect_stats(model: ir.Model, data: CalibrationData) -> dict[str, LayerStats]:
+def collect_stats(model: ir.Model, data: CalibrationData,
+                  only: Collection[str] | None = None) -> dict[str, LayerStats]:
     """Input statistics of every MatMul/Gemm/Conv weight layer of ``model`` (node name -> stats) whose activation
-    is the left operand, over every calibration batch."""
+    is the left operand, over every calibration batch; of the layers named in ``only`` when given."""
     targets: dict[str, list[tuple[str, Any]]] = {}
     stats: dict[str, LayerStats] = {}
     for view in weight_views(model.graph):
+        if only is not None and view.name not in only:
+            continue
         if view.data_index != 0 or not np.issubdtype(view.stored().dtype, np.floating):
             continue
         x = view.node.inputs[0]

@@ -98,3 +98,42 @@ def test_skip_patterns_and_error_budget() -> None:
 def test_bad_configs(config, match) -> None:
     with pytest.raises(SparseforgeError, match=match):
         config.validate()
+
+
+def test_sequential_statistics_see_earlier_stages_pruned() -> None:
+    """``restats`` is asked stage by stage (Q/K/V-like siblings together), each time from the model with every
+    earlier stage already pruned."""
+    import onnx_ir as ir
+    from onnx import helper
+
+    from helpers import init, make_model, to_ir, vinfo
+    from sparseforge.ir.weights import weight_views
+    from sparseforge.passes.calibrated.stats import LayerStats
+    from sparseforge.passes.rewrites.prune import PruneConfig, PrunePass, layer_stages
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["x", "wa"], ["a"], name="a"),
+             helper.make_node("MatMul", ["x", "wb"], ["b"], name="b"),
+             helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+             helper.make_node("MatMul", ["s", "wc"], ["y"], name="c")]
+    inits = [init(n, rng.standard_normal((8, 8)).astype(np.float32)) for n in ("wa", "wb", "wc")]
+    model = to_ir(make_model(nodes, [vinfo("x", [2, 8])], [vinfo("y", [2, 8])], inits))
+    views = list(weight_views(model.graph))
+    assert [[v.name for v in stage] for stage in layer_stages(model.graph, views)] == [["a", "b"], ["c"]]
+
+    calls = []
+
+    def restats(m: ir.Model, names):
+        zeros = {v.name: float((v.matrix() == 0).mean()) for v in weight_views(m.graph)}
+        calls.append((list(names), zeros))
+        out = {}
+        for name in names:
+            st = LayerStats.empty(8, 1)
+            st.add_rows(rng.standard_normal((32, 8)))
+            out[name] = st
+        return out
+
+    PrunePass(PruneConfig("sparsegpt", sparsity=0.5, restats=restats))(model)
+    assert [names for names, _ in calls] == [["a", "b"], ["c"]]
+    assert calls[0][1] == {"a": 0.0, "b": 0.0, "c": 0.0}
+    assert calls[1][1]["a"] == 0.5 and calls[1][1]["b"] == 0.5 and calls[1][1]["c"] == 0.0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -56,6 +56,11 @@ class PruneConfig:
     max_weight_error: float | None = None
     pattern: str = "unstructured"  # of the data methods: unstructured, nm or block
     stats: Mapping | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: sequential data pruning: ``restats(model, names)`` collects the statistics of the named layers from the
+    #: model as pruned so far; the layers are pruned stage by stage (:func:`layer_stages`), each stage with
+    #: statistics that see every earlier stage pruned (SparseGPT's sequential mode). None: one-shot ``stats``.
+    restats: Callable[[ir.Model, Sequence[str]], Mapping] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     @property
     def needs_data(self) -> bool:
@@ -64,6 +69,9 @@ class PruneConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise SparseforgeError(f"unknown pruning method '{self.method}'", hint=f"use one of {', '.join(METHODS)}")
+        if self.restats is not None and not self.needs_data:
+            raise SparseforgeError(f"--sequential applies to the data methods ({', '.join(DATA_METHODS)}), not to "
+                                   f"--method {self.method}", hint="drop --sequential")
         if self.needs_data:
             if self.pattern not in PATTERNS:
                 raise SparseforgeError(f"unknown pattern '{self.pattern}'", hint=f"use one of {', '.join(PATTERNS)}")
@@ -194,10 +202,11 @@ class PrunePass(ReportingPass):
             return np.repeat(keep[:, None], shape[1], axis=1)
         return keep
 
-    def _data_pruned(self, view: WeightView, mat: np.ndarray, report: PassReport) -> np.ndarray:
+    def _data_pruned(self, view: WeightView, mat: np.ndarray, report: PassReport,
+                     all_stats: Mapping | None) -> np.ndarray:
         """The weight pruned by a data method (Wanda's mask, or SparseGPT's pruned and updated weight)."""
         c = self.config
-        stats = (c.stats or {}).get(view.name)
+        stats = (all_stats or {}).get(view.name)
         if stats is None:
             report.note("fallback.magnitude", f"no calibration statistics for this layer (its input is not the "
                         f"left operand, or its shape is not static): pruned by magnitude", view.name)
@@ -265,61 +274,88 @@ class PrunePass(ReportingPass):
             self._run_groups(model, report)
             return
         views = self._selected(model, report)
-        masks: dict[int, np.ndarray] = {}
-        pruned_by: dict[int, np.ndarray] = {}
+        totals = {"layers": [], "sq": 0.0, "err_sq": 0.0}
+        if c.needs_data and c.restats is not None:
+            stages = layer_stages(model.graph, views)
+            for i, stage in enumerate(stages):
+                stats = c.restats(model, [v.name for v in stage])
+                for view in stage:
+                    mat = view.matrix()
+                    self._commit(model, view, mat, self._data_pruned(view, mat, report, stats), report, totals)
+            report.counts["sequential stages"] = len(stages)
+        else:
+            for view, pruned in zip(views, self._pruned_at_once(views, report), strict=True):
+                self._commit(model, view, view.matrix(), pruned, report, totals)
+        ir.passes.common.RemoveUnusedNodesPass()(model)
+        report.details["layers"] = totals["layers"]
+        report.details["relative_weight_error"] = (float(np.sqrt(totals["err_sq"] / totals["sq"])) if totals["sq"]
+                                                   else 0.0)
+        report.details["method"] = c.method
+        report.warn("approximate", "pruning changes the model's outputs; check its accuracy on your own data")
+
+    def _pruned_at_once(self, views: list[WeightView], report: PassReport) -> list[np.ndarray]:
+        """Every selected weight pruned from the model as it is (one-shot statistics for the data methods)."""
+        c = self.config
         if c.needs_data:
-            for view in views:
-                pruned_by[id(view.node)] = self._data_pruned(view, view.matrix(), report)
-        elif c.method == "nm":
-            for view in views:
-                masks[id(view.node)] = nm_mask(view.matrix(), *c.nm)
+            return [self._data_pruned(view, view.matrix(), report, c.stats) for view in views]
+        if c.method == "nm":
+            masks = [nm_mask(view.matrix(), *c.nm) for view in views]
         elif c.scope == "layer":
-            for view in views:
-                mat = view.matrix()
-                masks[id(view.node)] = self._mask_from_keep(keep_largest(self._scores(mat), c.sparsity), mat.shape)
+            masks = [self._mask_from_keep(keep_largest(self._scores(v.matrix()), c.sparsity), v.shape) for v in views]
         else:
             scores = [self._scores(v.matrix()) for v in views]
+            masks = []
             if scores:
                 keep_all = keep_largest(np.concatenate([s.reshape(-1) for s in scores]), c.sparsity)
                 offset = 0
                 for view, s in zip(views, scores):
-                    keep = keep_all[offset: offset + s.size].reshape(s.shape)
+                    masks.append(self._mask_from_keep(keep_all[offset: offset + s.size].reshape(s.shape), view.shape))
                     offset += s.size
-                    masks[id(view.node)] = self._mask_from_keep(keep, view.shape)
-        layers = []
-        total_sq, total_err_sq = 0.0, 0.0
-        for view in views:
-            mat = view.matrix()
-            pruned = pruned_by[id(view.node)] if c.needs_data else \
-                np.where(masks[id(view.node)], mat, np.zeros((), dtype=mat.dtype))
-            norm = float(np.sqrt(np.sum(mat.astype(np.float64) ** 2)))
-            err = float(np.sqrt(np.sum((mat.astype(np.float64) - pruned) ** 2)))
-            rel = err / norm if norm else 0.0
-            entry = {"node": view.name, "weight": view.weight.name, "shape": list(mat.shape),
-                     "sparsity_before": 1.0 - np.count_nonzero(mat) / mat.size,
-                     "sparsity_after": 1.0 - np.count_nonzero(pruned) / mat.size,
-                     "relative_weight_error": rel, "pruned": True}
-            if c.max_weight_error is not None and rel > c.max_weight_error:
-                entry.update(pruned=False, sparsity_after=entry["sparsity_before"], relative_weight_error=0.0)
-                report.note("skip.error-budget", f"pruning would change the weight by {rel:.3g} (relative), above "
-                            f"the budget {c.max_weight_error:g}", view.name)
-                layers.append(entry)
-                total_sq += norm ** 2
-                continue
-            total_sq += norm ** 2
-            total_err_sq += err ** 2
-            layers.append(entry)
-            if np.array_equal(pruned, mat):
-                continue
-            self._replace(model, view, pruned)
-            self.stamp(view.node, f"pruned ({c.method}): weight error {rel:.3g}")
-            report.changed("pruned", f"sparsity {entry['sparsity_before']:.2f} -> {entry['sparsity_after']:.2f}, "
-                           f"relative weight error {rel:.3g}", view.name)
-        ir.passes.common.RemoveUnusedNodesPass()(model)
-        report.details["layers"] = layers
-        report.details["relative_weight_error"] = float(np.sqrt(total_err_sq / total_sq)) if total_sq else 0.0
-        report.details["method"] = c.method
-        report.warn("approximate", "pruning changes the model's outputs; check its accuracy on your own data")
+        return [np.where(mask, view.matrix(), np.zeros((), view.matrix().dtype)) for view, mask in zip(views, masks)]
+
+    def _commit(self, model: ir.Model, view: WeightView, mat: np.ndarray, pruned: np.ndarray, report: PassReport,
+                totals: dict) -> None:
+        """Write ``pruned`` for ``view`` unless it breaks the weight-error budget; record the layer's entry."""
+        c = self.config
+        norm = float(np.sqrt(np.sum(mat.astype(np.float64) ** 2)))
+        err = float(np.sqrt(np.sum((mat.astype(np.float64) - pruned) ** 2)))
+        rel = err / norm if norm else 0.0
+        entry = {"node": view.name, "weight": view.weight.name, "shape": list(mat.shape),
+                 "sparsity_before": 1.0 - np.count_nonzero(mat) / mat.size,
+                 "sparsity_after": 1.0 - np.count_nonzero(pruned) / mat.size,
+                 "relative_weight_error": rel, "pruned": True}
+        totals["layers"].append(entry)
+        totals["sq"] += norm ** 2
+        if c.max_weight_error is not None and rel > c.max_weight_error:
+            entry.update(pruned=False, sparsity_after=entry["sparsity_before"], relative_weight_error=0.0)
+            report.note("skip.error-budget", f"pruning would change the weight by {rel:.3g} (relative), above "
+                        f"the budget {c.max_weight_error:g}", view.name)
+            return
+        totals["err_sq"] += err ** 2
+        if np.array_equal(pruned, mat):
+            return
+        self._replace(model, view, pruned)
+        self.stamp(view.node, f"pruned ({c.method}): weight error {rel:.3g}")
+        report.changed("pruned", f"sparsity {entry['sparsity_before']:.2f} -> {entry['sparsity_after']:.2f}, "
+                       f"relative weight error {rel:.3g}", view.name)
+
+
+def layer_stages(graph: ir.Graph, views: Sequence[WeightView]) -> list[list[WeightView]]:
+    """``views`` grouped by depth: a layer's stage is the number of selected layers on the longest path from the
+    graph inputs to its activation input, so no layer depends on a layer of its own or a later stage (layers
+    reading the same activation, such as Q/K/V projections, share a stage). Graph order within a stage."""
+    by_node = {id(v.node): v for v in views}
+    depth: dict[int, int] = {}
+    stages: dict[int, list[WeightView]] = {}
+    for node in graph:  # onnx-ir graphs are topologically sorted
+        d = max((depth.get(id(v), 0) for v in node.inputs if v is not None), default=0)
+        view = by_node.get(id(node))
+        if view is not None:
+            stages.setdefault(d, []).append(view)
+            d += 1
+        for out in node.outputs:
+            depth[id(out)] = d
+    return [stages[d] for d in sorted(stages)]
 
 
 def prune_config_from_options(method: str, sparsity: float | None, nm: str, block: str, global_scope: bool,
