@@ -9,7 +9,9 @@ prune`` (API) by magnitude, Wanda and SparseGPT at 50% unstructured, 2:4 and 70%
 training samples, none of the test samples), and evaluated in ONNX Runtime on the test set: top-1 accuracy and
 the relative L2 error of the logits against the dense model.
 
-usage: python benchmarks/calibrated_pruning.py [--models digits,sequence] [--json OUT.json]
+With ``--sequential`` the data methods also run in sequential mode (``wanda-seq``, ``sparsegpt-seq``).
+
+usage: python benchmarks/calibrated_pruning.py [--models digits,sequence] [--sequential] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 
 CASES = [("50%", dict(sparsity=0.5)), ("2:4", dict(pattern="nm")), ("70%", dict(sparsity=0.7))]
 METHODS = ("magnitude", "wanda", "sparsegpt")
+#: with ``--sequential``: the data methods again, statistics re-collected stage by stage (``prune --sequential``)
+SEQUENTIAL = ("wanda-seq", "sparsegpt-seq")
 
 
 def digits_model(seed: int = 0):
@@ -110,7 +114,7 @@ def evaluate(path: Path, x: np.ndarray, y: np.ndarray, reference: np.ndarray | N
     return acc, err, logits
 
 
-def run_model(name: str, build, batch: int, out_dir: Path) -> list[dict]:
+def run_model(name: str, build, batch: int, out_dir: Path, sequential: bool = False) -> list[dict]:
     import torch
 
     from sparseforge import api
@@ -128,14 +132,16 @@ def run_model(name: str, build, batch: int, out_dir: Path) -> list[dict]:
     rows = [dict(model=name, method="dense", case="-", accuracy=dense_acc, logits_error=0.0)]
     print(f"  dense (ONNX): accuracy {100 * dense_acc:.2f}%", flush=True)
     for case, options in CASES:
-        for method in METHODS:
+        for method in METHODS + (SEQUENTIAL if sequential else ()):
             opts = dict(options)
+            base = method.removesuffix("-seq")
             if method == "magnitude" and opts.get("pattern") == "nm":
                 config = api.prune_config("nm")
             else:
-                config = api.prune_config(method, opts.get("sparsity"), pattern=opts.get("pattern", "unstructured"))
+                config = api.prune_config(base, opts.get("sparsity"), pattern=opts.get("pattern", "unstructured"))
             out = out_dir / f"{name}-{method}-{case.replace(':', '_').replace('%', '')}.onnx"
-            api.prune(str(dense_path), out, config, calibration=str(calib), holdout=0.0)
+            api.prune(str(dense_path), out, config, calibration=str(calib), holdout=0.0,
+                      sequential=method.endswith("-seq"))
             acc, err, _ = evaluate(out, x_test[:n_test], y_test[:n_test], dense_logits, batch)
             rows.append(dict(model=name, method=method, case=case, accuracy=acc, logits_error=err))
             print(f"  {case:4s} {method:10s} accuracy {100 * acc:6.2f}% ({100 * (acc - dense_acc):+.2f}) "
@@ -146,6 +152,7 @@ def run_model(name: str, build, batch: int, out_dir: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits,sequence")
+    parser.add_argument("--sequential", action="store_true", help="also run the data methods sequentially")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     builders = {"digits": (digits_model, 16), "sequence": (sequence_model, 16)}
@@ -153,7 +160,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             build, batch = builders[name]
-            rows += run_model(name, build, batch, Path(tmp))
+            rows += run_model(name, build, batch, Path(tmp), args.sequential)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=1))
 
