@@ -6,6 +6,8 @@ Models (examples/models.py):
 * ``mobilenetv2``: MobileNetV2 at 224x224, batch 1; variants dense and every 1x1 convolution pruned to 90%;
 * ``resnet18``: ResNet-18 at 224x224, batch 1; variants dense and every convolution (7x7, 3x3, 1x1, strided ones
   included) pruned to 90%;
+* ``gpt2``: GPT-2 (124M, Hugging Face's computation defined in examples/models.py), seq 128, batch 1; variants dense
+  and every block Linear (fused QKV, attention output, MLP) pruned to 90% (the tied embedding / LM head stays dense);
 * ``mobilenetv3_small`` / ``efficientnet_b0``: torchvision's architectures at 224x224, batch 1; variants dense and
   every 1x1 convolution (expansions, projections, squeeze-and-excitation) pruned to 90%.
 
@@ -70,6 +72,10 @@ def build_model(name: str, variant: str):
         module, inputs = models.resnet18()
         if variant == "90":
             prune_module(module, {"conv"}, 0.9)
+    elif name == "gpt2":
+        module, inputs = models.gpt2()
+        if variant == "90":
+            prune_module(module, {"linear"}, 0.9)
     elif name in ("mobilenetv3_small", "efficientnet_b0"):
         module, inputs = getattr(models, name)()
         if variant == "90":

@@ -16,6 +16,9 @@ Every factory returns ``(module, example_inputs)`` so it can be given to the CLI
   ReLU6), ``width`` scales the channels.
 * ``resnet18`` / ``small_resnet``: ResNet-18 (torchvision's architecture, defined here: basic blocks of two 3x3
   convolutions, stride-2 3x3 and 1x1 downsampling, a 7x7 stride-2 stem) and a reduced one for tests.
+* ``gpt2``: GPT-2 (Radford et al. 2019) as Hugging Face's ``GPT2LMHeadModel`` computes it, defined here from
+  its config (12 layers, hidden 768, 12 heads, GELU-tanh MLP, pre-LayerNorm, causal attention with the fused
+  ``c_attn`` projection, tied LM head); input: token ids ``[batch, seq]``.
 * ``mobilenetv3_small`` / ``efficientnet_b0``: torchvision's MobileNetV3-Small and EfficientNet-B0 architectures,
   defined here (inverted residuals with 3x3/5x5 depthwise convolutions, squeeze-and-excitation, Hardswish/SiLU),
   because PyPI's torchvision wheel expects the CUDA build of torch.
@@ -408,3 +411,54 @@ def efficientnet_b0(resolution: int = 224, batch: int = 1, num_classes: int = 10
     model = EfficientNetB0(num_classes)
     _randomize_bn(model)
     return model.eval(), (torch.randn(batch, 3, resolution, resolution),)
+
+
+class GPT2Block(nn.Module):
+    """Pre-LN block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``; causal attention with one fused QKV Linear."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(d, eps=1e-5)
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.c_proj = nn.Linear(d, d)
+        self.ln_2 = nn.LayerNorm(d, eps=1e-5)
+        self.c_fc = nn.Linear(d, 4 * d)
+        self.mlp_proj = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp_proj(nn.functional.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2(nn.Module):
+    """GPT-2 language model (config: ``vocab``, ``positions``, ``d``, ``layers``, ``heads``); logits ``[b, t, vocab]``."""
+
+    def __init__(self, vocab: int = 50257, positions: int = 1024, d: int = 768, layers: int = 12, heads: int = 12):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.wpe = nn.Embedding(positions, d)
+        self.blocks = nn.ModuleList(GPT2Block(d, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d, eps=1e-5)
+
+    def forward(self, tokens):
+        t = tokens.shape[1]
+        x = self.wte(tokens) + self.wpe(torch.arange(t, device=tokens.device))[None]
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.t()  # tied LM head
+
+
+def gpt2(seq: int = 128, batch: int = 1, layers: int = 12, vocab: int = 50257, seed: int = 0):
+    """GPT-2 (124M parameters at the defaults), random weights (std 0.02 as GPT-2 initializes), token input."""
+    _seeded(seed)
+    model = GPT2(vocab=vocab, layers=layers)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.02)
+    return model.eval(), (torch.randint(0, vocab, (batch, seq)),)
