@@ -152,3 +152,31 @@ def test_sparse_ops_follow_the_model_opset(opset, sparse) -> None:
     onnx.checker.check_model(written, full_check=True)
     assert all(f.opset_import[0].version == opset for f in written.functions)
     assert_equivalent(proto, model)
+
+
+def test_small_layers_only_ask_about_csr() -> None:
+    """A layer predicted under SMALL_LAYER_SECONDS dense is offered CSR alone: a measured cost model is never asked
+    (so never fits) another variant for it; a larger layer with the same weight still gets N:M."""
+    from sparseforge.passes.decide import SMALL_LAYER_SECONDS
+
+    w = np.zeros((8, 16), np.float32)
+    w[:, 0::4] = 1.0
+    w[:, 1::4] = 2.0  # exactly 2:4
+
+    class Recording(TableCostModel):
+        def __init__(self, dense_s):
+            super().__init__({"nm": 0.1, "csr": 1.5, "bsr": 5.0})
+            self.dense_s, self.asked = dense_s, set()
+
+        def predict(self, kernel, m, n, k, **kw):
+            self.asked.add(kernel)
+            return self.dense_s * (1.0 if kernel == "dense" else super().predict(kernel, m, n, k, **kw))
+
+    for dense_s, fmt in ((SMALL_LAYER_SECONDS / 2, "csr"), (SMALL_LAYER_SECONDS * 2, "nm")):
+        nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", transB=1)]
+        model = to_ir(make_model(nodes, [vinfo("x", [2, 16])], [vinfo("y", [2, 8])], [init("w", w)]))
+        cost = Recording(dense_s)
+        Pipeline([StructureAnalysisPass(with_rank=False), DecideFormatPass(cost)])(model)
+        (node,) = list(model.graph)
+        assert node.meta[META_DECISION].fmt == fmt
+        assert ("nm" in cost.asked) == (fmt == "nm"), cost.asked

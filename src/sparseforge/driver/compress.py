@@ -124,7 +124,7 @@ def _predict(cost_model, cand, matrix: np.ndarray) -> tuple[float, str]:
     best = (dense, "dense")
     if np.count_nonzero(matrix) < matrix.size:
         m32 = matrix.astype(np.float32)
-        found = best_option(cost_model, cand, m32, facts_for(cand.view, FACTS_READ, m32))
+        found = best_option(cost_model, cand, m32, facts_for(cand.view, FACTS_READ, m32), dense)
         if found is not None and found[0] * 1.1 < dense:
             best = (found[0], found[1].label)
     return best

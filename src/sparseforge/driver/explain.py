@@ -23,7 +23,8 @@ from sparseforge.ir.frontend import load, require_static_shapes
 from sparseforge.ir.weights import view_of
 from sparseforge.passes import pipelines
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass, facts_of
-from sparseforge.passes.decide import CONSIDERED_STORED_RATIO, MAX_STORED_FRACTION, candidate, why_not
+from sparseforge.passes.decide import (CONSIDERED_STORED_RATIO, MAX_STORED_FRACTION, SMALL_LAYER_SECONDS, candidate,
+                                      why_not)
 from sparseforge.passes.infra import Pipeline
 from sparseforge.passes.rewrites.structured_cost import Product
 
@@ -138,6 +139,8 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
     density = float(np.count_nonzero(matrix)) / max(1, matrix.size)
     considered = forms.options(matrix, facts)
     sparsest = min((o.stored for o in considered), default=None)
+    small = (getattr(cost_model, "unit", "s") != "relative" and dense_s is not None and dense_s < SMALL_LAYER_SECONDS
+             and any(o.form == "csr" for o in considered))
     for option in forms.all_options(matrix, facts):
         row = {"kernel": option.label, "stored": round(option.stored, 4), "predicted_s": None, "verdict": ""}
         if option.stored >= MAX_STORED_FRACTION:
@@ -147,6 +150,9 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
                               f"the sparsest option ({sparsest:.2f})")
         elif reason is not None:
             row["verdict"] = f"not allowed: {reason}"
+        elif small and option.form != "csr":
+            row["verdict"] = (f"not considered: the layer takes {dense_s * 1e6:.1f} us dense (below "
+                              f"{SMALL_LAYER_SECONDS * 1e6:.0f} us, only CSR is asked)")
         elif dense_s is not None:
             t = cost_model.predict(option.form, m, n, k, density=density, **option.predict_kwargs(), kind=kind)
             row["predicted_s"] = t

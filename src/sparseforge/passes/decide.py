@@ -41,6 +41,11 @@ REFINE_BAND = 2.0
 #: The band for k x k convolutions: the performance model predicts them through the 1x1 conv fits (a proxy that
 #: was off by up to 1.9x on ResNet-18 layers), so a wider range of predictions is measured.
 CONV_REFINE_BAND = 3.0
+#: A layer predicted to take less than this dense (seconds, measured cost models only) is offered CSR alone:
+#: whatever sparse form wins saves it a few microseconds, and asking about other variants would make a measured
+#: cost model fit their kernels (5-15 s each, once per machine) for layers that do not matter, such as the
+#: squeeze-and-excitation layers of MobileNetV3/EfficientNet.
+SMALL_LAYER_SECONDS = 20e-6
 
 META_DECISION = "sparseforge.decision"
 PROV_DECISION = "pkg.sparseforge.decision"
@@ -156,17 +161,21 @@ def _quantized_decision(view: QuantizedWeightView) -> Decision:
                     density=float(np.count_nonzero(matrix)) / max(1, matrix.size))
 
 
-def best_option(cost_model: CostModel, cand: Candidate, matrix: np.ndarray,
-                facts: dict) -> tuple[float, forms.Option] | None:
+def best_option(cost_model: CostModel, cand: Candidate, matrix: np.ndarray, facts: dict,
+                dense_s: float | None = None) -> tuple[float, forms.Option] | None:
     """``(predicted seconds, option)`` of the sparse option with the least predicted time for ``matrix`` (its
     analysis ``facts``: :data:`FACTS_READ`), or None when the cost model predicts none of them. Options storing
     :data:`CONSIDERED_STORED_RATIO` times more than the sparsest predicted one are not asked about (a measured
-    cost model would fit their kernels for nothing); ties go to the earlier form of the registry."""
+    cost model would fit their kernels for nothing); with ``dense_s`` (the layer's predicted dense time) below
+    :data:`SMALL_LAYER_SECONDS` only CSR is; ties go to the earlier form of the registry."""
     n, k = matrix.shape
     density = float(facts["density"]) if matrix.size else 1.0
     options = forms.options(matrix, facts)
     if cand.kind == "conv":  # the direct conv kernel reads one tap per block: only r x 1 blocks
         options = [o for o in options if o.block is None or o.block[1] == 1]
+    measured = getattr(cost_model, "unit", "s") != "relative"
+    if measured and dense_s is not None and dense_s < SMALL_LAYER_SECONDS:
+        options = [o for o in options if o.form == "csr"] or options
     predicted: dict[int, float | None] = {}
 
     def predict(i: int) -> float | None:
@@ -257,7 +266,7 @@ class DecideFormatPass(ReportingPass):
         dense_s = self.cost_model.predict("dense", cand.m, n, k, kind=cand.cost_kind)
         if dense_s is None:
             return Decision(name, "dense", "dense: no timing data for the dense kernel at this shape", **base)
-        best = best_option(self.cost_model, cand, matrix, facts)
+        best = best_option(self.cost_model, cand, matrix, facts, dense_s)
         if best is None:
             return Decision(name, "dense", f"dense: no sparse kernel timing for density {density:.2f}",
                             dense_s=dense_s, **base)
