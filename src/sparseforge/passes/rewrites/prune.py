@@ -277,7 +277,7 @@ class PrunePass(ReportingPass):
         totals = {"layers": [], "sq": 0.0, "err_sq": 0.0}
         if c.needs_data and c.restats is not None:
             stages = layer_stages(model.graph, views)
-            for i, stage in enumerate(stages):
+            for stage in stages:
                 stats = c.restats(model, [v.name for v in stage])
                 for view in stage:
                     mat = view.matrix()
