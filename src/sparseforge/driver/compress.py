@@ -5,8 +5,10 @@ Flow:
 
 1. canonicalize; read the calibration data (:mod:`.calibration_data`), keep the last ``holdout`` part aside;
 2. collect every weight layer's input statistics ``H`` (:mod:`.calibrated_prune`);
-3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, :data:`BLOCK_LEVELS` in ``r x 1`` blocks, and for MatMul/Gemm layers the ranks of
-   :data:`RANK_FRACTIONS` by activation-aware SVD, Monarch projections, and sparse + low rank, written into the model as its products), prune (SparseGPT, weights updated) or factor, and record the
+3. for every layer and level (dense, :data:`LEVELS` unstructured, 2:4, :data:`BLOCK_LEVELS` in ``r x 1`` blocks,
+   and for MatMul/Gemm layers the ranks of :data:`RANK_FRACTIONS` by activation-aware SVD, Monarch projections,
+   and sparse + low rank, written into the model as its products), prune (SparseGPT, weights updated) or factor,
+   and record the
    layer's reconstruction error on the calibration inputs and the target's predicted time of the layer (dense, the
    best sparse kernel at the resulting density, or the two thin / block products: the decision pass's cost model;
    the compiler's LowRank and Monarch passes factor such weights exactly and keep them where their cost model
