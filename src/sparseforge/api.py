@@ -290,14 +290,15 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
             input_shapes: Mapping[str, Sequence[int]] | None = None, cost_model=None,
             allow_invalid_input: bool = False, bind: Mapping[str, Any] | None = None,
             freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None,
-            instruments: Sequence = ()):
+            instruments: Sequence = (), fuse: bool = True):
     """Compile ``source`` for ``target`` into the artifact folder ``output`` (None: in memory only).
 
     With ``verify``, the artifact runs where its code runs and is compared with ONNX Runtime on the original model
     (``rtol``: default by output dtype) before it is moved into place; the report is in
     ``result.manifest["verify"]``, and if it fails nothing is written (``result.outdir`` is None). ``bind`` fixes
     graph inputs to values (arrays by input name, see :func:`parse_bindings`); the artifact refuses other values.
-    ``dump_ir``: a folder for the IR after every pass, the Relax modules and the kernels' TIR."""
+    ``dump_ir``: a folder for the IR after every pass, the Relax modules and the kernels' TIR. ``fuse=False``: no
+    cross-layer fusion (each layer its own kernel)."""
     verify_fn = None
     if verify:
         def verify_fn(folder, original):
@@ -307,7 +308,7 @@ def compile(source: Any, output: str | os.PathLike | None, example_inputs: Any =
         source, output, target=target, threads=threads, dense=dense, tune=tune, example_inputs=example_inputs,
         input_shapes=input_shapes, calibrate=calibrate, cost_model=cost_model, cpu=cpu, arch=arch,
         allow_invalid_input=allow_invalid_input, verify=verify_fn, bind=bind,
-        freeze_initializer_inputs=freeze_initializer_inputs, dump_ir=dump_ir, instruments=instruments)
+        freeze_initializer_inputs=freeze_initializer_inputs, dump_ir=dump_ir, instruments=instruments, fuse=fuse)
 
 
 def verify_artifact(artifact: str | os.PathLike, reference: onnx.ModelProto | None = None, *,

@@ -22,7 +22,7 @@ from sparseforge.ir import forms, keys, ops
 from sparseforge.ir.conv import ConvSpec
 from sparseforge.ir.forms import fft_conv
 
-from . import _tvm, contract, precision
+from . import _tvm, contract, fusion, precision
 from .converters import CONVERTERS
 from .converters._util import DEFER
 from . import kernels as K
@@ -124,19 +124,25 @@ def lowers(domain: str, op_type: str) -> bool:
 class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
     """TVM's ONNX importer plus ``ai.sparseforge`` ops lowered to specialized TIR kernels."""
 
-    def __init__(self, shape_dict, dtype_dict, *, kernel_target, rules=None, builders=None, **kwargs):
+    def __init__(self, shape_dict, dtype_dict, *, kernel_target, rules=None, builders=None, fuse: bool = True,
+                 **kwargs):
         super().__init__(shape_dict, dtype_dict, **kwargs)
         self.kernel_target = kernel_target
+        self.fuse = fuse
         if rules is None:
             rules = R.CPU_RULES if builders is None or builders is K else R.rules_from_builders(builders)
         self.rules = tuple(rules)
         self.records: list[KernelRecord] = []
         self._fused: dict[str, str] = {}
         self._absorbed: dict[str, str] = {}
+        self._depthwise: dict[str, fusion.DepthwisePlan] = {}
         self._used_names: set[str] = set()
 
     def from_onnx(self, graph, opset):
-        self._fused, self._absorbed = _fused_activation(graph.graph if hasattr(graph, "graph") else graph)
+        proto_graph = graph.graph if hasattr(graph, "graph") else graph
+        self._fused, self._absorbed = _fused_activation(proto_graph)
+        if self.fuse and R.target_lanes(self.kernel_target):
+            self._depthwise = fusion.plan_depthwise(proto_graph, self._fused, self._absorbed, _match_activation)
         self._check_for_unsupported_ops(graph.graph if hasattr(graph, "graph") else graph)
         return super().from_onnx(graph, opset)
 
@@ -240,6 +246,9 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
                         self._kernel_name(node_name), conv=spec)
         rule = R.select(self.rules, op, self.kernel_target)
         if getattr(rule, "layout", None) == "NCHWc":
+            plan = self._depthwise.get(node_name) if kind == "conv1x1" else None
+            if plan is not None and fusion.worthwhile(x_shape, R.target_lanes(self.kernel_target)):
+                return self._expand_depthwise(x, op, plan, node_name, op_name)
             return self._conv_nchwc(x, op, rule, node_name, op_name)
         kernel = rule.build(op, self.kernel_target)
         if kernel is None:
@@ -322,6 +331,34 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         return y
 
 
+    def _expand_depthwise(self, x, op, plan: fusion.DepthwisePlan, node_name, op_name):
+        """A sparse 1x1 conv and the depthwise conv after it as one NCHW{lanes}c kernel
+        (:mod:`.kernels.expand_depthwise`); the depthwise node and its activation are absorbed (they return the
+        fused result)."""
+        lanes = R.target_lanes(self.kernel_target)
+        n_out = op.operand.shape[0]
+        b, _, h, w = op.x_shape
+        xb = self.bb.emit(relax.op.layout_transform(
+            x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
+        kernel = K.expand_depthwise_nchwc(
+            op.operand, plan.weight, b, h, w, strides=plan.strides, pads=plan.pads, bias=op.bias,
+            activation=op.activation, dw_bias=plan.bias, dw_activation=plan.activation, lanes=lanes,
+            block=R.conv_block(op), target=self.kernel_target, name=op.name)
+        gv = self.bb.add_func(kernel.func, kernel.name)
+        consts = [relax.const(c) for c in kernel.constants]
+        yb = self.bb.emit(relax.call_tir(gv, [xb, *consts], relax.TensorType(kernel.out_shape, "float32")))
+        y = self.bb.emit(relax.op.layout_transform(yb, _imap(lambda n, cb, hh, ww, c: (n, cb * lanes + c, hh, ww), 5)))
+        if kernel.out_shape[1] * lanes != n_out:
+            y = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n_out]))
+        self._absorbed[plan.node] = node_name
+        for name in plan.activation_nodes:
+            self._absorbed[name] = plan.output
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
+                                         dict(kernel.info, layout=f"NCHW{lanes}c", fused=plan.node,
+                                              fused_activation=plan.activation)))
+        return y
+
+
 def _conv_spec(attrs: dict, x_shape, n_out: int, node_name: str) -> ConvSpec:
     """The geometry of a sparse ``*Conv`` node from its Conv attributes."""
     def ints(key, default):
@@ -335,7 +372,7 @@ def _conv_spec(attrs: dict, x_shape, n_out: int, node_name: str) -> ConvSpec:
         raise UnsupportedOpError(f"sparse conv node '{node_name}' has invalid Conv attributes: {exc}") from exc
 
 
-def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=None
+def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=None, fuse: bool = True
               ) -> tuple[object, list[KernelRecord]]:
     """Relax ``IRModule`` of ``proto`` (weights as constants) and the sparse kernels it calls.
 
@@ -345,6 +382,6 @@ def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=Non
     """
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 18)
     importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, rules=rules, builders=builders,
-                                   keep_params_in_input=False, sanitize=True)
+                                   fuse=fuse, keep_params_in_input=False, sanitize=True)
     mod = importer.from_onnx(proto.graph, opset)
     return mod, importer.records

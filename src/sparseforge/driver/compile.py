@@ -84,7 +84,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
                   cost_model=None, cpu: str | None = None, arch: str | None = None,
                   allow_invalid_input: bool = False, verify=None, bind: Mapping[str, Any] | None = None,
                   freeze_initializer_inputs: bool = False, dump_ir: str | os.PathLike | None = None,
-                  instruments: Sequence = ()) -> CompileResult:
+                  instruments: Sequence = (), fuse: bool = True) -> CompileResult:
     """Compile ``source`` for ``target``; writes an artifact to ``outdir`` (None: keep it in memory only).
 
     ``verify(folder, original) -> report`` (with ``.ok`` and ``.to_dict()``) runs on the finished artifact before
@@ -93,7 +93,8 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     they become constants of the compiled model, recorded in the manifest (``bound_inputs``). ``dump_ir``: a folder
     for the model after every pass, the Relax module before and after sparseforge's passes and the TIR of every
     sparse/structured kernel (:mod:`sparseforge.ir.dump`). ``instruments``: more pipeline instruments (an object
-    with a ``start(model)`` method is told the model before the first pass)."""
+    with a ``start(model)`` method is told the model before the first pass). ``fuse``: cross-layer fusion (a sparse
+    1x1 expansion with the depthwise conv after it, :mod:`sparseforge.codegen.fusion`)."""
     start = time.perf_counter()
     out = artifact.check_outdir(outdir) if outdir is not None else None
     resolved = resolve_target(target, threads, cpu=cpu, arch=arch)
@@ -118,7 +119,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
     optimized = ir.to_proto(model)
     with native_logs_to_debug():  # TVM's C++ warnings go to the log (shown with --debug), not the terminal
         mod, records = importer.from_onnx(optimized, kernel_target=resolved.kernel_target,
-                                          rules=family.kernel_rules(description))
+                                          rules=family.kernel_rules(description), fuse=fuse)
         if dump is not None:
             _dump_modules(dump, family, description, mod, records)
         executable = family.build(mod, description, tune=tune)

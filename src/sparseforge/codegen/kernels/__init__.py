@@ -11,10 +11,14 @@ matrix that is encoded first)::
     sparse_conv1x1_nchwc(weight, batch, height, width, *, lanes=None, bias=None, activation="none", target=None,
                          name=None, block=None)
     dense_matmul(weight, m, *, bias=None, activation="none", target=None, name=None)
+    expand_depthwise_nchwc(weight, dw_weight, batch, height, width, *, strides=(1, 1), pads=(0, 0, 0, 0),
+                           bias=None, activation="none", dw_bias=None, dw_activation="none", lanes=None,
+                           block=None, target=None, name=None)
 
 Contract: ``Y[M, N] = act(X[M, K] @ W[N, K]^T + bias[N])`` (conv: NCHW, ``W[Cout, Cin]``; ``_nchwc``: the dense
 pipeline's blocked ``NCHW{L}c`` activations, see :mod:`.conv1x1_nchwc`), float32, exact up to
-the summation order; ``act`` in :data:`ACTIVATIONS` (gelu is the erf form). ``kernel.func`` is a scheduled TIR
+the summation order (``expand_depthwise_nchwc``: a 1x1 expansion and the depthwise conv after it, fused, see
+:mod:`.expand_depthwise`); ``act`` in :data:`ACTIVATIONS` (gelu is the erf form). ``kernel.func`` is a scheduled TIR
 PrimFunc (``tirx.is_scheduled``) called as ``func(X, *kernel.constants, Y)`` (destination passing, as
 ``relax.call_tir``). ``target``: None (host), a :class:`KernelTarget`, a dict or an object with ``lanes``,
 ``threads`` and ``tvm_target`` (JSON-dict TVM target). :func:`measure` compiles for the host and returns the
@@ -29,6 +33,7 @@ from .conv1x1 import sparse_conv1x1
 from .conv1x1_nchwc import sparse_conv1x1_nchwc
 from .csr import csr_matmul
 from .dense import dense_matmul
+from .expand_depthwise import expand_depthwise_nchwc
 from .measure import Runner, build, measure, run
 from .nm import nm_matmul
 from .rules import CPU_RULES, SparseOp
@@ -44,6 +49,7 @@ __all__ = [
     "build",
     "csr_matmul",
     "dense_matmul",
+    "expand_depthwise_nchwc",
     "make_target",
     "measure",
     "nm_matmul",

@@ -85,6 +85,17 @@ def _relu6(src, x: str) -> str:
     return f"T.min(T.max({x}, {f32(0)}), {f32(6)})"
 
 
+def _hardswish(src, x: str) -> str:  # x * relu6(x + 3) / 6
+    return f"({x} * T.min(T.max({x} + {f32(3)}, {f32(0)}), {f32(6)}) * {f32(1 / 6)})"
+
+
+def _relax_hardswish(op, y):
+    from .._tvm import relax
+
+    three, sixth = relax.const(3.0, "float32"), relax.const(1 / 6, "float32")
+    return op.multiply(op.multiply(y, op.clip(op.add(y, three), 0.0, 6.0)), sixth)
+
+
 @dataclass(frozen=True)
 class Activation:
     """One fused activation: ``numpy(y)`` float64 reference; ``cpu``/``cuda``: ``(src, x) -> expression``;
@@ -111,6 +122,8 @@ TABLE: dict[str, Activation] = {a.name: a for a in (
                lambda op, y: op.sigmoid(y), "Sigmoid"),
     Activation("silu", lambda y: y * expit(y), _cpu_silu,
                lambda src, x: f"({x} / ({f32(1)} + T.exp({f32(0)} - {x})))", lambda op, y: op.nn.silu(y)),
+    Activation("hardswish", lambda y: y * np.clip(y + 3, 0, 6) / 6, _hardswish, _hardswish, _relax_hardswish,
+               "HardSwish"),
     Activation("tanh", np.tanh, _cpu_tanh, lambda src, x: f"T.tanh({x})", lambda op, y: op.tanh(y), "Tanh"),
 )}
 
