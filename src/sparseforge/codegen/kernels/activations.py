@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 from scipy.special import erf, expit
 
+from .._tvm import relax
+
 
 def f32(x: float) -> str:
     """A float32 TVMScript literal."""
@@ -85,15 +87,13 @@ def _relu6(src, x: str) -> str:
     return f"T.min(T.max({x}, {f32(0)}), {f32(6)})"
 
 
-def _hardswish(src, x: str) -> str:  # x * relu6(x + 3) / 6
-    return f"({x} * T.min(T.max({x} + {f32(3)}, {f32(0)}), {f32(6)}) * {f32(1 / 6)})"
+def _hardswish(src, x: str) -> str:  # x * (relu6(x + 3) / 6): finite for every finite x
+    return f"({x} * (T.min(T.max({x} + {f32(3)}, {f32(0)}), {f32(6)}) * {f32(1 / 6)}))"
 
 
 def _relax_hardswish(op, y):
-    from .._tvm import relax
-
     three, sixth = relax.const(3.0, "float32"), relax.const(1 / 6, "float32")
-    return op.multiply(op.multiply(y, op.clip(op.add(y, three), 0.0, 6.0)), sixth)
+    return op.multiply(y, op.multiply(op.clip(op.add(y, three), 0.0, 6.0), sixth))
 
 
 @dataclass(frozen=True)
