@@ -150,6 +150,45 @@ def test_plan_keeps_a_graph_output_activation_free() -> None:
     assert plan.activation == "none" and plan.activation_nodes == ()
 
 
+def _dense_block(*, act1="Clip", conv_output_read_twice=False):
+    """x -> Conv 1x1 -> act1 -> depthwise Conv -> Clip -> y (standard ONNX)."""
+    c = 16
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["e"], name="expand")]
+    outputs = [vinfo("y", None)]
+    if act1 == "Clip":
+        nodes.append(helper.make_node("Clip", ["e", "lo", "hi"], ["e6"], name="expand_act"))
+    elif act1 == "SiLU":
+        nodes += [helper.make_node("Sigmoid", ["e"], ["sg"], name="expand_sig"),
+                  helper.make_node("Mul", ["e", "sg"], ["e6"], name="expand_mul")]
+    else:
+        nodes[0].output[0] = "e6"
+    if conv_output_read_twice:
+        nodes.append(helper.make_node("Identity", ["e"], ["e_copy"], name="other_user"))
+        outputs.append(vinfo("e_copy", None))
+    nodes += [helper.make_node("Conv", ["e6", "dw_w"], ["d"], name="dw", group=c, kernel_shape=[5, 5],
+                               pads=[2, 2, 2, 2], strides=[2, 2]),
+              helper.make_node("Clip", ["d", "lo", "hi"], ["y"], name="dw_act")]
+    inits = [init("lo", np.float32(0)), init("hi", np.float32(6)), init("w1", np.ones((c, 8, 1, 1), np.float32)),
+             init("b1", np.zeros(c, np.float32)), init("dw_w", np.ones((c, 1, 5, 5), np.float32))]
+    return make_model(nodes, [vinfo("x", [1, 8, 32, 32])], outputs, inits).graph
+
+
+def test_dense_expansion_plans() -> None:
+    plans = fusion.plan_dense_expansions(_dense_block(), {}, _match_activation)
+    plan = plans["expand"]
+    assert (plan.activation, plan.activation_nodes, plan.output) == ("relu6", ("expand_act",), "e")
+    assert plan.weight.shape == (16, 8) and plan.bias.shape == (16,)
+    assert (plan.depthwise.node, plan.depthwise.strides, plan.depthwise.pads, plan.depthwise.bias) == (
+        "dw", (2, 2), (2, 2, 2, 2), None)
+    silu = fusion.plan_dense_expansions(_dense_block(act1="SiLU"), {}, _match_activation)["expand"]
+    assert silu.activation == "silu" and silu.activation_nodes == ("expand_sig", "expand_mul")
+    assert fusion.plan_dense_expansions(_dense_block(act1=None), {}, _match_activation)["expand"].activation == "none"
+    assert fusion.plan_dense_expansions(_dense_block(conv_output_read_twice=True), {}, _match_activation) == {}
+    # the depthwise conv itself is never taken for an expansion, and nodes already absorbed are not claimed again
+    assert fusion.plan_dense_expansions(_dense_block(), {"dw_act": "x"}, _match_activation)["expand"].depthwise \
+        .activation == "none"
+
+
 def test_worthwhile_needs_wide_rows() -> None:
     assert fusion.worthwhile((1, 16, 56, 56), 8) and fusion.worthwhile((1, 16, 28, 28), 8)
     assert not fusion.worthwhile((1, 16, 14, 14), 8) and not fusion.worthwhile((1, 16, 28, 28), 16)
@@ -194,8 +233,9 @@ def _inverted_residual(width: int, seed: int = 0) -> onnx.ModelProto:
 
 
 @pytest.mark.tvm
-@pytest.mark.parametrize("width,fuse,expect_fused", [(32, True, 2), (32, False, 0), (12, True, 0)])
-def test_compile_fuses_and_matches_onnxruntime(tmp_path, width, fuse, expect_fused) -> None:
+@pytest.mark.parametrize("width,fuse,dense,expect_fused", [(32, True, False, 2), (32, False, False, 0),
+                                                           (12, True, False, 0), (32, True, True, 2)])
+def test_compile_fuses_and_matches_onnxruntime(tmp_path, width, fuse, dense, expect_fused) -> None:
     pytest.importorskip("tvm")
     from sparseforge.codegen.cost.rules import RuleCostModel
     from sparseforge.driver.compile import compile_model
@@ -203,11 +243,13 @@ def test_compile_fuses_and_matches_onnxruntime(tmp_path, width, fuse, expect_fus
 
     model = _inverted_residual(width)
     out = tmp_path / "artifact"
-    result = compile_model(model, out, threads=2, cost_model=RuleCostModel.for_target("x86"), fuse=fuse)
+    result = compile_model(model, out, threads=2, cost_model=RuleCostModel.for_target("x86"), fuse=fuse,
+                           dense=dense)
     fused = [k for k in result.manifest["kernels"] if k["info"].get("fused")]
     assert len(fused) == expect_fused, result.manifest["kernels"]
     if expect_fused:
         assert {k["info"]["fused"] for k in fused} == {"b0_dw", "b1_dw"}
         assert {k["info"]["fused_activation"] for k in fused} == {"relu6", "silu"}
+        assert {k["fmt"] for k in fused} == ({"dense"} if dense else {"csr"})
     report = verify_artifact(out, model, rtol=1e-4)
     assert report.ran and report.ok, report.to_dict()

@@ -136,6 +136,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         self._fused: dict[str, str] = {}
         self._absorbed: dict[str, str] = {}
         self._depthwise: dict[str, fusion.DepthwisePlan] = {}
+        self._dense_expansions: dict[str, fusion.DenseExpansion] = {}
         self._used_names: set[str] = set()
 
     def from_onnx(self, graph, opset):
@@ -143,6 +144,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         self._fused, self._absorbed = _fused_activation(proto_graph)
         if self.fuse and R.target_lanes(self.kernel_target):
             self._depthwise = fusion.plan_depthwise(proto_graph, self._fused, self._absorbed, _match_activation)
+            self._dense_expansions = fusion.plan_dense_expansions(proto_graph, self._absorbed, _match_activation)
         self._check_for_unsupported_ops(graph.graph if hasattr(graph, "graph") else graph)
         return super().from_onnx(graph, opset)
 
@@ -191,6 +193,10 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             return self._convert_sparse(op_name, node_name, inputs, attrs)
         if op_name == fft_conv.OP_TYPE:
             return self._convert_fft_conv(node_name, inputs)
+        if node_name in self._dense_expansions:
+            fused = self._dense_expand_depthwise(inputs[0], self._dense_expansions[node_name], node_name)
+            if fused is not None:
+                return fused
         low = precision.low_float_dtype(op_name, inputs)
         if low is None:
             return self._convert_standard(op_name, inputs, attrs, opset)
@@ -332,30 +338,60 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
 
 
     def _expand_depthwise(self, x, op, plan: fusion.DepthwisePlan, node_name, op_name):
-        """A sparse 1x1 conv and the depthwise conv after it as one NCHW{lanes}c kernel
-        (:mod:`.kernels.expand_depthwise`); the depthwise node and its activation are absorbed (they return the
-        fused result)."""
-        lanes = R.target_lanes(self.kernel_target)
-        n_out = op.operand.shape[0]
+        """A sparse 1x1 conv and the depthwise conv after it as one kernel (:mod:`.kernels.expand_depthwise`)."""
         b, _, h, w = op.x_shape
-        xb = self.bb.emit(relax.op.layout_transform(
-            x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
         kernel = K.expand_depthwise_nchwc(
             op.operand, plan.weight, b, h, w, strides=plan.strides, pads=plan.pads, bias=op.bias,
-            activation=op.activation, dw_bias=plan.bias, dw_activation=plan.activation, lanes=lanes,
-            block=R.conv_block(op), target=self.kernel_target, name=op.name)
+            activation=op.activation, dw_bias=plan.bias, dw_activation=plan.activation,
+            lanes=R.target_lanes(self.kernel_target), block=R.conv_block(op), target=self.kernel_target,
+            name=op.name)
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
+                                         self._fused_info(kernel, plan)))
+        return self._call_fused(x, kernel, op.operand.shape[0], plan)
+
+    def _dense_expand_depthwise(self, x, plan: fusion.DenseExpansion, node_name):
+        """A standard 1x1 conv (its activation) and the depthwise conv after it as one kernel, the dense weight
+        as BSR 4x1 blocks, all present; None (convert as usual) where the fusion does not pay or does not apply."""
+        ty = x.ty
+        if not isinstance(ty, relax.TensorType) or str(ty.dtype) != "float32" or ty.shape is None:
+            return None
+        try:
+            b, _, h, w = (int(d) for d in ty.shape.values)
+        except (TypeError, ValueError):
+            return None
+        if not fusion.worthwhile((b, 0, h, w), R.target_lanes(self.kernel_target)):
+            return None
+        dw = plan.depthwise
+        kernel = K.expand_depthwise_nchwc(
+            plan.weight, dw.weight, b, h, w, strides=dw.strides, pads=dw.pads, bias=plan.bias,
+            activation=plan.activation, dw_bias=dw.bias, dw_activation=dw.activation,
+            lanes=R.target_lanes(self.kernel_target), block=fusion.DENSE_BLOCK, target=self.kernel_target,
+            name=self._kernel_name(node_name))
+        for name in plan.activation_nodes:
+            self._absorbed[name] = plan.output
+        self.records.append(KernelRecord(node_name, "Conv", kernel.name, "dense", plan.activation,
+                                         self._fused_info(kernel, dw)))
+        return self._call_fused(x, kernel, plan.weight.shape[0], dw)
+
+    def _fused_info(self, kernel, plan: fusion.DepthwisePlan) -> dict:
+        lanes = R.target_lanes(self.kernel_target)
+        return dict(kernel.info, layout=f"NCHW{lanes}c", fused=plan.node, fused_activation=plan.activation)
+
+    def _call_fused(self, x, kernel, n_out: int, plan: fusion.DepthwisePlan):
+        """Emit the fused kernel between layout transforms (cancelled by the NCHWc pass against its neighbours')
+        and absorb the depthwise conv and its activation (they return the fused result)."""
+        lanes = R.target_lanes(self.kernel_target)
+        xb = self.bb.emit(relax.op.layout_transform(
+            x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
         gv = self.bb.add_func(kernel.func, kernel.name)
         consts = [relax.const(c) for c in kernel.constants]
         yb = self.bb.emit(relax.call_tir(gv, [xb, *consts], relax.TensorType(kernel.out_shape, "float32")))
         y = self.bb.emit(relax.op.layout_transform(yb, _imap(lambda n, cb, hh, ww, c: (n, cb * lanes + c, hh, ww), 5)))
         if kernel.out_shape[1] * lanes != n_out:
             y = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n_out]))
-        self._absorbed[plan.node] = node_name
+        self._absorbed[plan.node] = plan.output
         for name in plan.activation_nodes:
             self._absorbed[name] = plan.output
-        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
-                                         dict(kernel.info, layout=f"NCHW{lanes}c", fused=plan.node,
-                                              fused_activation=plan.activation)))
         return y
 
 

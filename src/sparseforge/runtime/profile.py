@@ -66,6 +66,8 @@ class Profile:
 
 def category(kernel: str, record: Mapping[str, Any] | None) -> str:
     """The category of a kernel (``record``: the manifest's kernel record when the kernel is a layer's own)."""
+    if record is not None and record.get("fmt") == "dense":  # a dense layer with its own kernel (a fused pair)
+        return "dense conv / matmul"
     if record is not None:
         return "sparse layers" if record.get("fmt") in SPARSE_FORMATS else "structured layers"
     low = kernel.lower()
