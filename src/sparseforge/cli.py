@@ -412,6 +412,8 @@ def compress(ctx: click.Context, model: str, output: str, calibration: str, targ
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Artifact folder to write (model.so, model.onnx, manifest.json).")
 @click.option("--dense", is_flag=True, help="Disable sparse rewrites (the dense control).")
+@click.option("--no-fuse", is_flag=True, help="No cross-layer fusion (a 1x1 expansion and the depthwise conv after "
+              "it otherwise run as one kernel on CPU targets where that pays).")
 @click.option("--threads", type=int, default=None, help="Threads the artifact runs with (default: all CPUs).")
 @click.option("--tune", type=int, default=0, metavar="N", help="MetaSchedule trials (0: no tuning).")
 @click.option("--verify", is_flag=True, help="Run the artifact and ONNX Runtime on random inputs and report the "
@@ -432,8 +434,8 @@ def compress(ctx: click.Context, model: str, output: str, calibration: str, targ
 @_report_option
 @click.pass_context
 def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, arch: str | None, output: str,
-                dense: bool, threads: int | None, tune: int, verify: bool, rtol: float, no_calibrate: bool,
-                as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool,
+                dense: bool, no_fuse: bool, threads: int | None, tune: int, verify: bool, rtol: float,
+                no_calibrate: bool, as_json: bool, bindings: tuple[str, ...], shapes: tuple[str, ...], allow_invalid: bool,
                 freeze: bool, dump_ir: str | None, report_file: str | None) -> None:
     """Compile MODEL for a target device into an artifact folder.
 
@@ -453,7 +455,7 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
                              input_shapes=_input_shapes(shapes), allow_invalid_input=allow_invalid,
                              freeze_initializer_inputs=freeze, calibrate=not no_calibrate, cpu=cpu, arch=arch,
                              verify=verify, rtol=rtol, bind=api.parse_bindings(bindings), dump_ir=dump_ir,
-                             instruments=[timeline])
+                             instruments=[timeline], fuse=not no_fuse)
         written = _write_report(report_file, model, result.reports, timeline, dump_ir, result.manifest, shapes,
                                 allow_invalid, result.outdir)
         code = 0 if not verify or result.manifest["verify"]["ok"] else 1
@@ -465,6 +467,9 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
         sparse = sum(1 for d in result.manifest["decisions"] if d["fmt"] != "dense")
         t = result.manifest["target"]
         detail = t.get("arch") or f"{t.get('mcpu')}, {t.get('threads')} threads"
+        fused = sum(1 for k in result.manifest.get("kernels", []) if k.get("info", {}).get("fused"))
+        if fused:
+            out.print(f"{fused} expansion + depthwise conv pair(s) fused into one kernel each (--no-fuse: apart)")
         out.print(f"{sparse} of {len(result.manifest['decisions'])} weight layers use sparse kernels; compiled in "
                   f"{result.seconds:.1f} s for {target} ({detail})")
         if verify:

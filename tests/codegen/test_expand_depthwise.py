@@ -189,17 +189,22 @@ def test_dense_expansion_plans() -> None:
         .activation == "none"
 
 
-def test_worthwhile_needs_wide_rows() -> None:
-    assert fusion.worthwhile((1, 16, 56, 56), 8) and fusion.worthwhile((1, 16, 28, 28), 8)
-    assert not fusion.worthwhile((1, 16, 14, 14), 8) and not fusion.worthwhile((1, 16, 28, 28), 16)
+def test_worthwhile_needs_wide_rows_3x3_and_cheap_activations() -> None:
+    plan = _plan(_block())["expand"]
+    assert fusion.worthwhile((1, 16, 56, 56), 8, plan, "relu6") and fusion.worthwhile((1, 16, 28, 28), 8, plan, "none")
+    assert not fusion.worthwhile((1, 16, 14, 14), 8, plan, "relu6")
+    assert not fusion.worthwhile((1, 16, 28, 28), 16, plan, "relu6")
+    assert not fusion.worthwhile((1, 16, 56, 56), 8, plan, "silu")  # compute bound: SiLU paid in full
+    five = fusion.plan_dense_expansions(_dense_block(), {}, _match_activation)["expand"]
+    assert not fusion.worthwhile((1, 8, 56, 56), 8, five.depthwise, "relu6")  # 5x5 measured no faster fused
 
 
 # --------------------------------------------------------------------------------------------------- compile
 
 
-def _inverted_residual(width: int, seed: int = 0) -> onnx.ModelProto:
+def _inverted_residual(width: int, seed: int = 0, second_act: str = "hardswish") -> onnx.ModelProto:
     """Conv1x1 (90% zeros) -> Clip -> depthwise 3x3 -> Clip -> Conv1x1 (90% zeros) + x, then a stride-2 block with
-    SiLU: standard ONNX, as a PyTorch export would give."""
+    ``second_act`` (HardSwish or SiLU) after its depthwise conv: standard ONNX, as a PyTorch export would give."""
     rng = np.random.default_rng(seed)
     cin, c = 16, 96
 
@@ -208,7 +213,7 @@ def _inverted_residual(width: int, seed: int = 0) -> onnx.ModelProto:
 
     inits = [init("lo", np.float32(0)), init("hi", np.float32(6))]
     nodes = []
-    for i, (stride, act) in enumerate(((1, "clip"), (2, "silu"))):
+    for i, (stride, act) in enumerate(((1, "clip"), (2, second_act))):
         p = f"b{i}_"
         inits += [init(p + "w1", sparse(c, cin)), init(p + "b1", rng.standard_normal(c).astype(np.float32)),
                   init(p + "wd", rng.standard_normal((c, 1, 3, 3)).astype(np.float32)),
@@ -220,6 +225,8 @@ def _inverted_residual(width: int, seed: int = 0) -> onnx.ModelProto:
                                    kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride])]
         if act == "clip":
             nodes.append(helper.make_node("Clip", [p + "d", "lo", "hi"], [p + "d6"], name=p + "dw_act"))
+        elif act == "hardswish":
+            nodes.append(helper.make_node("HardSwish", [p + "d"], [p + "d6"], name=p + "dw_act"))
         else:
             nodes += [helper.make_node("Sigmoid", [p + "d"], [p + "sg"], name=p + "dw_sig"),
                       helper.make_node("Mul", [p + "d", p + "sg"], [p + "d6"], name=p + "dw_mul")]
@@ -233,23 +240,57 @@ def _inverted_residual(width: int, seed: int = 0) -> onnx.ModelProto:
 
 
 @pytest.mark.tvm
-@pytest.mark.parametrize("width,fuse,dense,expect_fused", [(32, True, False, 2), (32, False, False, 0),
-                                                           (12, True, False, 0), (32, True, True, 2)])
-def test_compile_fuses_and_matches_onnxruntime(tmp_path, width, fuse, dense, expect_fused) -> None:
+@pytest.mark.parametrize("width,fuse,dense,second_act,expect_fused", [
+    (32, True, False, "hardswish", 2), (32, False, False, "hardswish", 0), (12, True, False, "hardswish", 0),
+    (32, True, True, "hardswish", 2), (32, True, True, "silu", 1)])
+def test_compile_fuses_and_matches_onnxruntime(tmp_path, width, fuse, dense, second_act, expect_fused) -> None:
     pytest.importorskip("tvm")
     from sparseforge.codegen.cost.rules import RuleCostModel
     from sparseforge.driver.compile import compile_model
     from sparseforge.driver.verify import verify_artifact
 
-    model = _inverted_residual(width)
+    model = _inverted_residual(width, second_act=second_act)
     out = tmp_path / "artifact"
     result = compile_model(model, out, threads=2, cost_model=RuleCostModel.for_target("x86"), fuse=fuse,
                            dense=dense)
     fused = [k for k in result.manifest["kernels"] if k["info"].get("fused")]
     assert len(fused) == expect_fused, result.manifest["kernels"]
-    if expect_fused:
+    if expect_fused == 2:
         assert {k["info"]["fused"] for k in fused} == {"b0_dw", "b1_dw"}
-        assert {k["info"]["fused_activation"] for k in fused} == {"relu6", "silu"}
+        assert {k["info"]["fused_activation"] for k in fused} == {"relu6", "hardswish"}
+    if expect_fused:
         assert {k["fmt"] for k in fused} == ({"dense"} if dense else {"csr"})
+    report = verify_artifact(out, model, rtol=1e-4)
+    assert report.ran and report.ok, report.to_dict()
+
+
+def test_unnamed_and_repeated_node_names_are_made_unique() -> None:
+    from sparseforge.codegen.importer import with_unique_node_names
+
+    model = _inverted_residual(16)
+    assert with_unique_node_names(model) is model  # already unique: no copy
+    names = [n.name for n in model.graph.node]
+    model.graph.node[0].name = ""
+    model.graph.node[3].name = model.graph.node[2].name
+    fixed = with_unique_node_names(model)
+    new = [n.name for n in fixed.graph.node]
+    assert all(new) and len(set(new)) == len(new)
+    assert new[2] == names[2] and new[4:] == names[4:]  # first occurrences keep their names
+    assert model.graph.node[0].name == ""  # the input is not changed
+
+
+@pytest.mark.tvm
+def test_compile_fuses_unnamed_nodes_correctly(tmp_path) -> None:
+    """Nodes without names (valid ONNX) are fused and absorbed one by one, never all unnamed nodes at once."""
+    pytest.importorskip("tvm")
+    from sparseforge.driver.compile import compile_model
+    from sparseforge.driver.verify import verify_artifact
+
+    model = _inverted_residual(32)
+    for node in model.graph.node:
+        node.name = ""
+    out = tmp_path / "artifact"
+    result = compile_model(model, out, threads=1, dense=True)
+    assert sum(1 for k in result.manifest["kernels"] if k["info"].get("fused")) == 2
     report = verify_artifact(out, model, rtol=1e-4)
     assert report.ran and report.ok, report.to_dict()

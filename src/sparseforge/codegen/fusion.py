@@ -23,15 +23,24 @@ from sparseforge.ir import keys, ops
 #: expands row by row, and narrower rows leave its panel tiles too short (MobileNetV2 at 90%, 1 thread, AVX2:
 #: fused 1.2-1.7x faster than the two kernels at 112-28 pixels wide, 1.5-2x slower at 14 and 7).
 MIN_ROW_VECTORS = 4
+#: Depthwise kernels the fusion pays for: 3x3 (1.2-1.9x over the two kernels on MobileNetV2/V3 blocks); 5x5 ones
+#: measured 0.87-1.0x (EfficientNet-B0 / MobileNetV3 geometries), so they stay apart.
+KERNELS = frozenset({(3, 3)})
+#: Activations cheap enough to fuse: with SiLU / sigmoid the fused kernel is compute bound and pays the
+#: activation in full, which the two memory-bound kernels partly hide (EfficientNet-B0 blocks: 0.92-1.19x, no
+#: gain in the model), so such pairs stay apart.
+CHEAP_ACTIVATIONS = frozenset({"none", "relu", "relu6", "hardswish"})
 #: Block shape of a dense expansion weight in the fused kernel (every block stored): 4 rows share each load of
 #: the transposed input tile (measured on Zen 3 at 1 and 2 threads: within 10% of the best of 4x1 / 8x1 / CSR,
 #: and 1.3-1.9x faster than the dense NCHWc conv plus the depthwise kernel on MobileNetV2's 112-28 wide blocks).
 DENSE_BLOCK = (4, 1)
 
 
-def worthwhile(x_shape, lanes: int) -> bool:
-    """Whether fusing pays for an expansion input ``(B, C, H, W)`` at ``lanes`` float32 lanes."""
-    return -(-int(x_shape[3]) // int(lanes)) >= MIN_ROW_VECTORS
+def worthwhile(x_shape, lanes: int, plan: DepthwisePlan, expansion_activation: str) -> bool:
+    """Whether fusing pays for an expansion input ``(B, C, H, W)`` at ``lanes`` float32 lanes, followed by
+    ``plan``'s depthwise conv, the expansion's own activation being ``expansion_activation``."""
+    return (-(-int(x_shape[3]) // int(lanes)) >= MIN_ROW_VECTORS and tuple(plan.weight.shape[2:]) in KERNELS
+            and {expansion_activation, plan.activation} <= CHEAP_ACTIVATIONS)
 
 
 @dataclasses.dataclass(frozen=True)

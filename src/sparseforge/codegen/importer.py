@@ -253,7 +253,8 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         rule = R.select(self.rules, op, self.kernel_target)
         if getattr(rule, "layout", None) == "NCHWc":
             plan = self._depthwise.get(node_name) if kind == "conv1x1" else None
-            if plan is not None and fusion.worthwhile(x_shape, R.target_lanes(self.kernel_target)):
+            if plan is not None and fusion.worthwhile(x_shape, R.target_lanes(self.kernel_target), plan,
+                                                      activation):
                 return self._expand_depthwise(x, op, plan, node_name, op_name)
             return self._conv_nchwc(x, op, rule, node_name, op_name)
         kernel = rule.build(op, self.kernel_target)
@@ -359,7 +360,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             b, _, h, w = (int(d) for d in ty.shape.values)
         except (TypeError, ValueError):
             return None
-        if not fusion.worthwhile((b, 0, h, w), R.target_lanes(self.kernel_target)):
+        if not fusion.worthwhile((b, 0, h, w), R.target_lanes(self.kernel_target), plan.depthwise, plan.activation):
             return None
         dw = plan.depthwise
         kernel = K.expand_depthwise_nchwc(
@@ -408,6 +409,32 @@ def _conv_spec(attrs: dict, x_shape, n_out: int, node_name: str) -> ConvSpec:
         raise UnsupportedOpError(f"sparse conv node '{node_name}' has invalid Conv attributes: {exc}") from exc
 
 
+def with_unique_node_names(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` itself when every node has a name of its own, else a copy in which unnamed and repeated names are
+    made unique (the importer absorbs fused nodes by name: an empty or shared name must never stand for two
+    nodes). First occurrences keep their names."""
+    names = [n.name for n in proto.graph.node]
+    if all(names) and len(set(names)) == len(names):
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    used = set(names)
+    seen: set[str] = set()
+    for i, node in enumerate(copy.graph.node):
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        base = f"{node.name or node.op_type}_{i}"
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        node.name = name
+        used.add(name)
+        seen.add(name)
+    return copy
+
+
 def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=None, fuse: bool = True
               ) -> tuple[object, list[KernelRecord]]:
     """Relax ``IRModule`` of ``proto`` (weights as constants) and the sparse kernels it calls.
@@ -417,6 +444,7 @@ def from_onnx(proto: onnx.ModelProto, *, kernel_target, rules=None, builders=Non
     with :func:`~.kernels.rules.rules_from_builders`.
     """
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 18)
+    proto = with_unique_node_names(proto)
     importer = SparseforgeImporter(None, "float32", kernel_target=kernel_target, rules=rules, builders=builders,
                                    fuse=fuse, keep_params_in_input=False, sanitize=True)
     mod = importer.from_onnx(proto.graph, opset)

@@ -133,6 +133,7 @@ def compile_model(source: Any, outdir: str | os.PathLike | None, *, target: str 
         "source": source_label(source),
         "target": _json_ready(family.facts(description)),
         "mode": "dense" if dense else "sparse",
+        "fuse": fuse,
         "library": artifact.LIBRARY,
         "onnx": artifact.ONNX_FILE,
         "inputs": inputs,
