@@ -27,6 +27,7 @@ from sparseforge.ir.forms.bsr import bsr_pack
 
 from ._common import KernelTarget, Src, balanced_chunks, func_header, index_dtype, parallel_or_serial, pow2_ceil
 from .activations import emit_activation
+from ._transpose import emit_transpose
 
 FMA_CHAINS = 8  # independent accumulators needed to hide FMA latency (2 pipes x 4 cycles on Zen / Skylake)
 L1_BUDGET = 64 * 1024  # bytes of a D panel (a bit over L1: fewer partial-sum round trips per row)
@@ -344,33 +345,44 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: Ke
     params.append(("Y", (m, n), "float32"))
     func_header(src, name, params)
 
-    # X -> XT[kx_rows, mp], zero padded
-    kb = 64
-    nkb = -(-kx_rows // kb)
-    src(f'XT = T.alloc_buffer(({kx_rows}, {mp}), "float32")')
+    # X -> XT[kx_rows, mp] (flat), zero padded: whole L x L blocks through in-register transposes, the edges
+    # (rows past K / columns past the last whole block of M, padding) element by element
+    L = tgt.lanes
+    mf, kf = m // L * L, k // L * L
+    src(f'Xf = T.decl_buffer(({m * k},), "float32", data=X.data)')
+    src(f'Yf = T.decl_buffer(({m * n},), "float32", data=Y.data)')
+    src(f'XT = T.alloc_buffer(({kx_rows * mp},), "float32")')
     yt = None
     use_yt = plan.panels > 1 or m > DIRECT_STORE_MAX_M
     if use_yt:
-        src(f'YT = T.alloc_buffer(({rows.nb * r}, {mp}), "float32")')
-        yt = lambda row, col: f"YT[{row}, {col}]"  # noqa: E731
-    with src.block(f"for kb in {parallel_or_serial(tgt.threads, nkb)}({nkb}):"):
-        with src.block(f"for mm in T.serial({mp}):"):
-            with src.block(f"for kk in T.serial({kb}):"):
-                kx = f"kb * {kb} + kk"
-                val = (f"T.if_then_else(mm < {m} and {kx} < {k}, X[T.min(mm, {m - 1}), T.min({kx}, {k - 1})], "
-                       f"T.float32(0))") if (mp > m or kx_rows > k) else f"X[mm, {kx}]"
-                if kx_rows % kb:
-                    with src.block(f"if {kx} < {kx_rows}:"):
-                        src(f"XT[{kx}, mm] = {val}")
-                else:
-                    src(f"XT[{kx}, mm] = {val}")
+        src(f'YT = T.alloc_buffer(({rows.nb * r * mp},), "float32")')
+        yt = lambda row, col: f"YT[({row}) * {mp} + {col}]"  # noqa: E731
+
+    def x_or_zero(mm: str, kx: str, check_m: bool, check_k: bool) -> str:
+        conds = ([f"{mm} < {m}"] if check_m else []) + ([f"{kx} < {k}"] if check_k else [])
+        load = f"Xf[T.min({mm}, {m - 1}) * {k} + T.min({kx}, {k - 1})]" if conds else f"Xf[{mm} * {k} + {kx}]"
+        return f"T.if_then_else({' and '.join(conds)}, {load}, T.float32(0))" if conds else load
+
+    if mf and kf:
+        with src.block(f"for kb in {parallel_or_serial(tgt.threads, kf // L)}({kf // L}):"):
+            with src.block(f"for mb in T.serial({mf // L}):"):
+                emit_transpose(src, L, lambda j: f"Xf[T.Ramp((mb * {L} + {j}) * {k} + kb * {L}, 1, {L})]",
+                               lambda ln, e: src(f"XT[T.Ramp((kb * {L} + {ln}) * {mp} + mb * {L}, 1, {L})] = {e}"))
+    if mp > mf and kf:  # columns (M) past the whole blocks, rows below kf
+        with src.block(f"for kx in T.serial({kf}):"):
+            with src.block(f"for mm in T.serial({mf}, {mp}):"):
+                src(f"XT[kx * {mp} + mm] = {x_or_zero('mm', 'kx', mp > m, False)}")
+    if kx_rows > kf:  # rows (K) past the whole blocks, padding rows included
+        with src.block(f"for kx in T.serial({kf}, {kx_rows}):"):
+            with src.block(f"for mm in T.serial({mp}):"):
+                src(f"XT[kx * {mp} + mm] = {x_or_zero('mm', 'kx', mp > m, kx_rows > k)}")
 
     def store(acc, row, off, t0, width, tvw, m_valid):
         with src.block(f"for vo in T.unroll({width // tvw}):"):
             with src.block(f"for vi in T.vectorized({tvw}):"):
-                line = f"Y[{t0} + vo * {tvw} + vi, {row}] = {acc}[{off} + vo * {tvw} + vi]"
+                line = f"Yf[({t0} + vo * {tvw} + vi) * {n} + {row}] = {acc}[{off} + vo * {tvw} + vi]"
                 if use_yt:  # contiguous; transposed into Y per chunk by `post`
-                    src(f"YT[{row}, {t0} + vo * {tvw} + vi] = {acc}[{off} + vo * {tvw} + vi]")
+                    src(f"{yt(row, f'{t0} + vo * {tvw} + vi')} = {acc}[{off} + vo * {tvw} + vi]")
                 elif m_valid < width:
                     with src.block(f"if vo * {tvw} + vi < {m_valid}:"):
                         src(line)
@@ -378,20 +390,29 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: Ke
                     src(line)
 
     def post(t0, width, m_valid, row_scope):
-        """Y[t0 + mm, rows] = YT[rows, t0 + mm] for the rows of this chunk (stores contiguous along N)."""
+        """Y[t0 + mm, rows] = YT[rows, t0 + mm] for the rows of this chunk: whole L x L blocks through in-register
+        transposes (stores contiguous along N), the remaining rows and columns element by element."""
         if not use_yt or m_valid == 0:
             return
         with row_scope.bounds() as (r0, r1):
-            L = tgt.lanes
-            with src.block(f"for mm in T.serial({m_valid}):"):
-                with src.block(f"for nq in T.serial(({r1} - {r0}) // {L}):"):
-                    with src.block(f"for nv in T.vectorized({L}):"):
-                        src(f"Y[{t0} + mm, {r0} + nq * {L} + nv] = YT[{r0} + nq * {L} + nv, {t0} + mm]")
-                with src.block(f"for nn in T.serial({r0} + ({r1} - {r0}) // {L} * {L}, {r1}):"):
-                    src(f"Y[{t0} + mm, nn] = YT[nn, {t0} + mm]")
+            mv = m_valid // L * L
+            with src.block(f"for nq in T.serial(({r1} - {r0}) // {L}):"):
+                rb = src.let(src.var("rb"), f"{r0} + nq * {L}")
+                if mv:
+                    with src.block(f"for mb in T.serial({mv // L}):"):
+                        emit_transpose(
+                            src, L, lambda j: f"YT[T.Ramp(({rb} + {j}) * {mp} + {t0} + mb * {L}, 1, {L})]",
+                            lambda ln, e: src(f"Yf[T.Ramp(({t0} + mb * {L} + {ln}) * {n} + {rb}, 1, {L})] = {e}"))
+                if m_valid > mv:
+                    with src.block(f"for mm in T.serial({mv}, {m_valid}):"):
+                        with src.block(f"for nv in T.vectorized({L}):"):
+                            src(f"Yf[({t0} + mm) * {n} + {rb} + nv] = YT[({rb} + nv) * {mp} + {t0} + mm]")
+            with src.block(f"for nn in T.serial({r0} + ({r1} - {r0}) // {L} * {L}, {r1}):"):
+                with src.block(f"for mm in T.serial({m_valid}):"):
+                    src(f"Yf[({t0} + mm) * {n} + nn] = YT[nn * {mp} + {t0} + mm]")
 
     sweep = _Sweep(src, rows, plan, tgt, plan.chains, bias, activation,
-                   lambda kk, t0, q: f"XT[{kk}, {t0} + {q}]", store, yt, post)
+                   lambda kk, t0, q: f"XT[({kk}) * {mp} + {t0} + {q}]", store, yt, post)
     tiles = _tiles(mp, pt, vw)
     full = len([t for t in tiles if t[1] == pt and t[0] + pt <= m])
     valid_of = lambda t0, width: max(0, min(width, m - t0))  # noqa: E731

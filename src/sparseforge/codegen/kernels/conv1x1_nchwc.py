@@ -40,6 +40,7 @@ from ._common import (KernelTarget, SparseKernel, Src, conv1x1_reference, conv_o
                       parallel_or_serial, parse, resolve_target, unique_name)
 from .activations import emit_activation
 from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, bsr_panel_rows, csr_panel_rows
+from ._transpose import butterfly, emit_transpose  # noqa: F401 - butterfly re-exported
 
 MAX_VECTORS = 8  # vectors of L positions per tile (T = 8 L), fewer for small images / many threads
 
@@ -92,46 +93,6 @@ def plan_nchwc(hw: int, cin: int, r: int, c: int, lanes: int, tgt: KernelTarget,
 
 
 # --------------------------------------------------------------------------------------------------- emission
-
-
-def butterfly(lanes: int) -> list[list[tuple[int, int, int, list[int]]]]:
-    """Stages of an in-register ``lanes x lanes`` transpose: ``(dst, i, j, idx)`` means
-    ``new[dst] = shuffle(concat(v[i], v[j]), idx)``; stage k swaps bit k of the row index with bit k of the lane."""
-    stages, b = [], 1
-    while b < lanes:
-        st = []
-        for i in range(lanes):
-            if i & b:
-                continue
-            j = i | b
-            st.append((i, i, j, [ln if not ln & b else lanes + ln - b for ln in range(lanes)]))
-            st.append((j, i, j, [ln + b if not ln & b else lanes + ln for ln in range(lanes)]))
-        stages.append(st)
-        b *= 2
-    return stages
-
-
-def emit_transpose(src: Src, lanes: int, load, store) -> None:
-    """Transpose L vectors in registers: ``load(j)`` is the j-th input vector (None: zeros), ``store(l, expr)``
-    consumes output vector l (lane j of output l = lane l of input j)."""
-    zero = f"T.Broadcast(T.float32(0), {lanes})"
-    cur = []
-    for j in range(lanes):
-        e = load(j)
-        if e is None:
-            cur.append(zero)
-        else:
-            cur.append(src.let(src.var("tv"), e))
-    for st in butterfly(lanes):
-        new = [None] * lanes
-        for d, i, j, idx in st:
-            if cur[i] == zero and cur[j] == zero:
-                new[d] = zero
-            else:
-                new[d] = src.let(src.var("tv"), f"T.Shuffle([{cur[i]}, {cur[j]}], {idx})")
-        cur = new
-    for ln in range(lanes):
-        store(ln, cur[ln])
 
 
 def emit_conv_nchwc(name: str, *, batch: int, spatial: tuple[int, int], cin: int, rows, plan: Plan, lanes: int,

@@ -30,7 +30,8 @@ from ._common import (KernelTarget, SparseKernel, Src, apply_activation_np, chec
                       dense_of, func_header, parallel_or_serial, parse, resolve_target, unique_name)
 from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, bsr_panel_rows, csr_panel_rows
 from .activations import emit_activation
-from .conv1x1_nchwc import MAX_VECTORS, emit_transpose, from_nchwc, to_nchwc
+from ._transpose import emit_transpose
+from .conv1x1_nchwc import MAX_VECTORS, from_nchwc, to_nchwc
 
 #: Output rows per (batch, row block) item at least (a task recomputes up to KH - stride expanded rows per item).
 MIN_ITEM_ROWS = 4
