@@ -322,19 +322,23 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         The NCHWc pass (``schedules/relax_conv.py``) cancels these transforms against its own, so neighbouring
         dense convolutions, depthwise convolutions and elementwise ops stay blocked across the sparse layer.
         """
+        kernel = rule.build(op, self.kernel_target)
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
+                                         dict(kernel.info, layout=f"NCHW{R.target_lanes(self.kernel_target)}c")))
+        return self._call_nchwc(x, kernel, op.operand.shape[0])
+
+    def _call_nchwc(self, x, kernel, n_out: int):
+        """``kernel`` (NCHW{lanes}c in and out) called on the NCHW ``x`` between layout transforms, and its output
+        back in NCHW with ``n_out`` channels."""
         lanes = R.target_lanes(self.kernel_target)
-        n_out = op.operand.shape[0]
         xb = self.bb.emit(relax.op.layout_transform(
             x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
-        kernel = rule.build(op, self.kernel_target)
         gv = self.bb.add_func(kernel.func, kernel.name)
         consts = [relax.const(c) for c in kernel.constants]
         yb = self.bb.emit(relax.call_tir(gv, [xb, *consts], relax.TensorType(kernel.out_shape, "float32")))
         y = self.bb.emit(relax.op.layout_transform(yb, _imap(lambda n, cb, hh, ww, c: (n, cb * lanes + c, hh, ww), 5)))
         if kernel.out_shape[1] * lanes != n_out:
             y = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n_out]))
-        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
-                                         dict(kernel.info, layout=f"NCHW{lanes}c")))
         return y
 
 
@@ -382,15 +386,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
     def _call_fused(self, x, kernel, n_out: int, plan: fusion.DepthwisePlan):
         """Emit the fused kernel between layout transforms (cancelled by the NCHWc pass against its neighbours')
         and absorb the depthwise conv and its activation (they return the fused result)."""
-        lanes = R.target_lanes(self.kernel_target)
-        xb = self.bb.emit(relax.op.layout_transform(
-            x, _imap(lambda n, c, hh, ww: (n, c // lanes, hh, ww, c % lanes), 4), pad_value=0.0))
-        gv = self.bb.add_func(kernel.func, kernel.name)
-        consts = [relax.const(c) for c in kernel.constants]
-        yb = self.bb.emit(relax.call_tir(gv, [xb, *consts], relax.TensorType(kernel.out_shape, "float32")))
-        y = self.bb.emit(relax.op.layout_transform(yb, _imap(lambda n, cb, hh, ww, c: (n, cb * lanes + c, hh, ww), 5)))
-        if kernel.out_shape[1] * lanes != n_out:
-            y = self.bb.emit(relax.op.strided_slice(y, [1], [0], [n_out]))
+        y = self._call_nchwc(x, kernel, n_out)
         self._absorbed[plan.node] = plan.output
         for name in plan.activation_nodes:
             self._absorbed[name] = plan.output

@@ -148,6 +148,15 @@ def bsr_panel_rows(enc: Encoded, r: int, c: int, plan: Plan):
     return rows_obj, (data, bidx, ptr)
 
 
+def panel_rows(weight: Encoded, block: tuple[int, int], plan: Plan):
+    """(PanelRows, constants, format name) of an encoded operand: CSR over its nonzeros for ``block`` (1, 1), else
+    BSR ``r x c``."""
+    r, c = block
+    if (r, c) == (1, 1):
+        return (*csr_panel_rows(weight, plan), "csr")
+    return (*bsr_panel_rows(weight, r, c, plan), f"bsr{r}x{c}")
+
+
 def _sets(r: int, vectors: int, tgt: KernelTarget, chains: int) -> int:
     accs = max(1, r * vectors)
     budget = max(tgt.registers - 4, 4)

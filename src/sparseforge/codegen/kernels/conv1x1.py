@@ -10,7 +10,7 @@ in K-panel-major order (see :mod:`._panel`). Constants ``(vals, idx, ptr[, cptr]
 from __future__ import annotations
 
 from ._common import SparseKernel, conv1x1_reference, conv_operand, parse, resolve_target, unique_name
-from ._panel import bsr_panel_rows, csr_panel_rows, emit_panel_conv, plan_panel
+from ._panel import emit_panel_conv, panel_rows, plan_panel
 
 
 def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none", target=None, name=None,
@@ -26,12 +26,7 @@ def sparse_conv1x1(weight, batch, height, width, *, bias=None, activation="none"
     if cin % c:
         raise ValueError("sparse_conv1x1: block columns must divide Cin (X is read in place)")
     plan = plan_panel(hw, cin, r, c, tgt, **panel_opts)
-    if (r, c) == (1, 1):
-        rows, packed = csr_panel_rows(weight, plan)
-        fmt = "csr"
-    else:
-        rows, packed = bsr_panel_rows(weight, r, c, plan)
-        fmt = f"bsr{r}x{c}"
+    rows, packed, fmt = panel_rows(weight, (r, c), plan)
     src, cptr = emit_panel_conv(name, batch=int(batch), spatial=(int(height), int(width)), rows=rows, plan=plan,
                                 tgt=tgt, bias=bias is not None, activation=activation)
     consts = packed + ((cptr,) if cptr is not None else ()) + ((bias,) if bias is not None else ())

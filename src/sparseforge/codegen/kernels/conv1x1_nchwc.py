@@ -39,7 +39,7 @@ import numpy as np
 from ._common import (KernelTarget, SparseKernel, Src, conv1x1_reference, conv_operand, func_header,
                       parallel_or_serial, parse, resolve_target, unique_name)
 from .activations import emit_activation
-from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, bsr_panel_rows, csr_panel_rows
+from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, panel_rows
 from ._transpose import butterfly, emit_transpose  # noqa: F401 - butterfly re-exported
 
 MAX_VECTORS = 8  # vectors of L positions per tile (T = 8 L), fewer for small images / many threads
@@ -274,12 +274,7 @@ def sparse_conv1x1_nchwc(weight, batch, height, width, *, lanes: int | None = No
     if r < 1 or c < 1 or L % r:
         raise ValueError(f"sparse_conv1x1_nchwc: block rows must divide lanes ({L}), got block {block}")
     plan = plan_nchwc(hw, cin, r, c, L, tgt, batch, **opts)
-    if (r, c) == (1, 1):
-        rows, packed = csr_panel_rows(weight, plan)
-        fmt = "csr"
-    else:
-        rows, packed = bsr_panel_rows(weight, r, c, plan)
-        fmt = f"bsr{r}x{c}"
+    rows, packed, fmt = panel_rows(weight, (r, c), plan)
     if "chains" not in opts:
         # short rows: extra accumulator sets only add zeroing and a final sum (out-of-order execution overlaps
         # the rows anyway)

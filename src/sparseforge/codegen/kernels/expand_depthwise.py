@@ -28,7 +28,7 @@ import numpy as np
 
 from ._common import (KernelTarget, SparseKernel, Src, apply_activation_np, check_bias_activation, conv_operand,
                       dense_of, func_header, parallel_or_serial, parse, resolve_target, unique_name)
-from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, bsr_panel_rows, csr_panel_rows
+from ._panel import FMA_CHAINS, L1_BUDGET, Plan, _emit_block_row, _sets, panel_rows
 from .activations import emit_activation
 from ._transpose import emit_transpose
 from .conv1x1_nchwc import MAX_VECTORS, from_nchwc, to_nchwc
@@ -363,12 +363,7 @@ def expand_depthwise_nchwc(weight, dw_weight, batch, height, width, *, strides=(
     mr = int(opts.pop("mr", 0)) or min(MAX_DW_COLUMNS, ow)
     kp = max(-(-cin // L) * L, -(-cin // c) * c)
     plan = row_plan(width, kp, r, L, tgt, **opts)
-    if (r, c) == (1, 1):
-        rows, packed = csr_panel_rows(weight, plan)
-        fmt = "csr"
-    else:
-        rows, packed = bsr_panel_rows(weight, r, c, plan)
-        fmt = f"bsr{r}x{c}"
+    rows, packed, fmt = panel_rows(weight, (r, c), plan)
     name = name or unique_name(kname)
     src = emit_expand_depthwise(name, batch=batch, spatial=(height, width), cin=cin, rows=rows, plan=plan, lanes=L,
                                 tgt=tgt, bias=bias is not None, act1=activation, kernel=kernel, strides=strides,
