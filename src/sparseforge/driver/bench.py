@@ -50,10 +50,15 @@ class EngineResult:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "median_ms": round(self.median_ms, 4),
+        """JSON record; times keep 6 significant digits (a microsecond-scale median stays exact to 1e-5)."""
+        return {"engine": self.engine, "median_ms": _significant(self.median_ms),
                 "speedup_vs_best_dense_peer": None if self.speedup_vs_best_dense_peer is None
-                else round(self.speedup_vs_best_dense_peer, 3),
-                "rounds_ms": [round(r, 4) for r in self.rounds_ms], "note": self.note}
+                else _significant(self.speedup_vs_best_dense_peer),
+                "rounds_ms": [_significant(r) for r in self.rounds_ms], "note": self.note}
+
+
+def _significant(value: float, digits: int = 6) -> float:
+    return float(f"{value:.{digits}g}")
 
 
 def time_engines(engines: dict[str, Callable[[], Any]], *, rounds: int = 5, repeat: int = 10,
