@@ -9,9 +9,11 @@ prune`` (API) by magnitude, Wanda and SparseGPT at 50% unstructured, 2:4 and 70%
 training samples, none of the test samples), and evaluated in ONNX Runtime on the test set: top-1 accuracy and
 the relative L2 error of the logits against the dense model.
 
-With ``--sequential`` the data methods also run in sequential mode (``wanda-seq``, ``sparsegpt-seq``).
+With ``--sequential`` the data methods also run in sequential mode (``wanda-seq``, ``sparsegpt-seq``). With
+``--seeds 0,1,2`` every model is trained once per seed (seed = weight init and train/test split) and the summary
+gives each method's mean accuracy change and logits error over the seeds beside the worst seed.
 
-usage: python benchmarks/calibrated_pruning.py [--models digits,sequence] [--sequential] [--json OUT.json]
+usage: python benchmarks/calibrated_pruning.py [--models digits,sequence] [--seeds 0] [--sequential] [--json OUT]
 """
 
 from __future__ import annotations
@@ -114,14 +116,15 @@ def evaluate(path: Path, x: np.ndarray, y: np.ndarray, reference: np.ndarray | N
     return acc, err, logits
 
 
-def run_model(name: str, build, batch: int, out_dir: Path, sequential: bool = False) -> list[dict]:
+def run_model(name: str, build, batch: int, out_dir: Path, sequential: bool = False, seed: int = 0) -> list[dict]:
     import torch
 
     from sparseforge import api
 
     start = time.time()
-    model, (x_train, _), (x_test, y_test), torch_acc = build()
-    print(f"{name}: trained in {time.time() - start:.0f} s, test accuracy {100 * torch_acc:.1f}%", flush=True)
+    model, (x_train, _), (x_test, y_test), torch_acc = build(seed)
+    print(f"{name} (seed {seed}): trained in {time.time() - start:.0f} s, test accuracy {100 * torch_acc:.1f}%",
+          flush=True)
     dense_path = out_dir / f"{name}.onnx"
     api.export(model, dense_path, example_inputs=(torch.from_numpy(x_train[:batch]),))
     n_test = len(x_test) // batch * batch
@@ -129,7 +132,7 @@ def run_model(name: str, build, batch: int, out_dir: Path, sequential: bool = Fa
     calib = out_dir / f"{name}-calib.npz"
     input_name = api.inspect(str(dense_path)).model.graph.inputs[0].name
     np.savez(calib, **{input_name: x_train[:256]})
-    rows = [dict(model=name, method="dense", case="-", accuracy=dense_acc, logits_error=0.0)]
+    rows = [dict(model=name, seed=seed, method="dense", case="-", accuracy=dense_acc, logits_error=0.0)]
     print(f"  dense (ONNX): accuracy {100 * dense_acc:.2f}%", flush=True)
     for case, options in CASES:
         for method in METHODS + (SEQUENTIAL if sequential else ()):
@@ -143,7 +146,8 @@ def run_model(name: str, build, batch: int, out_dir: Path, sequential: bool = Fa
             api.prune(str(dense_path), out, config, calibration=str(calib), holdout=0.0,
                       sequential=method.endswith("-seq"))
             acc, err, _ = evaluate(out, x_test[:n_test], y_test[:n_test], dense_logits, batch)
-            rows.append(dict(model=name, method=method, case=case, accuracy=acc, logits_error=err))
+            rows.append(dict(model=name, seed=seed, method=method, case=case, accuracy=acc, logits_error=err,
+                             accuracy_change=acc - dense_acc))
             print(f"  {case:4s} {method:10s} accuracy {100 * acc:6.2f}% ({100 * (acc - dense_acc):+.2f}) "
                   f"logits rel. error {err:.4f}", flush=True)
     return rows
@@ -153,16 +157,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="digits,sequence")
     parser.add_argument("--sequential", action="store_true", help="also run the data methods sequentially")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     builders = {"digits": (digits_model, 16), "sequence": (sequence_model, 16)}
+    seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             build, batch = builders[name]
-            rows += run_model(name, build, batch, Path(tmp), args.sequential)
+            for seed in seeds:
+                rows += run_model(name, build, batch, Path(tmp), args.sequential, seed)
+    if len(seeds) > 1:
+        summarize(rows)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=1))
+
+
+def summarize(rows: list[dict]) -> None:
+    """Per model, case and method: mean accuracy change and logits error over the seeds, and the worst seed."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        if r["method"] != "dense":
+            groups.setdefault((r["model"], r["case"], r["method"]), []).append(r)
+    print("\nmean over seeds (worst seed): accuracy change in points, logits rel. error")
+    for (model, case, method), rs in groups.items():
+        change = [100 * r["accuracy_change"] for r in rs]
+        err = [r["logits_error"] for r in rs]
+        print(f"  {model:9s} {case:4s} {method:14s} {np.mean(change):+6.2f} ({min(change):+6.2f})  "
+              f"{np.mean(err):.3f} ({max(err):.3f})", flush=True)
 
 
 if __name__ == "__main__":
