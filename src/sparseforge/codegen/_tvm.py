@@ -27,6 +27,11 @@ try:
     from tvm.script import ir as I  # noqa: E741
     from tvm.script import relax as R
     from tvm.script import tirx as T
+    from tvm.script.ir_builder.base import IRBuilder
+    from tvm.script.ir_builder.base import IRBuilderFrame
+    from tvm.script.parser.core import doc as script_doc
+    from tvm.script.parser.core.evaluator import _eval_op as script_eval_op  # the parser's operator semantics
+    from tvm.tirx.script import builder as tir_builder
 except ImportError as exc:  # pragma: no cover - exercised only without the [tvm] extra
     raise ImportError(
         "sparseforge code generation needs Apache TVM: pip install 'apache-tvm==0.27.0.post1' "
@@ -85,6 +90,8 @@ def to_tvm_tensor(array, device=None):
 __all__ = [
     "Analyzer",
     "I",
+    "IRBuilder",
+    "IRBuilderFrame",
     "native_logs_to_debug",
     "IRModule",
     "R",
@@ -96,7 +103,10 @@ __all__ = [
     "relax",
     "structural_equal",
     "s_tir",
+    "script_doc",
+    "script_eval_op",
     "te",
+    "tir_builder",
     "tirx",
     "to_tvm_tensor",
     "topi",
