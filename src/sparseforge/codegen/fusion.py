@@ -1,4 +1,5 @@
-"""Cross-layer fusion plans on the ONNX graph the importer converts: a 1x1 expansion and the depthwise conv after it.
+"""Cross-layer fusion plans on the ONNX graph the importer converts: a 1x1 expansion and the depthwise conv after it,
+and the two sparse Linears of an MLP.
 
 An inverted-residual block reads ``x -> 1x1 conv (-> act1) -> depthwise k x k conv (-> act2)``. When the 1x1 conv is
 a sparse ``ai.sparseforge`` op (its activation fused into it by ``importer._fused_activation``) or a standard 1x1
@@ -6,6 +7,9 @@ a sparse ``ai.sparseforge`` op (its activation fused into it by ``importer._fuse
 constant weights, the importer may emit one fused kernel for the pair (:mod:`.kernels.expand_depthwise`), whose
 output stands for the depthwise conv's (or its activation's) output. The plan is only a candidate: the importer fuses it when the 1x1 conv gets the NCHWc kernel and
 :func:`worthwhile` holds, and then absorbs the depthwise conv and its activation; otherwise they convert as usual.
+
+A transformer MLP reads ``x -> sparse MatMul (-> act) -> sparse MatMul``: :func:`plan_mlps` pairs them, and the
+importer emits :mod:`.kernels.mlp`'s fused kernel for the pair where :func:`mlp_worthwhile` holds.
 """
 
 from __future__ import annotations
@@ -152,23 +156,30 @@ class _Graph:
                              tuple(n.name for n in eaten), dw.output[0])
 
 
+def _activation_tails(graph: onnx.GraphProto, g: _Graph, absorbed: dict[str, str], kinds: set[str]
+                      ) -> dict[str, str]:
+    """{output of a sparse node of a kind in ``kinds``: the tensor its (fused) activation leaves}: the last absorbed
+    activation node's output, or the node's own output when it has no activation."""
+    tail: dict[str, str] = {}
+    for node in graph.node:
+        if node.domain == keys.DOMAIN and node.op_type in ops.OP_TYPES and ops.op_format(node.op_type)[1] in kinds:
+            tail[node.output[0]] = node.output[0]
+    for node in graph.node:
+        if node.name in absorbed and node.output[0] not in g.outputs:
+            src = absorbed[node.name]
+            if src in tail and (len(g.consumers.get(src, [])) == 1 or node.op_type == "Mul"):
+                tail[src] = node.output[0]
+    return tail
+
+
 def plan_depthwise(graph: onnx.GraphProto, fused: dict[str, str], absorbed: dict[str, str], match_activation
                    ) -> dict[str, DepthwisePlan]:
     """{sparse 1x1 conv node name: the depthwise conv it may absorb}. ``fused``/``absorbed``: the activation
     fusion plan (sparse node -> activation, absorbed node -> sparse output); ``match_activation(users, out, inits,
     consumers, graph_outputs)`` matches an activation after a tensor (the importer's)."""
     g = _Graph(graph)
-    # the tensor each sparse node's (fused) activation leaves: the last absorbed node's output
-    tail: dict[str, str] = {}
-    for node in graph.node:
-        if node.domain == keys.DOMAIN and node.op_type in ops.OP_TYPES and ops.op_format(node.op_type)[1] == "conv1x1":
-            tail[node.output[0]] = node.output[0]
+    tail = _activation_tails(graph, g, absorbed, {"conv1x1"})
     by_output = {n.output[0]: n for n in graph.node if n.domain == keys.DOMAIN}
-    for node in graph.node:
-        if node.name in absorbed and node.output[0] not in g.outputs:
-            src = absorbed[node.name]
-            if src in tail and (len(g.consumers.get(src, [])) == 1 or node.op_type == "Mul"):
-                tail[src] = node.output[0]
     plans: dict[str, DepthwisePlan] = {}
     for src, out in tail.items():
         plan = g.depthwise_after(out, match_activation, absorbed)
@@ -218,4 +229,69 @@ def plan_dense_expansions(graph: onnx.GraphProto, absorbed: dict[str, str], matc
         plans[node.name] = DenseExpansion(node.name, np.ascontiguousarray(weight), bias, act,
                                           tuple(n.name for n in eaten), node.output[0], dw)
         taken |= {node.name, dw.node, *dw.activation_nodes, *(n.name for n in eaten)}
+    return plans
+
+
+# ------------------------------------------------------------------------------------------------ sparse MLPs
+
+#: Weight forms the fused MLP kernel takes (panel rows of CSR or BSR).
+MLP_FORMATS = frozenset({"csr", "bsr"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpPlan:
+    """The sparse MatMul ``node`` that is the only reader of another sparse MatMul's (activated) output: the second
+    Linear of an MLP. ``fmt`` and the constant inputs ``values`` / ``indices`` / ``dims`` / ``bias`` as the importer
+    wraps them; ``activation``: its own fused activation."""
+
+    node: str
+    fmt: str
+    values: np.ndarray
+    indices: np.ndarray
+    dims: np.ndarray
+    bias: np.ndarray
+    activation: str
+
+
+#: Fuse an MLP pair only from this many rows of X (tokens) on: the panel kernels need at least 4.
+MLP_MIN_ROWS = 4
+
+
+def panel_block(weight) -> tuple[int, int]:
+    """The block a weight runs with in a panel kernel: (1, 1) for CSR, its own block for BSR."""
+    return tuple(int(v) for v in weight.block) if weight.fmt == "bsr" and weight.block else (1, 1)
+
+
+def mlp_worthwhile(m: int, first, second) -> bool:
+    """Whether fusing the MLP pair pays for ``m`` rows of X and the two encoded weights."""
+    return m >= MLP_MIN_ROWS
+
+
+def plan_mlps(graph: onnx.GraphProto, fused: dict[str, str], absorbed: dict[str, str]) -> dict[str, MlpPlan]:
+    """{first sparse MatMul node name: the second one it may absorb}: both CSR/BSR MatMuls, the second reading
+    only the first's output (after the first's fused activation), nothing else reading it, constants as
+    initializers. A node is in at most one pair (chains pair greedily in graph order)."""
+    g = _Graph(graph)
+    tail = _activation_tails(graph, g, absorbed, {"matmul"})
+    nodes = {n.output[0]: n for n in graph.node if n.domain == keys.DOMAIN}
+    plans: dict[str, MlpPlan] = {}
+    taken: set[str] = set()
+    for src, out in tail.items():
+        first = nodes[src]
+        users = g.consumers.get(out, [])
+        if (first.name in taken or ops.op_format(first.op_type)[0] not in MLP_FORMATS or out in g.outputs
+                or len(users) != 1):
+            continue
+        second = users[0]
+        if (second.domain != keys.DOMAIN or second.op_type not in ops.OP_TYPES or second.input[0] != out
+                or second.name in absorbed or second.name in taken):
+            continue
+        fmt, kind = ops.op_format(second.op_type)
+        if kind != "matmul" or fmt not in MLP_FORMATS:
+            continue
+        arrays = [g.const(second, i) for i in range(1, 5)]
+        if any(a is None for a in arrays):
+            continue
+        plans[first.name] = MlpPlan(second.name, fmt, *arrays, fused.get(second.name, "none"))
+        taken.update((first.name, second.name))
     return plans

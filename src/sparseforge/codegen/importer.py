@@ -137,6 +137,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         self._absorbed: dict[str, str] = {}
         self._depthwise: dict[str, fusion.DepthwisePlan] = {}
         self._dense_expansions: dict[str, fusion.DenseExpansion] = {}
+        self._mlps: dict[str, fusion.MlpPlan] = {}
         self._used_names: set[str] = set()
 
     def from_onnx(self, graph, opset):
@@ -145,6 +146,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         if self.fuse and R.target_lanes(self.kernel_target):
             self._depthwise = fusion.plan_depthwise(proto_graph, self._fused, self._absorbed, _match_activation)
             self._dense_expansions = fusion.plan_dense_expansions(proto_graph, self._absorbed, _match_activation)
+            self._mlps = fusion.plan_mlps(proto_graph, self._fused, self._absorbed)
         self._check_for_unsupported_ops(graph.graph if hasattr(graph, "graph") else graph)
         return super().from_onnx(graph, opset)
 
@@ -257,6 +259,10 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
                                                       activation):
                 return self._expand_depthwise(x, op, plan, node_name, op_name)
             return self._conv_nchwc(x, op, rule, node_name, op_name)
+        if kind == "matmul" and node_name in self._mlps:
+            y = self._fused_mlp(x, op, self._mlps[node_name], node_name, op_name, x_shape)
+            if y is not None:
+                return y
         kernel = rule.build(op, self.kernel_target)
         if kernel is None:
             return self._dense(x, op, node_name, op_name)
@@ -267,6 +273,32 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         if tuple(kernel.out_shape) != out_shape:
             y = self.bb.emit(relax.op.reshape(y, out_shape))
         self.records.append(KernelRecord(node_name, op_name, kernel.name, fmt, activation, dict(kernel.info)))
+        return y
+
+    def _fused_mlp(self, x, op, plan: fusion.MlpPlan, node_name, op_name, x_shape):
+        """A sparse MatMul and the sparse MatMul reading its output (an MLP's two Linears) as one kernel
+        (:mod:`.kernels.mlp`), which absorbs the second node; None where the pair does not fuse (both then convert
+        on their own)."""
+        m, _ = op.x_shape
+        second = forms.wrap(plan.fmt, plan.values, plan.indices, plan.dims)
+        n1, n2 = op.operand.shape[0], second.shape[0]
+        if (op.form not in fusion.MLP_FORMATS or second.shape[1] != n1
+                or not fusion.mlp_worthwhile(m, op.operand, second)):
+            return None
+        kernel = K.sparse_mlp(op.operand, second, m, bias1=op.bias, activation1=op.activation,
+                              bias2=plan.bias if np.any(plan.bias) else None, activation2=plan.activation,
+                              block1=fusion.panel_block(op.operand), block2=fusion.panel_block(second),
+                              target=self.kernel_target, name=op.name)
+        x2 = x if len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, op.x_shape))
+        gv = self.bb.add_func(kernel.func, kernel.name)
+        consts = [relax.const(c) for c in kernel.constants]
+        y = self.bb.emit(relax.call_tir(gv, [x2, *consts], relax.TensorType(kernel.out_shape, "float32")))
+        out_shape = tuple(x_shape[:-1]) + (n2,)
+        if tuple(kernel.out_shape) != out_shape:
+            y = self.bb.emit(relax.op.reshape(y, out_shape))
+        self._absorbed[plan.node] = plan.node  # the second node returns its input: this kernel's output
+        self.records.append(KernelRecord(node_name, op_name, kernel.name, op.form, op.activation,
+                                         dict(kernel.info, fused=plan.node, fused_activation=plan.activation)))
         return y
 
     def _convert_fft_conv(self, node_name: str, inputs):

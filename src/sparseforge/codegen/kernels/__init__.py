@@ -35,6 +35,7 @@ from .csr import csr_matmul
 from .dense import dense_matmul
 from .expand_depthwise import expand_depthwise_nchwc
 from .measure import Runner, build, measure, run
+from .mlp import sparse_mlp
 from .nm import nm_matmul
 from .rules import CPU_RULES, SparseOp
 
@@ -57,4 +58,5 @@ __all__ = [
     "run",
     "sparse_conv1x1",
     "sparse_conv1x1_nchwc",
+    "sparse_mlp",
 ]

@@ -104,9 +104,9 @@ def panel_major(mask_rows: np.ndarray, cols: np.ndarray, kc: int, nrows: int, pa
     return order, ptr
 
 
-def csr_panel_rows(enc: Encoded, plan: Plan):
+def csr_panel_rows(enc: Encoded, plan: Plan, prefix: str = ""):
     """(PanelRows, constants): the nonzeros of an encoded operand (any form) in panel-major order,
-    (vals, idx, ptr[panels * N + 1])."""
+    (vals, idx, ptr[panels * N + 1]); ``prefix`` is put before the buffer names (two weights in one kernel)."""
     n, k = enc.shape
     rows, cols, vals = forms.get(enc.fmt).entries(enc)
     order, ptr = panel_major(rows, cols, plan.kc, n, plan.panels)
@@ -115,19 +115,20 @@ def csr_panel_rows(enc: Encoded, plan: Plan):
     if not len(vals):
         vals, idx = np.zeros(1, np.float32), np.zeros(1, idx.dtype)
     P = plan.panels
+    vn, xn, pn = f"{prefix}vals", f"{prefix}idx", f"{prefix}ptr"
     rows_obj = PanelRows(
         r=1, c=1, nb=n, n=n, kp=k,
-        arrays=[("vals", vals.shape, "float32"), ("idx", idx.shape, str(idx.dtype)), ("ptr", ptr.shape, "int32")],
-        first=lambda ib, p: f"ptr[{p} * {n} + {ib}]" if P > 1 else f"ptr[{ib}]",
-        end=lambda ib, p: f"ptr[{p} * {n} + {ib} + 1]" if P > 1 else f"ptr[{ib} + 1]",
-        col=lambda j, ib: f'T.Cast("int32", idx[{j}])', w=lambda j, rr, cc: f"vals[{j}]",
+        arrays=[(vn, vals.shape, "float32"), (xn, idx.shape, str(idx.dtype)), (pn, ptr.shape, "int32")],
+        first=lambda ib, p: f"{pn}[{p} * {n} + {ib}]" if P > 1 else f"{pn}[{ib}]",
+        end=lambda ib, p: f"{pn}[{p} * {n} + {ib} + 1]" if P > 1 else f"{pn}[{ib} + 1]",
+        col=lambda j, ib: f'T.Cast("int32", {xn}[{j}])', w=lambda j, rr, cc: f"{vn}[{j}]",
         work=np.bincount(rows, minlength=n).astype(np.float64) + 2 * P)
     return rows_obj, (vals, idx, ptr)
 
 
-def bsr_panel_rows(enc: Encoded, r: int, c: int, plan: Plan):
+def bsr_panel_rows(enc: Encoded, r: int, c: int, plan: Plan, prefix: str = ""):
     """(PanelRows, constants): the r x c blocks of an encoded operand (any form, any stored block shape) in
-    panel-major order, (data[nnzb, r, c], bidx, ptr[panels * NB + 1])."""
+    panel-major order, (data[nnzb, r, c], bidx, ptr[panels * NB + 1]); ``prefix`` as for :func:`csr_panel_rows`."""
     n, k = enc.shape
     data, bidx, bptr = bsr_pack(enc, r, c)
     nb, kb = len(bptr) - 1, -(-k // c)
@@ -137,24 +138,24 @@ def bsr_panel_rows(enc: Encoded, r: int, c: int, plan: Plan):
     if len(brow):
         data, bidx = data[order], bidx[order]
     P = plan.panels
+    dn, xn, pn = f"{prefix}data", f"{prefix}bidx", f"{prefix}ptr"
     rows_obj = PanelRows(
         r=r, c=c, nb=nb, n=n, kp=kb * c,
-        arrays=[("data", data.shape, "float32"), ("bidx", bidx.shape, str(bidx.dtype)),
-                ("ptr", ptr.shape, "int32")],
-        first=lambda ib, p: f"ptr[{p} * {nb} + {ib}]" if P > 1 else f"ptr[{ib}]",
-        end=lambda ib, p: f"ptr[{p} * {nb} + {ib} + 1]" if P > 1 else f"ptr[{ib} + 1]",
-        col=lambda j, ib: f'T.Cast("int32", bidx[{j}]) * {c}', w=lambda j, rr, cc: f"data[{j}, {rr}, {cc}]",
+        arrays=[(dn, data.shape, "float32"), (xn, bidx.shape, str(bidx.dtype)), (pn, ptr.shape, "int32")],
+        first=lambda ib, p: f"{pn}[{p} * {nb} + {ib}]" if P > 1 else f"{pn}[{ib}]",
+        end=lambda ib, p: f"{pn}[{p} * {nb} + {ib} + 1]" if P > 1 else f"{pn}[{ib} + 1]",
+        col=lambda j, ib: f'T.Cast("int32", {xn}[{j}]) * {c}', w=lambda j, rr, cc: f"{dn}[{j}, {rr}, {cc}]",
         work=(np.diff(bptr) * r * c + r * P).astype(np.float64), extra={"k": k})
     return rows_obj, (data, bidx, ptr)
 
 
-def panel_rows(weight: Encoded, block: tuple[int, int], plan: Plan):
+def panel_rows(weight: Encoded, block: tuple[int, int], plan: Plan, prefix: str = ""):
     """(PanelRows, constants, format name) of an encoded operand: CSR over its nonzeros for ``block`` (1, 1), else
     BSR ``r x c``."""
     r, c = block
     if (r, c) == (1, 1):
-        return (*csr_panel_rows(weight, plan), "csr")
-    return (*bsr_panel_rows(weight, r, c, plan), f"bsr{r}x{c}")
+        return (*csr_panel_rows(weight, plan, prefix), "csr")
+    return (*bsr_panel_rows(weight, r, c, plan, prefix), f"bsr{r}x{c}")
 
 
 def _sets(r: int, vectors: int, tgt: KernelTarget, chains: int) -> int:
@@ -230,12 +231,14 @@ def _emit_block_row(src: Src, rows: PanelRows, ib: str, p: str, pt: int, vw: int
         finish(acc, rr)
 
 
-def _epilogue(src: Src, acc: str, off: int, pt: int, vw: int, row: str, bias: bool, activation: str) -> None:
+def _epilogue(src: Src, acc: str, off: int, pt: int, vw: int, row: str, bias: bool | str, activation: str) -> None:
+    """acc = act(acc + bias[row]); ``bias``: the bias buffer's name, True for ``bias``, False/None for none."""
+    bias_name = "bias" if bias is True else (bias or None)
     with src.block(f"for vo in T.unroll({pt // vw}):"):
         with src.block(f"for vi in T.vectorized({vw}):"):
             y = src.var("y")
             a = f"{acc}[{off} + vo * {vw} + vi]"
-            src.let(y, a + (f" + bias[{row}]" if bias else ""))
+            src.let(y, a + (f" + {bias_name}[{row}]" if bias_name else ""))
             src(f"{a} = {emit_activation(src, y, activation)}")
 
 
@@ -321,13 +324,15 @@ class _Sweep:
             self.tile(str(t0), width, tvw, valid_of(t0, width), row_scope)
 
 
-def _row_scopes(src: Src, cptr, nbf: int, r: int):
+def _row_scopes(src: Src, cptr, nbf: int, r: int, cptr_name: str = "cptr"):
     @contextlib.contextmanager
     def chunk_rows():
-        with src.block("for ib in T.serial(cptr[c], cptr[c + 1]):" if cptr is not None
+        with src.block(f"for ib in T.serial({cptr_name}[c], {cptr_name}[c + 1]):" if cptr is not None
                        else f"for ib in T.serial({nbf}):"):
             yield "ib", r
 
+    chunk_rows.bounds = lambda: contextlib.nullcontext(  # output rows of chunk c
+        (f"{cptr_name}[c] * {r}", f"{cptr_name}[c + 1] * {r}") if cptr is not None else ("0", str(nbf * r)))
     return chunk_rows
 
 
@@ -337,35 +342,31 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: Ke
 
     Returns (src, cptr) where cptr (chunk boundaries over full block rows) is passed after ``rows.arrays``
     (None when there is a single chunk)."""
-    vw, pt = plan.vw, plan.pt
-    mp = -(-m // vw) * vw
+    mp = -(-m // plan.vw) * plan.vw
     k = rows.extra.get("k", rows.kp)
-    n, r = rows.n, rows.r
-    nbf = n // r
-    kx_rows = plan.panels * plan.kc
-    cptr = _chunks(rows, nbf, tgt, tgt.threads * 4 if tgt.threads > 1 else 1)
-
+    cptr = _chunks(rows, rows.n // rows.r, tgt, tgt.threads * 4 if tgt.threads > 1 else 1)
     src = Src()
     params = [("X", (m, k), "float32")] + list(rows.arrays)
     if cptr is not None:
         params.append(("cptr", (len(cptr),), "int32"))
     if bias:
-        params.append(("bias", (n,), "float32"))
-    params.append(("Y", (m, n), "float32"))
+        params.append(("bias", (rows.n,), "float32"))
+    params.append(("Y", (m, rows.n), "float32"))
     func_header(src, name, params)
+    emit_transposed_input(src, m=m, k=k, mp=mp, rows=plan.panels * plan.kc, tgt=tgt)
+    emit_sweep_into_y(src, m=m, mp=mp, rows=rows, plan=plan, tgt=tgt, cptr=cptr, bias="bias" if bias else None,
+                      activation=activation, load_d=lambda kk, t0, q: f"XT[({kk}) * {mp} + {t0} + {q}]")
+    return src, cptr
 
-    # X -> XT[kx_rows, mp] (flat), zero padded: whole L x L blocks through in-register transposes, the edges
-    # (rows past K / columns past the last whole block of M, padding) element by element
+
+def emit_transposed_input(src: Src, *, m: int, k: int, mp: int, rows: int, tgt: KernelTarget) -> None:
+    """``X[M, K]`` -> ``XT[rows, mp]`` (flat, ``rows >= K``), zero padded: whole L x L blocks through in-register
+    transposes, the edges (rows past K / columns past the last whole block of M, padding) element by element.
+    Declares ``Xf`` (X flat) and ``XT``."""
     L = tgt.lanes
     mf, kf = m // L * L, k // L * L
     src(f'Xf = T.decl_buffer(({m * k},), "float32", data=X.data)')
-    src(f'Yf = T.decl_buffer(({m * n},), "float32", data=Y.data)')
-    src(f'XT = T.alloc_buffer(({kx_rows * mp},), "float32")')
-    yt = None
-    use_yt = plan.panels > 1 or m > DIRECT_STORE_MAX_M
-    if use_yt:
-        src(f'YT = T.alloc_buffer(({rows.nb * r * mp},), "float32")')
-        yt = lambda row, col: f"YT[({row}) * {mp} + {col}]"  # noqa: E731
+    src(f'XT = T.alloc_buffer(({rows * mp},), "float32")')
 
     def x_or_zero(mm: str, kx: str, check_m: bool, check_k: bool) -> str:
         conds = ([f"{mm} < {m}"] if check_m else []) + ([f"{kx} < {k}"] if check_k else [])
@@ -381,17 +382,53 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: Ke
         with src.block(f"for kx in T.serial({kf}):"):
             with src.block(f"for mm in T.serial({mf}, {mp}):"):
                 src(f"XT[kx * {mp} + mm] = {x_or_zero('mm', 'kx', mp > m, False)}")
-    if kx_rows > kf:  # rows (K) past the whole blocks, padding rows included
-        with src.block(f"for kx in T.serial({kf}, {kx_rows}):"):
+    if rows > kf:  # rows (K) past the whole blocks, padding rows included
+        with src.block(f"for kx in T.serial({kf}, {rows}):"):
             with src.block(f"for mm in T.serial({mp}):"):
-                src(f"XT[kx * {mp} + mm] = {x_or_zero('mm', 'kx', mp > m, kx_rows > k)}")
+                src(f"XT[kx * {mp} + mm] = {x_or_zero('mm', 'kx', mp > m, rows > k)}")
+
+
+def _sweep_all_rows(src: Src, sweep: _Sweep, rows: PanelRows, plan: Plan, tgt: KernelTarget, cptr, cptr_name: str,
+                    m: int, mp: int) -> None:
+    """Every tile of the ``mp`` columns for every block row: chunks of full block rows in a parallel loop, then the
+    rows of a partial last block row."""
+    vw, pt, r = plan.vw, plan.pt, rows.r
+    nbf = rows.n // r
+    tiles = _tiles(mp, pt, vw)
+    full = len([t for t in tiles if t[1] == pt and t[0] + pt <= m])
+    valid_of = lambda t0, width: max(0, min(width, m - t0))  # noqa: E731
+    if nbf:
+        nchunks = len(cptr) - 1 if cptr is not None else 1
+        scope = _row_scopes(src, cptr, nbf, r, cptr_name)
+        with src.block(f"for c in {parallel_or_serial(tgt.threads, nchunks)}({nchunks}):"):
+            sweep.tiles(tiles, full, pt, vw, valid_of, scope)
+    if rows.n % r:
+        tail = lambda: contextlib.nullcontext((str(nbf), rows.n % r))  # noqa: E731
+        tail.bounds = lambda: contextlib.nullcontext((str(nbf * r), str(rows.n)))
+        sweep.tiles(tiles, full, pt, vw, valid_of, tail)
+
+
+def emit_sweep_into_y(src: Src, *, m: int, mp: int, rows: PanelRows, plan: Plan, tgt: KernelTarget, cptr,
+                      bias: str | None, activation: str, load_d, cptr_name: str = "cptr", y: str = "Y",
+                      yt: str = "YT") -> None:
+    """``Y[M, N] = act(W D + bias)^T`` for a dense operand ``D[K, mp]`` read by ``load_d(kk, t0, q)``; results go
+    through a contiguous ``YT[N, mp]`` workspace (transposed into Y per chunk, in registers) when K is split in
+    panels or M is large, else straight into Y."""
+    n, r, L = rows.n, rows.r, tgt.lanes
+    src(f'{y}f = T.decl_buffer(({m * n},), "float32", data={y}.data)')
+    yf = f"{y}f"
+    yt_at = None
+    use_yt = plan.panels > 1 or m > DIRECT_STORE_MAX_M
+    if use_yt:
+        src(f'{yt} = T.alloc_buffer(({rows.nb * r * mp},), "float32")')
+        yt_at = lambda row, col: f"{yt}[({row}) * {mp} + {col}]"  # noqa: E731
 
     def store(acc, row, off, t0, width, tvw, m_valid):
         with src.block(f"for vo in T.unroll({width // tvw}):"):
             with src.block(f"for vi in T.vectorized({tvw}):"):
-                line = f"Yf[({t0} + vo * {tvw} + vi) * {n} + {row}] = {acc}[{off} + vo * {tvw} + vi]"
+                line = f"{yf}[({t0} + vo * {tvw} + vi) * {n} + {row}] = {acc}[{off} + vo * {tvw} + vi]"
                 if use_yt:  # contiguous; transposed into Y per chunk by `post`
-                    src(f"{yt(row, f'{t0} + vo * {tvw} + vi')} = {acc}[{off} + vo * {tvw} + vi]")
+                    src(f"{yt_at(row, f'{t0} + vo * {tvw} + vi')} = {acc}[{off} + vo * {tvw} + vi]")
                 elif m_valid < width:
                     with src.block(f"if vo * {tvw} + vi < {m_valid}:"):
                         src(line)
@@ -410,33 +447,34 @@ def emit_panel_matmul(name: str, *, m: int, rows: PanelRows, plan: Plan, tgt: Ke
                 if mv:
                     with src.block(f"for mb in T.serial({mv // L}):"):
                         emit_transpose(
-                            src, L, lambda j: f"YT[T.Ramp(({rb} + {j}) * {mp} + {t0} + mb * {L}, 1, {L})]",
-                            lambda ln, e: src(f"Yf[T.Ramp(({t0} + mb * {L} + {ln}) * {n} + {rb}, 1, {L})] = {e}"))
+                            src, L, lambda j: f"{yt}[T.Ramp(({rb} + {j}) * {mp} + {t0} + mb * {L}, 1, {L})]",
+                            lambda ln, e: src(f"{yf}[T.Ramp(({t0} + mb * {L} + {ln}) * {n} + {rb}, 1, {L})] = {e}"))
                 if m_valid > mv:
                     with src.block(f"for mm in T.serial({mv}, {m_valid}):"):
                         with src.block(f"for nv in T.vectorized({L}):"):
-                            src(f"Yf[({t0} + mm) * {n} + {rb} + nv] = YT[({rb} + nv) * {mp} + {t0} + mm]")
+                            src(f"{yf}[({t0} + mm) * {n} + {rb} + nv] = {yt}[({rb} + nv) * {mp} + {t0} + mm]")
             with src.block(f"for nn in T.serial({r0} + ({r1} - {r0}) // {L} * {L}, {r1}):"):
                 with src.block(f"for mm in T.serial({m_valid}):"):
-                    src(f"Yf[({t0} + mm) * {n} + nn] = YT[nn * {mp} + {t0} + mm]")
+                    src(f"{yf}[({t0} + mm) * {n} + nn] = {yt}[nn * {mp} + {t0} + mm]")
 
-    sweep = _Sweep(src, rows, plan, tgt, plan.chains, bias, activation,
-                   lambda kk, t0, q: f"XT[({kk}) * {mp} + {t0} + {q}]", store, yt, post)
-    tiles = _tiles(mp, pt, vw)
-    full = len([t for t in tiles if t[1] == pt and t[0] + pt <= m])
-    valid_of = lambda t0, width: max(0, min(width, m - t0))  # noqa: E731
-    if nbf:
-        nchunks = len(cptr) - 1 if cptr is not None else 1
-        scope = _row_scopes(src, cptr, nbf, r)
-        scope.bounds = lambda: contextlib.nullcontext(  # output rows of chunk c
-            (f"cptr[c] * {r}", f"cptr[c + 1] * {r}") if cptr is not None else ("0", str(nbf * r)))
-        with src.block(f"for c in {parallel_or_serial(tgt.threads, nchunks)}({nchunks}):"):
-            sweep.tiles(tiles, full, pt, vw, valid_of, scope)
-    if n % r:
-        tail = lambda: contextlib.nullcontext((str(nbf), n % r))  # noqa: E731
-        tail.bounds = lambda: contextlib.nullcontext((str(nbf * r), str(n)))
-        sweep.tiles(tiles, full, pt, vw, valid_of, tail)
-    return src, cptr
+    sweep = _Sweep(src, rows, plan, tgt, plan.chains, bias, activation, load_d, store, yt_at, post)
+    _sweep_all_rows(src, sweep, rows, plan, tgt, cptr, cptr_name, m, mp)
+
+
+def emit_sweep_into_workspace(src: Src, *, m: int, mp: int, rows: PanelRows, plan: Plan, tgt: KernelTarget, cptr,
+                              bias: str | None, activation: str, load_d, out: str, cptr_name: str = "cptr") -> None:
+    """``out[N', mp] = act(W D + bias)`` into the already allocated flat workspace ``out`` (``N' >= nb * r``
+    rows): the panel layout a second panel sweep reads as its dense operand. Padding columns (past M) hold
+    ``act(bias)``; rows past N are not written."""
+    at = lambda row, col: f"{out}[({row}) * {mp} + {col}]"  # noqa: E731
+
+    def store(acc, row, off, t0, width, tvw, m_valid):
+        with src.block(f"for vo in T.unroll({width // tvw}):"):
+            with src.block(f"for vi in T.vectorized({tvw}):"):
+                src(f"{at(row, f'{t0} + vo * {tvw} + vi')} = {acc}[{off} + vo * {tvw} + vi]")
+
+    sweep = _Sweep(src, rows, plan, tgt, plan.chains, bias, activation, load_d, store, at)
+    _sweep_all_rows(src, sweep, rows, plan, tgt, cptr, cptr_name, m, mp)
 
 
 @dataclass
