@@ -26,7 +26,8 @@ def test_fused_mlp_matches_numpy(threads) -> None:
     kernels = []
     for i, (m, k, n1, n2, b1, b2, opts) in enumerate([
             (20, 40, 72, 24, (1, 1), (1, 1), {}), (64, 96, 200, 40, (4, 1), (1, 1), {}),
-            (13, 48, 130, 30, (1, 1), (8, 1), {"l1_bytes": 2048}), (128, 64, 256, 64, (1, 1), (1, 1), {"l1_bytes": 4096}),
+            (13, 48, 130, 30, (1, 1), (8, 1), {"l1_bytes": 2048}),
+            (128, 64, 256, 64, (1, 1), (1, 1), {"l1_bytes": 4096}),
             (9, 33, 50, 17, (2, 2), (1, 4), {})]):
         w1, w2 = _weights(rng, n1, k, n2, b1, b2)
         bias1 = rng.standard_normal(n1).astype(np.float32) if i % 2 == 0 else None

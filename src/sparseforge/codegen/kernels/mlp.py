@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import SparseKernel, check_operand, matmul_reference, parse, resolve_target, unique_name, func_header
-from ._common import Src
+from ._common import Src, SparseKernel, check_operand, func_header, matmul_reference, parse, resolve_target, unique_name
 from ._panel import (_chunks, emit_sweep_into_workspace, emit_sweep_into_y, emit_transposed_input, panel_rows,
                      plan_panel)
 
@@ -64,22 +63,18 @@ def sparse_mlp(w1, w2, m: int, *, bias1=None, activation1: str = "none", bias2=N
     cptr2 = _chunks(rows2, rows2.n // rows2.r, tgt, chunk_parts)
 
     src = Src()
-    params = [("X", (m, k), "float32")] + list(rows1.arrays)
-    constants: list[np.ndarray] = list(packed1)
-    if cptr1 is not None:
-        params.append(("a_cptr", (len(cptr1),), "int32"))
-        constants.append(cptr1)
-    if bias1 is not None:
-        params.append(("a_bias", (n1,), "float32"))
-        constants.append(bias1)
-    params += list(rows2.arrays)
-    constants += list(packed2)
-    if cptr2 is not None:
-        params.append(("b_cptr", (len(cptr2),), "int32"))
-        constants.append(cptr2)
-    if bias2 is not None:
-        params.append(("b_bias", (n2,), "float32"))
-        constants.append(bias2)
+    params: list = [("X", (m, k), "float32")]
+    constants: list[np.ndarray] = []
+    weights = (("a_", rows1, packed1, cptr1, bias1), ("b_", rows2, packed2, cptr2, bias2))
+    for prefix, rows, packed, cptr, bias in weights:
+        params += list(rows.arrays)
+        constants += list(packed)
+        if cptr is not None:
+            params.append((f"{prefix}cptr", (len(cptr),), "int32"))
+            constants.append(cptr)
+        if bias is not None:
+            params.append((f"{prefix}bias", (rows.n,), "float32"))
+            constants.append(bias)
     params.append(("Y", (m, n2), "float32"))
     func_header(src, name, params)
 
