@@ -413,7 +413,8 @@ def compress(ctx: click.Context, model: str, output: str, calibration: str, targ
               help="Artifact folder to write (model.so, model.onnx, manifest.json).")
 @click.option("--dense", is_flag=True, help="Disable sparse rewrites (the dense control).")
 @click.option("--no-fuse", is_flag=True, help="No cross-layer fusion (a 1x1 expansion and the depthwise conv after "
-              "it otherwise run as one kernel on CPU targets where that pays).")
+              "it, and the two sparse Linears of an MLP, otherwise run as one kernel on CPU targets where that "
+              "pays).")
 @click.option("--threads", type=int, default=None, help="Threads the artifact runs with (default: all CPUs).")
 @click.option("--tune", type=int, default=0, metavar="N", help="MetaSchedule trials (0: no tuning).")
 @click.option("--verify", is_flag=True, help="Run the artifact and ONNX Runtime on random inputs and report the "
@@ -467,9 +468,14 @@ def compile_cmd(ctx: click.Context, model: str, target: str, cpu: str | None, ar
         sparse = sum(1 for d in result.manifest["decisions"] if d["fmt"] != "dense")
         t = result.manifest["target"]
         detail = t.get("arch") or f"{t.get('mcpu')}, {t.get('threads')} threads"
-        fused = sum(1 for k in result.manifest.get("kernels", []) if k.get("info", {}).get("fused"))
-        if fused:
-            out.print(f"{fused} expansion + depthwise conv pair(s) fused into one kernel each (--no-fuse: apart)")
+        fused = [k.get("info", {}) for k in result.manifest.get("kernels", []) if k.get("info", {}).get("fused")]
+        mlps = sum(1 for info in fused if info.get("variant") == "fused-mlp")
+        if len(fused) - mlps:
+            out.print(f"{len(fused) - mlps} expansion + depthwise conv pair(s) fused into one kernel each "
+                      "(--no-fuse: apart)")
+        if mlps:
+            out.print(f"{mlps} sparse MLP pair(s) (Linear -> activation -> Linear) fused into one kernel each "
+                      "(--no-fuse: apart)")
         out.print(f"{sparse} of {len(result.manifest['decisions'])} weight layers use sparse kernels; compiled in "
                   f"{result.seconds:.1f} s for {target} ({detail})")
         if verify:
