@@ -282,12 +282,10 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
         m, _ = op.x_shape
         second = forms.wrap(plan.fmt, plan.values, plan.indices, plan.dims)
         n1, n2 = op.operand.shape[0], second.shape[0]
-        if (op.form not in fusion.MLP_FORMATS or second.shape[1] != n1
-                or not fusion.mlp_worthwhile(m, op.operand, second)):
+        if op.form not in fusion.MLP_FORMATS or second.shape[1] != n1 or not fusion.mlp_worthwhile(m):
             return None
         kernel = K.sparse_mlp(op.operand, second, m, bias1=op.bias, activation1=op.activation,
                               bias2=plan.bias if np.any(plan.bias) else None, activation2=plan.activation,
-                              block1=fusion.panel_block(op.operand), block2=fusion.panel_block(second),
                               target=self.kernel_target, name=op.name)
         x2 = x if len(x_shape) == 2 else self.bb.emit(relax.op.reshape(x, op.x_shape))
         gv = self.bb.add_func(kernel.func, kernel.name)

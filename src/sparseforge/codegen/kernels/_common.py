@@ -2,9 +2,9 @@
 
 Kernels are generated as TVMScript *source text* with every shape and (for static kernels) every sparsity offset
 written as a literal, then read into a PrimFunc by :mod:`._script_reader` (the same IRBuilder calls as
-``tvm.script.from_source``, 7x faster; the parser itself for text outside its subset). Generating text sidesteps the TVMScript closure
-trap (names in buffer annotations resolving to module globals) and makes the generated code easy to read:
-``kernel.func.script()``.
+``tvm.script.from_source``, 7x faster; the parser itself for text outside its subset). Generating text sidesteps
+the TVMScript closure trap (names in buffer annotations resolving to module globals) and makes the generated code
+easy to read: ``kernel.func.script()``.
 """
 
 from __future__ import annotations

@@ -231,14 +231,13 @@ def _emit_block_row(src: Src, rows: PanelRows, ib: str, p: str, pt: int, vw: int
         finish(acc, rr)
 
 
-def _epilogue(src: Src, acc: str, off: int, pt: int, vw: int, row: str, bias: bool | str, activation: str) -> None:
-    """acc = act(acc + bias[row]); ``bias``: the bias buffer's name, True for ``bias``, False/None for none."""
-    bias_name = "bias" if bias is True else (bias or None)
+def _epilogue(src: Src, acc: str, off: int, pt: int, vw: int, row: str, bias: str | None, activation: str) -> None:
+    """acc = act(acc + bias[row]); ``bias``: the bias buffer's name (None: no bias)."""
     with src.block(f"for vo in T.unroll({pt // vw}):"):
         with src.block(f"for vi in T.vectorized({vw}):"):
             y = src.var("y")
             a = f"{acc}[{off} + vo * {vw} + vi]"
-            src.let(y, a + (f" + {bias_name}[{row}]" if bias_name else ""))
+            src.let(y, a + (f" + {bias}[{row}]" if bias else ""))
             src(f"{a} = {emit_activation(src, y, activation)}")
 
 
@@ -269,7 +268,7 @@ def _chunks(rows: PanelRows, nbf: int, tgt: KernelTarget, min_parts: int) -> np.
 class _Sweep:
     """Shared driver: for each tile, for each K panel, for each block row of a chunk: accumulate and finish."""
 
-    def __init__(self, src: Src, rows: PanelRows, plan: Plan, tgt: KernelTarget, chains: int, bias: bool,
+    def __init__(self, src: Src, rows: PanelRows, plan: Plan, tgt: KernelTarget, chains: int, bias: str | None,
                  activation: str, load_d, store, yt, post=None):
         self.src, self.rows, self.plan, self.tgt, self.chains = src, rows, plan, tgt, chains
         self.bias, self.activation, self.load_d, self.store, self.yt = bias, activation, load_d, store, yt
@@ -409,14 +408,13 @@ def _sweep_all_rows(src: Src, sweep: _Sweep, rows: PanelRows, plan: Plan, tgt: K
 
 
 def emit_sweep_into_y(src: Src, *, m: int, mp: int, rows: PanelRows, plan: Plan, tgt: KernelTarget, cptr,
-                      bias: str | None, activation: str, load_d, cptr_name: str = "cptr", y: str = "Y",
-                      yt: str = "YT") -> None:
+                      bias: str | None, activation: str, load_d, cptr_name: str = "cptr") -> None:
     """``Y[M, N] = act(W D + bias)^T`` for a dense operand ``D[K, mp]`` read by ``load_d(kk, t0, q)``; results go
     through a contiguous ``YT[N, mp]`` workspace (transposed into Y per chunk, in registers) when K is split in
     panels or M is large, else straight into Y."""
     n, r, L = rows.n, rows.r, tgt.lanes
-    src(f'{y}f = T.decl_buffer(({m * n},), "float32", data={y}.data)')
-    yf = f"{y}f"
+    src(f'Yf = T.decl_buffer(({m * n},), "float32", data=Y.data)')
+    yf, yt = "Yf", "YT"
     yt_at = None
     use_yt = plan.panels > 1 or m > DIRECT_STORE_MAX_M
     if use_yt:
@@ -549,7 +547,7 @@ def emit_panel_conv(name: str, *, batch: int, spatial: tuple[int, int] | None = 
             conv_io.store(b, acc, row, off, t0, width, tvw)
 
         yt = (lambda row, col: f"YT[{b}, {row}, {col}]") if plan.panels > 1 else None
-        return _Sweep(src, rows, plan, tgt, plan.chains, bias, activation,
+        return _Sweep(src, rows, plan, tgt, plan.chains, "bias" if bias else None, activation,
                       lambda kk, t0, q: conv_io.load(b, kk, t0, q), store, yt)
 
     def all_rows():

@@ -19,7 +19,7 @@ import ast
 import functools
 from typing import Any
 
-from .._tvm import IRBuilder, IRBuilderFrame, T, script_doc, script_eval_op, tir_builder, tvm
+from .._tvm import IRBuilder, IRBuilderFrame, script_doc, script_eval_op, tir_builder, tvm
 
 
 class Unsupported(Exception):

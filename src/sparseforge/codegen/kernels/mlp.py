@@ -16,31 +16,39 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparseforge.ir.forms import Encoded
+
 from ._common import Src, SparseKernel, check_operand, func_header, matmul_reference, parse, resolve_target, unique_name
+from .bsr import PANEL_MAX_ROWS
 from ._panel import (_chunks, emit_sweep_into_workspace, emit_sweep_into_y, emit_transposed_input, panel_rows,
                      plan_panel)
 
 #: Below this many rows of X the panel kernels are not used (the matmul kernels switch to their small-M variants).
 MIN_M = 4
-#: BSR blocks taller than this are split (as in :func:`.bsr.bsr_matmul`'s panel variant).
-PANEL_MAX_ROWS = 4
 
 
-def _panel_block(weight, block) -> tuple[int, int]:
-    r, c = block
-    return (min(int(r), PANEL_MAX_ROWS), int(c))
+def _operand(weight, block, bias, activation):
+    """(encoded weight, bias, panel block): ``block`` None runs an encoded BSR weight with its own blocks and
+    anything else as CSR over its nonzeros; an explicit ``block`` other than (1, 1) encodes a dense weight as BSR.
+    Blocks taller than :data:`.bsr.PANEL_MAX_ROWS` rows are split, as in the BSR panel matmul."""
+    if block is None:
+        own = weight.block if isinstance(weight, Encoded) and weight.fmt == "bsr" and weight.block else None
+        block = own or (1, 1)
+    r, c = (int(block[0]), int(block[1]))
+    fmt = "csr" if (r, c) == (1, 1) else "bsr"
+    weight, bias = check_operand(weight, bias, activation, "sparse_mlp", fmt, block=None if fmt == "csr" else (r, c))
+    return weight, bias, (min(r, PANEL_MAX_ROWS), c)
 
 
 def sparse_mlp(w1, w2, m: int, *, bias1=None, activation1: str = "none", bias2=None, activation2: str = "none",
-               block1: tuple[int, int] = (1, 1), block2: tuple[int, int] = (1, 1), target=None, name=None,
+               block1: tuple[int, int] | None = None, block2: tuple[int, int] | None = None, target=None, name=None,
                **panel_opts) -> SparseKernel:
     """The fused kernel for ``w1`` ``[N1, K]`` and ``w2`` ``[N2, N1]`` (encoded operands of any form, or dense
-    matrices encoded as CSR / BSR ``block``); ``block``: (1, 1) runs a weight as CSR over its nonzeros, else as
-    BSR blocks. ``panel_opts`` (``max_vectors``, ``l1_bytes``, ``chains``) apply to both sweeps."""
-    fmt1 = "csr" if tuple(block1) == (1, 1) else "bsr"
-    fmt2 = "csr" if tuple(block2) == (1, 1) else "bsr"
-    w1, bias1 = check_operand(w1, bias1, activation1, "sparse_mlp", fmt1, block=None if fmt1 == "csr" else block1)
-    w2, bias2 = check_operand(w2, bias2, activation2, "sparse_mlp", fmt2, block=None if fmt2 == "csr" else block2)
+    matrices); ``block``: (1, 1) runs a weight as CSR over its nonzeros, (r, c) as BSR blocks, None as its own form
+    (BSR blocks for an encoded BSR weight, else CSR). ``panel_opts`` (``max_vectors``, ``l1_bytes``, ``chains``)
+    apply to both sweeps."""
+    w1, bias1, (r1, c1) = _operand(w1, block1, bias1, activation1)
+    w2, bias2, (r2, c2) = _operand(w2, block2, bias2, activation2)
     n1, k = w1.shape
     n2, k2 = w2.shape
     if k2 != n1:
@@ -49,8 +57,6 @@ def sparse_mlp(w1, w2, m: int, *, bias1=None, activation1: str = "none", bias2=N
         raise ValueError(f"sparse_mlp: needs at least {MIN_M} rows of X (got {m})")
     tgt = resolve_target(target)
     name = name or unique_name("sparse_mlp")
-    r1, c1 = _panel_block(w1, block1)
-    r2, c2 = _panel_block(w2, block2)
     plan1 = plan_panel(m, -(-k // c1) * c1, r1, c1, tgt, **panel_opts)
     plan2 = plan_panel(m, -(-n1 // c2) * c2, r2, c2, tgt, **panel_opts)
     if plan1.vw != plan2.vw:  # both plans tile the same M; their padded widths must agree
