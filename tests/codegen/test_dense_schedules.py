@@ -16,6 +16,7 @@ from conftest import assert_close, compile_and_explain  # noqa: E402
 
 from sparseforge.codegen import _tvm  # noqa: E402
 from sparseforge.codegen.cpu_target import CompileTarget  # noqa: E402
+from sparseforge.codegen.schedules.kernels_dense import dense_tile_n  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -323,3 +324,15 @@ def test_conv_padding_copied_only_for_blocked_inputs(host_target, blocked):
     assert sch is not None
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
     assert ("pad" in names) == blocked, names
+
+
+@pytest.mark.parametrize(("n", "lanes", "registers", "nr"), [
+    (50257, 8, 16, 24),   # GPT-2's LM head: 3 vectors although 1 pads less (7 columns against 23)
+    (3072, 8, 16, 24),
+    (1000, 8, 16, 24),
+    (10, 8, 16, 16),      # one 2-vector panel rather than 24 columns of padding
+    (4, 8, 16, 8),
+    (50257, 16, 32, 48),
+])
+def test_dense_panel_width_weighs_padding_by_tile_rate(n, lanes, registers, nr):
+    assert dense_tile_n(n, lanes, registers) == nr
