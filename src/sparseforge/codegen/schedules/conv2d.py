@@ -15,7 +15,7 @@ from __future__ import annotations
 from .. import _tvm
 from . import _contract as C
 from ._rule import CPURule
-from ._sched import flatten_block_axes, inline_all_but, root_blocks, vectorize_inner
+from ._sched import flatten_block_axes, inline_all_but, loop_extent, root_blocks, vectorize_inner
 
 s_tir = _tvm.s_tir
 
@@ -77,6 +77,11 @@ class Conv2dNCHWc(CPURule):
         # Pixels outside channel blocks: one broadcast live at a time next to the OB weight vectors
         # and MR*OB accumulators (pixels inside would need MR broadcasts live: register spills).
         sch.reorder(rc, rh, rw, cp, cb, cv)
+        if loop_extent(sch, rh) * loop_extent(sch, rw) == 1 and loop_extent(sch, rc) % lanes == 0:
+            # 1x1: one input-channel block per step, unrolled (constant offsets into the NCHWc input: 1.4-1.7x on
+            # the projections of MobileNetV2, e.g. 576->96 at 14x14). On k x k it was no faster (0.9-1.1x).
+            rc, rci = sch.split(rc, [None, lanes])
+            sch.unroll(rci)
         sch.unroll(rh)
         sch.unroll(rw)
         sch.unroll(cb)
