@@ -336,3 +336,76 @@ def test_conv_padding_copied_only_for_blocked_inputs(host_target, blocked):
 ])
 def test_dense_panel_width_weighs_padding_by_tile_rate(n, lanes, registers, nr):
     assert dense_tile_n(n, lanes, registers) == nr
+
+
+# ---------------------------------------------------------------------------------------------
+# Squeeze-and-excitation (EfficientNet / MobileNetV3): the channel scale stays blocked, and the
+# conv that makes it runs once, not once per tile of the image it scales.
+
+
+def _se_case():
+    we, wd = _rand(40, 24, 1, 1, scale=0.3), _rand(40, 1, 3, 3, scale=0.3)
+    ws1, bs1 = _rand(10, 40, 1, 1, scale=0.3), _rand(10)
+    ws2, bs2 = _rand(40, 10, 1, 1, scale=0.3), _rand(40)
+    wp = _rand(16, 40, 1, 1, scale=0.3)
+    x = _rand(1, 24, 9, 11)
+
+    def body(bb, xv):
+        op, nn, c = relax.op, relax.op.nn, relax.const
+        e = bb.emit(nn.silu(nn.conv2d(xv, c(we))))
+        d = bb.emit(nn.silu(nn.conv2d(e, c(wd), padding=1, groups=40)))
+        s = bb.emit(op.mean(d, axis=[2, 3], keepdims=True))
+        s = bb.emit(nn.silu(op.add(nn.conv2d(s, c(ws1)), c(bs1.reshape(1, 10, 1, 1)))))
+        s = bb.emit(op.sigmoid(op.add(nn.conv2d(s, c(ws2)), c(bs2.reshape(1, 40, 1, 1)))))
+        return [bb.emit(nn.conv2d(op.multiply(d, s), c(wp)))]
+
+    t = __import__("torch")
+    f = t.nn.functional
+    x64 = t.from_numpy(x.astype(np.float64))
+    d = f.silu(f.conv2d(f.silu(f.conv2d(x64, t.from_numpy(we.astype(np.float64)))),
+                        t.from_numpy(wd.astype(np.float64)), padding=1, groups=40))
+    s = f.silu(f.conv2d(d.mean((2, 3), keepdim=True), t.from_numpy(ws1.astype(np.float64)),
+                        t.from_numpy(bs1.astype(np.float64))))
+    s = t.sigmoid(f.conv2d(s, t.from_numpy(ws2.astype(np.float64)), t.from_numpy(bs2.astype(np.float64))))
+    y = f.conv2d(d * s, t.from_numpy(wp.astype(np.float64))).numpy()
+    return _build([_var("x", x.shape)], body), [x], [y]
+
+
+def test_squeeze_excitation_stays_blocked(host_target):
+    pytest.importorskip("torch")
+    mod, inputs, expected = _se_case()
+    runner, picked = compile_and_explain(mod, host_target)
+    assert_close(runner(*inputs)[0], expected[0])
+    # one transform into NCHWc at the input, one out at the output: none around the channel scale
+    assert len(_rules_of(picked, "layout_transform")) == 2, picked
+    assert len(_rules_of(picked, "sf_conv2d_nchwc")) == 4 and "Fallback" not in picked.values(), picked
+
+
+def test_conv_with_broadcast_epilogue_computes_its_accumulators_once(host_target):
+    """``sigmoid(conv(s)) * x`` with ``s`` of one pixel and ``x`` of 6x5: the accumulators are not recomputed per
+    tile of the 6x5 output (they are not under the output's loops)."""
+    from sparseforge.codegen.schedules.conv2d import Conv2dNCHWc
+    from sparseforge.codegen.schedules.kernels_conv import conv2d_nchwc
+
+    te = _tvm.te
+    s = te.placeholder((1, 2, 1, 1, 8), name="s")
+    w = te.placeholder((2, 16, 1, 1, 8), name="w")
+    x = te.placeholder((1, 2, 6, 5, 8), name="x")
+    y = conv2d_nchwc(s, w, strides=(1, 1), pads=(0, 0, 0, 0), out_hw=(1, 1), lanes=8, tile_m=1, tile_blocks=2,
+                     input_blocked=True)
+    out = te.compute(x.shape, lambda n, c, h, ww, v: x[n, c, h, ww, v] * te.sigmoid(y[n, c, 0, 0, v]), name="out")
+    func = te.create_prim_func([s, w, x, out])
+    sch = Conv2dNCHWc().schedule(func, host_target.tvm_target())
+    assert sch is not None
+    acc_loop = sch.get_loops(sch.get_sblock("conv2d_nchwc_acc_update"))[0]
+    out_loop = sch.get_loops(sch.get_sblock("out"))[0]
+    assert not sch.get_sref(acc_loop).same_as(sch.get_sref(out_loop))
+    built = _tvm.tvm.compile(sch.mod, target=host_target.tvm_target())
+    dev = _tvm.tvm.cpu()
+    sv, wv, xv = _rand(1, 2, 1, 1, 8), _rand(2, 16, 1, 1, 8), _rand(1, 2, 6, 5, 8)
+    got = _tvm.tvm.runtime.tensor(np.zeros(xv.shape, "float32"), dev)
+    built(*(_tvm.tvm.runtime.tensor(a, dev) for a in (sv, wv, xv)), got)
+    ch = sv.reshape(16)
+    acc = np.einsum("i,oiv->ov", ch.astype(np.float64), wv[:, :, 0, 0, :])  # [2 blocks, 8 lanes]
+    want = xv * (1 / (1 + np.exp(-acc)))[None, :, None, None, :]
+    assert_close(got.numpy(), want)

@@ -65,6 +65,9 @@ class Conv2dNCHWc(CPURule):
             n_, cb_, *_, pv = sch.get_loops(pad)
             sch.parallel(sch.fuse(n_, cb_))
             vectorize_inner(sch, pv, lanes)
+        out_h, out_w = (int(iv.dom.extent) for iv in sch.get(out).iter_vars[2:4])
+        if out_h * out_w > int(sch.get(main).iter_vars[2].dom.extent):
+            return broadcast_epilogue(sch, main, out, lanes)
         n, ocb, p, oc = flatten_block_axes(sch, out, 2, 4)
         po, pi = sch.split(p, [None, mr])
         bo, bi = sch.split(ocb, [None, ob])
@@ -96,3 +99,19 @@ class Conv2dNCHWc(CPURule):
         *_, wv = sch.get_loops(out)
         vectorize_inner(sch, wv, lanes)
         return sch
+
+
+def broadcast_epilogue(sch, main, out, lanes: int):
+    """A convolution whose epilogue broadcasts it over a larger image (a squeeze-and-excitation scale: 1x1 conv
+    on ``[1, C, 1, 1]``, sigmoid, times the ``[1, C, H, W]`` features): the few accumulators once, in parallel
+    over channel blocks, then the epilogue as a vectorized elementwise loop. (Tiling the epilogue and computing
+    the accumulators per tile would recompute the convolution for every tile of the image.)"""
+    n, o, p, v, rc, rh, rw = sch.get_loops(main)
+    sch.reorder(n, o, p, rc, rh, rw, v)
+    sch.parallel(sch.fuse(n, o))
+    sch.vectorize(v)
+    sch.decompose_reduction(main, rc)
+    n, ocb, h, *_, wv = sch.get_loops(out)
+    sch.parallel(sch.fuse(n, ocb, h))
+    vectorize_inner(sch, wv, lanes)
+    return sch

@@ -6,8 +6,8 @@ time by ``FoldConstant``). The blocked layout then propagates through the ops be
 convolutions, so activations are re-laid-out only where the network leaves the conv region:
 
 * elementwise ``add/subtract/multiply/divide/maximum/minimum/clip`` whose other operands are
-  blocked tensors of the same shape, per-channel constants (``[1, C, 1, 1]``/``[C, 1, 1]``) or
-  scalars; ONNX ``Clip`` arrives as ``call_tir`` of TOPI ``maximum``/``minimum`` with a scalar,
+  blocked tensors of the same shape or per-channel over the image (a squeeze-and-excitation scale
+  ``[1, C, 1, 1]``), per-channel tensors (``[1, C, 1, 1]``/``[C, 1, 1]``) or scalars; ONNX ``Clip`` arrives as ``call_tir`` of TOPI ``maximum``/``minimum`` with a scalar,
   which is recognised too;
 * elementwise unary ops (``relu``, ``sigmoid``, ``gelu``...), max/avg pooling (TOPI's pooling
   takes the ``NCHW{c}c`` layout string), ``mean`` over H and W (global average pooling).
@@ -129,8 +129,13 @@ class _NCHWcConverter(relax.PyExprMutator):
     def _blocked_arg(self, arg, out_shape):
         """Blocked form of an operand of a converted elementwise op, or None if incompatible."""
         if isinstance(arg, relax.Var) and arg in self.blocked:
-            xb, channels = self.blocked[arg]
-            return xb if _shape(arg) == out_shape else None
+            xb, _ = self.blocked[arg]
+            shape = _shape(arg)
+            # the same shape, or per-channel over the image (a squeeze-and-excitation scale [N|1, C, 1, 1]): the
+            # blocked forms broadcast alike, lane by lane
+            same_channels = shape is not None and len(shape) == 4 and shape[1] == out_shape[1]
+            broadcasts = same_channels and all(d in (1, o) for d, o in zip(shape, out_shape))
+            return xb if broadcasts else None
         shape = _shape(arg)
         if shape is None or _dtype(arg) != "float32":
             return None
