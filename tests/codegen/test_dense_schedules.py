@@ -16,6 +16,7 @@ from conftest import assert_close, compile_and_explain  # noqa: E402
 
 from sparseforge.codegen import _tvm  # noqa: E402
 from sparseforge.codegen.cpu_target import CompileTarget  # noqa: E402
+from sparseforge.codegen.schedules import kernels_winograd as winograd  # noqa: E402
 from sparseforge.codegen.schedules.kernels_dense import dense_tile_n  # noqa: E402
 
 pytestmark = pytest.mark.tvm
@@ -409,3 +410,75 @@ def test_conv_with_broadcast_epilogue_computes_its_accumulators_once(host_target
     acc = np.einsum("i,oiv->ov", ch.astype(np.float64), wv[:, :, 0, 0, :])  # [2 blocks, 8 lanes]
     want = xv * (1 / (1 + np.exp(-acc)))[None, :, None, None, :]
     assert_close(got.numpy(), want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Winograd F(2x2, 3x3): 3x3 stride-1 convolutions, chained (the output transform must not fuse into the next
+# input transform), with bias + ReLU and residual epilogues, odd image sizes and an output channel count that is
+# not a multiple of the vector width.
+
+
+def _winograd_case():
+    w1, b1 = _rand(32, 32, 3, 3, scale=0.1), _rand(32)
+    w2 = _rand(32, 32, 3, 3, scale=0.1)
+    w3 = _rand(13, 32, 3, 3, scale=0.1)
+    x = _rand(1, 32, 9, 11)
+
+    def body(bb, xv):
+        op, nn, c = relax.op, relax.op.nn, relax.const
+        c1 = bb.emit(nn.relu(op.add(nn.conv2d(xv, c(w1), padding=1), c(b1.reshape(1, 32, 1, 1)))))
+        c2 = bb.emit(op.add(nn.conv2d(c1, c(w2), padding=1), c1))
+        return [c2, bb.emit(nn.conv2d(c2, c(w3), padding=1))]
+
+    t = __import__("torch")
+
+    def conv(a, w):
+        return t.nn.functional.conv2d(a, t.from_numpy(w.astype(np.float64)), padding=1)
+
+    r1 = t.relu(conv(t.from_numpy(x.astype(np.float64)), w1) + t.from_numpy(b1.astype(np.float64)).reshape(1, 32, 1, 1))
+    r2 = conv(r1, w2) + r1
+    return _build([_var("x", x.shape)], body), [x], [r2.numpy(), conv(r2, w3).numpy()]
+
+
+def test_winograd_numerics_and_fusion(host_target):
+    pytest.importorskip("torch")
+    mod, inputs, expected = _winograd_case()
+    runner, picked = compile_and_explain(mod, host_target)
+    for got, want in zip(runner(*inputs), expected, strict=True):
+        assert got.shape == want.shape
+        assert_close(got, want, rtol=1e-5)
+    if host_target.vector_lanes > 32:
+        pytest.skip("channel counts are not whole vectors at this width")
+    assert len(_rules_of(picked, "winograd_input")) == 3, picked
+    assert set(_rules_of(picked, "winograd_input").values()) == {"WinogradInput"}, picked
+    assert set(_rules_of(picked, "winograd_output").values()) == {"WinogradOutput"}, picked
+    assert set(_rules_of(picked, "winograd_gemm").values()) == {"Dense"}, picked
+    assert not any("winograd_output" in name and "winograd_input" in name for name in picked), picked
+    assert not _rules_of(picked, "conv2d_nchwc"), picked
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "strides", "pads", "groups", "expected"), [
+    ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1, True),
+    ((1, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1, 1, 1), 1, True),
+    ((1, 64, 56, 56), (128, 64, 3, 3), (2, 2), (1, 1, 1, 1), 1, False),   # strided
+    ((1, 64, 56, 56), (64, 64, 1, 1), (1, 1), (0, 0, 0, 0), 1, False),    # 1x1
+    ((1, 64, 56, 56), (64, 32, 3, 3), (1, 1), (1, 1, 1, 1), 2, False),    # grouped
+    ((1, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1, 1, 1), 1, False),    # channels not a whole vector
+    ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (0, 0, 0, 0), 1, False),    # "valid" padding
+    ((1, 64, 6, 6), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1, False),      # 9 tiles
+])
+def test_winograd_eligibility(x_shape, w_shape, strides, pads, groups, expected):
+    assert winograd.eligible(x_shape, w_shape, strides, pads, groups, 8) is expected
+
+
+def test_winograd_weight_transform_matches_the_algorithm():
+    """A NumPy reference of F(2x2, 3x3) built from the packed U: one 4x4 tile equals the direct 2x2 output."""
+    w, d = _rand(5, 3, 3, 3), _rand(3, 4, 4)
+    u = winograd.winograd_weight(w, 8)  # [16, 1, 3, 8]
+    assert u.shape == (16, 1, 3, 8) and not u[:, :, :, 5:].any()
+    v = np.einsum("ai,cij,bj->abc", winograd.BT, d.astype(np.float64), winograd.BT).reshape(16, 3)
+    m = np.einsum("ec,eco->eo", v, u[:, 0, :, :5].astype(np.float64)).reshape(4, 4, 5)
+    y = np.einsum("ra,abo,sb->ors", winograd.AT, m, winograd.AT)
+    direct = np.array([[[np.sum(w[o] * d[:, r:r + 3, s:s + 3]) for s in range(2)] for r in range(2)]
+                       for o in range(5)])
+    np.testing.assert_allclose(y, direct, rtol=1e-5, atol=1e-5)

@@ -21,6 +21,7 @@ from .depthwise import DepthwiseNCHWc
 from .fallback import Fallback
 from .injective import Injective
 from .reduction import RowReduction
+from .winograd import WinogradInput, WinogradOutput
 
 __all__ = [
     "Conv2dNCHWc",
@@ -29,6 +30,8 @@ __all__ = [
     "Fallback",
     "Injective",
     "RowReduction",
+    "WinogradInput",
+    "WinogradOutput",
     "default_rules",
     "explain",
 ]
@@ -41,6 +44,8 @@ def default_rules(target: CompileTarget) -> list:
         Dense(),
         Conv2dNCHWc(),
         DepthwiseNCHWc(),
+        WinogradInput(),
+        WinogradOutput(),
         RowReduction(lanes),
         Injective(lanes),
         Fallback(lanes),

@@ -7,7 +7,7 @@ block again inside a fused prim_func and schedules it with the tiles its data la
 
 from __future__ import annotations
 
-KERNEL = "sparseforge.kernel"  #: str: "dense" | "conv2d_nchwc" | "depthwise_nchwc"
+KERNEL = "sparseforge.kernel"  #: str: one of the kernel names below
 TILE_M = "sparseforge.tile_m"  #: int: rows of the register tile (MR; output pixels for convs)
 TILE_N = "sparseforge.tile_n"  #: int: columns of the register tile (NR, a multiple of the vector width)
 LANES = "sparseforge.lanes"  #: int: float32 SIMD lanes the layout was chosen for
@@ -16,6 +16,8 @@ BATCH_DIMS = "sparseforge.batch_dims"  #: int: leading output dims kept as a sep
 DENSE = "dense"
 CONV2D_NCHWC = "conv2d_nchwc"
 DEPTHWISE_NCHWC = "depthwise_nchwc"
+WINOGRAD_INPUT = "winograd_input"
+WINOGRAD_OUTPUT = "winograd_output"
 PAD = "pad"  #: the spatial zero-padding producer of a convolution
 
 

@@ -20,8 +20,10 @@ and ``DeadCodeElimination`` drops the copies nobody uses.
 from __future__ import annotations
 
 from .. import _tvm
+from . import kernels_winograd as winograd
 from ._contract import is_hand_scheduled
 from .kernels_conv import conv2d_nchwc, conv_tile, depthwise_nchwc, depthwise_tile
+from .kernels_dense import dense_packed, dense_tile_m, dense_tile_n
 
 relax = _tvm.relax
 tvm = _tvm.tvm
@@ -44,6 +46,9 @@ _UNARY = frozenset({
 })
 _POOL = frozenset({"relax.nn.max_pool2d", "relax.nn.avg_pool2d"})
 _INDEX_DTYPE = "int64"
+#: relax OpPatternKind values.
+_OUT_ELEMWISE_FUSABLE = 4
+_OPAQUE = 8
 
 
 def _shape(expr) -> list[int] | None:
@@ -250,6 +255,8 @@ class _NCHWcConverter(relax.PyExprMutator):
             if blocked_in and xb is None:
                 xb = self._block(self._cur(x))
             xin = xb if blocked_in else self._cur(x)
+            if winograd.eligible(x_shape, w_shape, strides, pads, groups, c) and self._constant(w) is not None:
+                return self._winograd(xin, self._constant(w), out_hw), oc
             wp = self.builder_.emit(relax.op.layout_transform(
                 self._cur(w), _imap(lambda o, i, h, ww: (o // c, i, h, ww, o % c), 4), pad_value=0.0))
             mr, ob = conv_tile(ocb, out_hw[0] * out_hw[1], c, self.registers)
@@ -270,6 +277,35 @@ class _NCHWcConverter(relax.PyExprMutator):
                 primfunc_name_hint="sf_depthwise_nchwc"))
             return yb, oc
         return None
+
+    def _constant(self, w):
+        """The NumPy value of a constant weight, or None."""
+        w = self._cur(w)
+        return w.value.numpy() if isinstance(w, tvm.ir.expr.Constant) else None
+
+    def _winograd(self, xb, w, out_hw):
+        """A 3x3 stride-1 convolution as Winograd F(2x2, 3x3) (:mod:`.kernels_winograd`): input transform, 16
+        packed GEMMs, output transform (which the epilogue fuses into)."""
+        c = self.lanes
+        oc = w.shape[0]
+        tiles = -(-out_hw[0] // 2) * -(-out_hw[1] // 2)
+        nr = dense_tile_n(oc, c, self.registers)
+        mr = dense_tile_m(tiles, nr, c, self.registers)
+        # Fusion patterns: nothing fuses into the input transform (an output transform before it would be recomputed
+        # for every read), and only elementwise epilogues fuse into the output transform.
+        v = self._call_te_as(_OPAQUE, winograd.winograd_input, xb, lanes=c, primfunc_name_hint="sf_winograd_input")
+        up = relax.const(winograd.winograd_weight(w, nr))
+        m = self.builder_.emit(self.builder_.call_te(dense_packed, v, up, n=oc, tile_m=mr, lanes=c,
+                                                     primfunc_name_hint="sf_winograd_gemm"))
+        return self._call_te_as(_OUT_ELEMWISE_FUSABLE, winograd.winograd_output, m, oc=oc, out_hw=out_hw, lanes=c,
+                                primfunc_name_hint="sf_winograd_output")
+
+    def _call_te_as(self, pattern: int, fn, *args, **kwargs):
+        """``call_te`` whose PrimFunc carries the fusion ``pattern`` (AnnotateTIROpPattern keeps it)."""
+        call = self.builder_.call_te(fn, *args, **kwargs)
+        gv = call.args[0]
+        self.builder_.update_func(gv, self.builder_.get()[gv].with_attr("op_pattern", pattern))
+        return self.builder_.emit(call)
 
     def _elementwise(self, op, args, out_shape):
         if not any(isinstance(a, relax.Var) and a in self.blocked for a in args):
