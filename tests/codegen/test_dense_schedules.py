@@ -414,19 +414,19 @@ def test_conv_with_broadcast_epilogue_computes_its_accumulators_once(host_target
 
 # ---------------------------------------------------------------------------------------------
 # Winograd F(2x2, 3x3): 3x3 stride-1 convolutions, chained (the output transform must not fuse into the next
-# input transform), with bias + ReLU and residual epilogues, odd image sizes and an output channel count that is
-# not a multiple of the vector width.
+# input transform), with bias + ReLU and residual epilogues, odd image sizes and an output channel count (44) that
+# is not a multiple of the vector width.
 
 
 def _winograd_case():
-    w1, b1 = _rand(32, 32, 3, 3, scale=0.1), _rand(32)
-    w2 = _rand(32, 32, 3, 3, scale=0.1)
-    w3 = _rand(13, 32, 3, 3, scale=0.1)
-    x = _rand(1, 32, 9, 11)
+    w1, b1 = _rand(64, 64, 3, 3, scale=0.05), _rand(64)
+    w2 = _rand(64, 64, 3, 3, scale=0.05)
+    w3 = _rand(44, 64, 3, 3, scale=0.05)
+    x = _rand(1, 64, 9, 11)
 
     def body(bb, xv):
         op, nn, c = relax.op, relax.op.nn, relax.const
-        c1 = bb.emit(nn.relu(op.add(nn.conv2d(xv, c(w1), padding=1), c(b1.reshape(1, 32, 1, 1)))))
+        c1 = bb.emit(nn.relu(op.add(nn.conv2d(xv, c(w1), padding=1), c(b1.reshape(1, 64, 1, 1)))))
         c2 = bb.emit(op.add(nn.conv2d(c1, c(w2), padding=1), c1))
         return [c2, bb.emit(nn.conv2d(c2, c(w3), padding=1))]
 
@@ -435,7 +435,7 @@ def _winograd_case():
     def conv(a, w):
         return t.nn.functional.conv2d(a, t.from_numpy(w.astype(np.float64)), padding=1)
 
-    r1 = t.relu(conv(t.from_numpy(x.astype(np.float64)), w1) + t.from_numpy(b1.astype(np.float64)).reshape(1, 32, 1, 1))
+    r1 = t.relu(conv(t.from_numpy(x.astype(np.float64)), w1) + t.from_numpy(b1.astype(np.float64)).reshape(1, 64, 1, 1))
     r2 = conv(r1, w2) + r1
     return _build([_var("x", x.shape)], body), [x], [r2.numpy(), conv(r2, w3).numpy()]
 
@@ -466,6 +466,8 @@ def test_winograd_numerics_and_fusion(host_target):
     ((1, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1, 1, 1), 1, False),    # channels not a whole vector
     ((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (0, 0, 0, 0), 1, False),    # "valid" padding
     ((1, 64, 6, 6), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1), 1, False),      # 9 tiles
+    ((1, 32, 112, 112), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1), 1, False),  # too few channels for the transforms
+    ((1, 48, 56, 56), (48, 48, 3, 3), (1, 1), (1, 1, 1, 1), 1, True),
 ])
 def test_winograd_eligibility(x_shape, w_shape, strides, pads, groups, expected):
     assert winograd.eligible(x_shape, w_shape, strides, pads, groups, 8) is expected

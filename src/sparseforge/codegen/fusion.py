@@ -85,7 +85,8 @@ def _depthwise_geometry(node: onnx.NodeProto, weight: np.ndarray):
     if auto_pad not in ("NOTSET", "VALID"):
         return None
     kh, kw = weight.shape[2:]
-    if tuple(_attr(node, "kernel_shape", [kh, kw])) != (kh, kw) or any(d != 1 for d in _attr(node, "dilations", [1, 1])):
+    if (tuple(_attr(node, "kernel_shape", [kh, kw])) != (kh, kw)
+            or any(d != 1 for d in _attr(node, "dilations", [1, 1]))):
         return None
     strides = tuple(int(s) for s in _attr(node, "strides", [1, 1]))
     pads = tuple(int(p) for p in _attr(node, "pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else (0, 0, 0, 0)

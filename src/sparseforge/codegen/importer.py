@@ -1,11 +1,11 @@
 """ONNX -> Relax: TVM's ONNX importer, extended (by subclassing) for sparseforge's ``ai.sparseforge`` ops.
 
 Standard ops go through sparseforge's own converters where TVM's lack an op or get it wrong
-(:mod:`sparseforge.codegen.converters`), else through TVM's. Each sparse op becomes a ``relax.call_tir`` of a TIR kernel specialized
-to its constant weight (:mod:`sparseforge.codegen.kernels`), marked ``tirx.is_scheduled`` so the rest of the
-pipeline leaves it alone. A single-consumer activation right after a sparse op (Relu, Clip(0, 6), Sigmoid, Tanh,
-Gelu, x*Sigmoid(x)) is fused into the kernel's write-back. Before anything is converted, the whole graph is
-scanned and every unsupported operator is reported in one :class:`~sparseforge.errors.UnsupportedOpError`.
+(:mod:`sparseforge.codegen.converters`), else through TVM's. Each sparse op becomes a ``relax.call_tir`` of a TIR
+kernel specialized to its constant weight (:mod:`sparseforge.codegen.kernels`), marked ``tirx.is_scheduled`` so the
+rest of the pipeline leaves it alone. A single-consumer activation right after a sparse op (Relu, Clip(0, 6),
+Sigmoid, Tanh, Gelu, x*Sigmoid(x)) is fused into the kernel's write-back. Before anything is converted, the whole
+graph is scanned and every unsupported operator is reported in one :class:`~sparseforge.errors.UnsupportedOpError`.
 """
 
 from __future__ import annotations

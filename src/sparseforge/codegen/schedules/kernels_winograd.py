@@ -34,18 +34,27 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
-#: Fewest output tiles for which Winograd beats the direct kernel: below it the 16 GEMMs have too few rows and
-#: the transformed weight (16/9 of the direct one) is streamed for little work.
+#: Fewest output tiles: below it the 16 GEMMs have too few rows and the transformed weight (16/9 of the direct
+#: one) is streamed for little work (512x7x7, 16 tiles: 1.25x; 1024x4x4, 4 tiles, would be 1.36x, not taken).
 MIN_TILES = 16
+
+
+#: Least ``IC * OC / (IC + OC)`` (GEMM work per transformed element) for which Winograd wins: the transforms cost
+#: ``IC + OC`` per tile element, the GEMMs ``IC * OC``. Measured per layer (1 thread, direct / Winograd): 8->8
+#: (4) 0.48x, 16->16 (8) 0.69x, 32->32 at 112x112 (16) 0.77x; 40->40 (20) 1.78x, 64->32 (21) 1.04x, 48->48 (24)
+#: 1.78x, 32->128 (26) 1.04x, 64->64 at 112x112 (32) 1.17x, ResNet-18's layers (32-256) 1.25-1.8x.
+MIN_CHANNEL_WORK = 20
 
 
 def eligible(x_shape, w_shape, strides, pads, groups: int, lanes: int) -> bool:
     """Whether this convolution runs as Winograd F(2x2, 3x3): 3x3, stride 1, "same" padding, groups 1, a
-    blocked input with whole channel blocks, and enough tiles."""
+    blocked input with whole channel blocks, enough tiles and enough channels to pay for the transforms."""
     n, ic, h, w = x_shape
+    oc = w_shape[0]
     tiles = -(-h // 2) * -(-w // 2)
     return (n == 1 and groups == 1 and tuple(w_shape[2:]) == (3, 3) and list(strides) == [1, 1]
-            and list(pads) == [1, 1, 1, 1] and ic % lanes == 0 and tiles >= MIN_TILES)
+            and list(pads) == [1, 1, 1, 1] and ic % lanes == 0 and tiles >= MIN_TILES
+            and ic * oc >= MIN_CHANNEL_WORK * (ic + oc))
 
 
 def winograd_weight(w: np.ndarray, nr: int) -> np.ndarray:

@@ -7,8 +7,8 @@ convolutions, so activations are re-laid-out only where the network leaves the c
 
 * elementwise ``add/subtract/multiply/divide/maximum/minimum/clip`` whose other operands are
   blocked tensors of the same shape or per-channel over the image (a squeeze-and-excitation scale
-  ``[1, C, 1, 1]``), per-channel tensors (``[1, C, 1, 1]``/``[C, 1, 1]``) or scalars; ONNX ``Clip`` arrives as ``call_tir`` of TOPI ``maximum``/``minimum`` with a scalar,
-  which is recognised too;
+  ``[1, C, 1, 1]``), per-channel tensors (``[1, C, 1, 1]``/``[C, 1, 1]``) or scalars; ONNX ``Clip``
+  arrives as ``call_tir`` of TOPI ``maximum``/``minimum`` with a scalar, which is recognised too;
 * elementwise unary ops (``relu``, ``sigmoid``, ``gelu``...), max/avg pooling (TOPI's pooling
   takes the ``NCHW{c}c`` layout string), ``mean`` over H and W (global average pooling).
 
