@@ -12,7 +12,8 @@ from onnx import helper
 from sparseforge.ir import keys
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass
 from sparseforge.passes.canonicalize import infer_shapes
-from sparseforge.passes.decide import META_DECISION, DecideFormatPass, why_not
+from sparseforge.passes.decide import (META_DECISION, SMALL_LAYER_CSR_DENSITY, SMALL_LAYER_SECONDS, DecideFormatPass,
+                                      why_not)
 from sparseforge.passes.infra import Pipeline, PipelineOrderError
 from sparseforge.passes.rewrites.sparsify import SparsifyPass
 
@@ -156,9 +157,8 @@ def test_sparse_ops_follow_the_model_opset(opset, sparse) -> None:
 
 def test_small_layers_only_ask_about_csr() -> None:
     """A layer predicted under SMALL_LAYER_SECONDS dense is offered CSR alone: a measured cost model is never asked
-    (so never fits) another variant for it; a larger layer with the same weight still gets N:M."""
-    from sparseforge.passes.decide import SMALL_LAYER_SECONDS
-
+    (so never fits) another variant for it (and at density 0.5 it stays dense, test below); a larger layer with the
+    same weight still gets N:M."""
     w = np.zeros((8, 16), np.float32)
     w[:, 0::4] = 1.0
     w[:, 1::4] = 2.0  # exactly 2:4
@@ -172,7 +172,7 @@ def test_small_layers_only_ask_about_csr() -> None:
             self.asked.add(kernel)
             return self.dense_s * (1.0 if kernel == "dense" else super().predict(kernel, m, n, k, **kw))
 
-    for dense_s, fmt in ((SMALL_LAYER_SECONDS / 2, "csr"), (SMALL_LAYER_SECONDS * 2, "nm")):
+    for dense_s, fmt in ((SMALL_LAYER_SECONDS / 2, "dense"), (SMALL_LAYER_SECONDS * 2, "nm")):
         nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", transB=1)]
         model = to_ir(make_model(nodes, [vinfo("x", [2, 16])], [vinfo("y", [2, 8])], [init("w", w)]))
         cost = Recording(dense_s)
@@ -180,3 +180,37 @@ def test_small_layers_only_ask_about_csr() -> None:
         (node,) = list(model.graph)
         assert node.meta[META_DECISION].fmt == fmt
         assert ("nm" in cost.asked) == (fmt == "nm"), cost.asked
+
+
+@pytest.mark.parametrize(("density", "csr_factor", "fmt"), [
+    (0.1, 30.0, "csr"),   # predicted 3x slower than dense: CSR all the same
+    (0.2, 1.0, "csr"),
+    (0.3, 0.1, "dense"),  # predicted 33x faster: dense all the same
+])
+def test_small_layers_are_decided_by_density_not_timings(density, csr_factor, fmt) -> None:
+    """Under SMALL_LAYER_SECONDS dense, CSR at density <= SMALL_LAYER_CSR_DENSITY and dense above, whatever the
+    timings say (noise at a few microseconds made fresh caches decide differently), and nothing is measured."""
+    class Measuring(TableCostModel):
+        def __init__(self):
+            super().__init__({"csr": csr_factor})
+            self.refined = 0
+
+        def predict(self, kernel, m, n, k, **kw):
+            return SMALL_LAYER_SECONDS / 4 * super().predict(kernel, m, n, k, **kw)
+
+        def refine(self, *args, **kwargs):
+            self.refined += 1
+            return None
+
+    rng = np.random.default_rng(0)
+    w = np.zeros((20, 40), np.float32)
+    w.flat[rng.choice(w.size, int(density * w.size), replace=False)] = 1.0
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", transB=1)]
+    model = to_ir(make_model(nodes, [vinfo("x", [1, 40])], [vinfo("y", [1, 20])], [init("w", w)]))
+    cost = Measuring()
+    Pipeline([StructureAnalysisPass(with_rank=False), DecideFormatPass(cost)])(model)
+    (node,) = list(model.graph)
+    decision = node.meta[META_DECISION]
+    assert decision.fmt == fmt, decision
+    assert f"CSR at most {SMALL_LAYER_CSR_DENSITY}" in decision.reason and "not by timings" in decision.reason
+    assert cost.refined == 0

@@ -46,6 +46,12 @@ CONV_REFINE_BAND = 3.0
 #: cost model fit their kernels (5-15 s each, once per machine) for layers that do not matter, such as the
 #: squeeze-and-excitation layers of MobileNetV3/EfficientNet.
 SMALL_LAYER_SECONDS = 20e-6
+#: Such a layer is not decided by timings at all: at a few microseconds, dense and CSR differ by less than the
+#: noise of measuring them, and fits from two empty caches chose differently (MobileNetV3-Small 23 against 33
+#: sparse layers, EfficientNet-B0 56 against 32, all squeeze-and-excitation layers of 2-5 us). It takes CSR when
+#: at most this fraction of its weight is nonzero (the x86 crossover of :mod:`sparseforge.codegen.cost.rules`),
+#: else dense, so its decision is the same from run to run and machine to machine.
+SMALL_LAYER_CSR_DENSITY = 0.25
 
 META_DECISION = "sparseforge.decision"
 PROV_DECISION = "pkg.sparseforge.decision"
@@ -173,8 +179,7 @@ def best_option(cost_model: CostModel, cand: Candidate, matrix: np.ndarray, fact
     options = forms.options(matrix, facts)
     if cand.kind == "conv":  # the direct conv kernel reads one tap per block: only r x 1 blocks
         options = [o for o in options if o.block is None or o.block[1] == 1]
-    measured = getattr(cost_model, "unit", "s") != "relative"
-    if measured and dense_s is not None and dense_s < SMALL_LAYER_SECONDS:
+    if is_small_layer(cost_model, dense_s):
         options = [o for o in options if o.form == "csr"] or options
     predicted: dict[int, float | None] = {}
 
@@ -195,6 +200,21 @@ def best_option(cost_model: CostModel, cand: Candidate, matrix: np.ndarray, fact
         if t is not None and (best is None or t < best[0]):
             best = (t, option)
     return best
+
+
+def is_small_layer(cost_model: CostModel, dense_s: float | None) -> bool:
+    """Whether a measured cost model predicts the layer under :data:`SMALL_LAYER_SECONDS` dense."""
+    return getattr(cost_model, "unit", "s") != "relative" and dense_s is not None and dense_s < SMALL_LAYER_SECONDS
+
+
+def small_layer_decision(name: str, density: float, dense_s: float, t: float, base: dict) -> Decision:
+    """The decision of a small layer (:func:`is_small_layer`) whose best option is CSR: by its density alone
+    (:data:`SMALL_LAYER_CSR_DENSITY`), never by timings."""
+    rule = (f"the layer takes {dense_s * 1e6:.1f} us dense (under {SMALL_LAYER_SECONDS * 1e6:.0f} us): decided by "
+            f"density, CSR at most {SMALL_LAYER_CSR_DENSITY}, not by timings, so the same from run to run")
+    if density <= SMALL_LAYER_CSR_DENSITY:
+        return Decision(name, "csr", f"density {density:.2f}: {rule}", predicted_s=t, dense_s=dense_s, **base)
+    return Decision(name, "dense", f"dense: density {density:.2f}; {rule}", predicted_s=t, dense_s=dense_s, **base)
 
 
 class DecideFormatPass(ReportingPass):
@@ -272,6 +292,8 @@ class DecideFormatPass(ReportingPass):
                             dense_s=dense_s, **base)
         t, option = best
         fmt, label, stored = option.form, option.label, option.stored
+        if is_small_layer(self.cost_model, dense_s) and fmt == "csr":
+            return small_layer_decision(name, density, dense_s, t, base)
         relative = getattr(self.cost_model, "unit", "s") == "relative"
         source = getattr(self.cost_model, "prediction_source", "predicted")
         refine = getattr(self.cost_model, "refine", None)
