@@ -255,8 +255,9 @@ class _NCHWcConverter(relax.PyExprMutator):
             if blocked_in and xb is None:
                 xb = self._block(self._cur(x))
             xin = xb if blocked_in else self._cur(x)
-            if winograd.eligible(x_shape, w_shape, strides, pads, groups, c) and self._constant(w) is not None:
-                return self._winograd(xin, self._constant(w), out_hw), oc
+            weight = self._constant(w) if winograd.eligible(x_shape, w_shape, strides, pads, groups, c) else None
+            if weight is not None:
+                return self._winograd(xin, weight, out_hw), oc
             wp = self.builder_.emit(relax.op.layout_transform(
                 self._cur(w), _imap(lambda o, i, h, ww: (o // c, i, h, ww, o % c), 4), pad_value=0.0))
             mr, ob = conv_tile(ocb, out_hw[0] * out_hw[1], c, self.registers)
