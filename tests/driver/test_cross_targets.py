@@ -148,8 +148,8 @@ def test_cuda_decisions_depend_on_batch(tmp_path) -> None:
 
 
 def test_measured_decisions(tmp_path, monkeypatch) -> None:
-    """x86 decisions come from kernels timed on this CPU: a 90%-sparse large layer goes sparse, a half-dense
-    small one stays dense because the measured sparse kernel is slower; both reasons quote the timings."""
+    """x86 decisions come from kernels timed on this CPU: a 95%-sparse layer goes sparse, a 60%-dense one stays
+    dense because the measured sparse kernel is slower; both reasons quote the timings."""
     import onnx
     from helpers import init, make_model, vinfo
     from onnx import helper
@@ -159,10 +159,11 @@ def test_measured_decisions(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SPARSEFORGE_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     big = (rng.standard_normal((1024, 1024)) * (rng.random((1024, 1024)) < 0.05)).astype(np.float32)
-    small = (rng.standard_normal((64, 1024)) * (rng.random((64, 1024)) < 0.6)).astype(np.float32)
+    small = (rng.standard_normal((256, 1024)) * (rng.random((256, 1024)) < 0.6)).astype(np.float32)
     nodes = [helper.make_node("Gemm", ["x", "w1"], ["h"], name="sparse_layer", transB=1),
              helper.make_node("Gemm", ["h", "w2"], ["y"], name="half_dense_layer", transB=1)]
-    proto = make_model(nodes, [vinfo("x", [1, 1024])], [vinfo("y", [1, 64])], [init("w1", big), init("w2", small)])
+    # 32 rows: both layers take well over SMALL_LAYER_SECONDS dense, so timings (not the small-layer rule) decide
+    proto = make_model(nodes, [vinfo("x", [32, 1024])], [vinfo("y", [32, 256])], [init("w1", big), init("w2", small)])
     path = tmp_path / "two_layers.onnx"
     onnx.save(proto, path)
     result = compile_model(path, tmp_path / "art", target="x86", threads=1)
@@ -170,6 +171,7 @@ def test_measured_decisions(tmp_path, monkeypatch) -> None:
     assert decisions["sparse_layer"]["fmt"] != "dense", decisions["sparse_layer"]
     assert decisions["half_dense_layer"]["fmt"] == "dense", decisions["half_dense_layer"]
     assert "ms vs dense" in decisions["sparse_layer"]["reason"]
+    assert "ms vs dense" in decisions["half_dense_layer"]["reason"]
     assert any(source in decisions["half_dense_layer"]["reason"]
                for source in ("measured at this shape", "predicted by the performance model"))
     assert decisions["sparse_layer"]["predicted_s"] < decisions["sparse_layer"]["dense_s"]
