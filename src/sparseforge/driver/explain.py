@@ -24,7 +24,7 @@ from sparseforge.ir.weights import view_of
 from sparseforge.passes import pipelines
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass, facts_of
 from sparseforge.passes.decide import (CONSIDERED_STORED_RATIO, MAX_STORED_FRACTION, SMALL_LAYER_CSR_DENSITY,
-                                      SMALL_LAYER_SECONDS, candidate, why_not)
+                                      SMALL_LAYER_SECONDS, candidate, is_small_layer, why_not)
 from sparseforge.passes.infra import Pipeline
 from sparseforge.passes.rewrites.structured_cost import Product
 
@@ -139,8 +139,7 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
     density = float(np.count_nonzero(matrix)) / max(1, matrix.size)
     considered = forms.options(matrix, facts)
     sparsest = min((o.stored for o in considered), default=None)
-    small = (getattr(cost_model, "unit", "s") != "relative" and dense_s is not None and dense_s < SMALL_LAYER_SECONDS
-             and any(o.form == "csr" for o in considered))
+    small = is_small_layer(cost_model, dense_s) and any(o.form == "csr" for o in considered)
     for option in forms.all_options(matrix, facts):
         row = {"kernel": option.label, "stored": round(option.stored, 4), "predicted_s": None, "verdict": ""}
         if option.stored >= MAX_STORED_FRACTION:
