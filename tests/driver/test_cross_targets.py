@@ -178,6 +178,55 @@ def test_measured_decisions(tmp_path, monkeypatch) -> None:
     assert (tmp_path / "cache" / "calibration").is_dir()
 
 
+def _dense_cnn_block() -> tuple:
+    """A 3->48 stem, two Winograd-eligible 3x3 convolutions (48->64, 64->64, 9x11 tiles), a squeeze-and-excitation
+    scale and a residual add: the dense schedules that run differently from a plain direct convolution."""
+    import onnx
+    from helpers import init, make_model, vinfo
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+
+    def w(*shape):
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("ReduceMean", ["r1", "axes"], ["m"], keepdims=1),
+             helper.make_node("Conv", ["m", "ws0"], ["s0"]),
+             helper.make_node("Relu", ["s0"], ["s1"]),
+             helper.make_node("Conv", ["s1", "ws1"], ["s2"]),
+             helper.make_node("Sigmoid", ["s2"], ["s3"]),
+             helper.make_node("Mul", ["r1", "s3"], ["se"]),
+             helper.make_node("Conv", ["se", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "r1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    inits = [init("w0", w(48, 3, 3, 3)), init("b0", w(48)), init("w1", w(64, 48, 3, 3)), init("b1", w(64)),
+             init("ws0", w(16, 64, 1, 1)), init("ws1", w(64, 16, 1, 1)), init("w2", w(64, 64, 3, 3)),
+             init("axes", np.array([2, 3], np.int64))]
+    proto = make_model(nodes, [vinfo("x", [1, 3, 18, 22])], [vinfo("y", [1, 64, 18, 22])], inits)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+@pytest.mark.parametrize("target", ["arm", "wasm"])
+def test_winograd_and_squeeze_excitation_match_onnxruntime(tmp_path, target) -> None:
+    """Winograd F(2x2, 3x3), the blocked squeeze-and-excitation scale and its broadcast epilogue compile for the
+    cross targets (4 float lanes) and match ONNX Runtime where the code runs."""
+    _needs(*(("aarch64-linux-gnu-g++", "qemu-aarch64") if target == "arm" else ("clang-14", "wasm-ld-14")))
+    from sparseforge import api
+    from sparseforge.codegen.cost.rules import RuleCostModel
+
+    result = api.compile(_dense_cnn_block(), tmp_path / "artifact", target=target, threads=1,
+                         cpu="cortex-a76" if target == "arm" else None, cost_model=RuleCostModel.for_target(target),
+                         verify=True, dump_ir=tmp_path / "ir")
+    assert result.manifest["verify"]["ok"], result.manifest["verify"]
+    optimized = (tmp_path / "ir" / "relax-optimized.txt").read_text()
+    assert optimized.count("winograd_output") >= 2, "both 3x3 convolutions after the stem should run Winograd"
+
+
 def _structured_models() -> dict:
     """A low-rank, a (shuffled) block-diagonal and a Monarch layer, and a long causal depthwise Conv1d, as ONNX
     models."""
