@@ -17,6 +17,7 @@ from conftest import assert_close, compile_and_explain  # noqa: E402
 from sparseforge.codegen import _tvm  # noqa: E402
 from sparseforge.codegen.cpu_target import CompileTarget  # noqa: E402
 from sparseforge.codegen.schedules import kernels_winograd as winograd  # noqa: E402
+from sparseforge.codegen.schedules.kernels_conv import conv_tile  # noqa: E402
 from sparseforge.codegen.schedules.kernels_dense import dense_tile_n  # noqa: E402
 
 pytestmark = pytest.mark.tvm
@@ -337,6 +338,18 @@ def test_conv_padding_copied_only_for_blocked_inputs(host_target, blocked):
 ])
 def test_dense_panel_width_weighs_padding_by_tile_rate(n, lanes, registers, nr):
     assert dense_tile_n(n, lanes, registers) == nr
+
+
+@pytest.mark.parametrize(("ocb", "pixels", "lanes", "registers", "tile"), [
+    (120, 49, 8, 16, (4, 3)),     # 7x7, 160 -> 960: 4 x 3 (3 pixels padded), not 2 x 3 (1 padded, half the FMAs)
+    (80, 576, 8, 16, (6, 2)),     # no padding either way: the fullest tile
+    (4, 12544, 8, 16, (5, 2)),    # 5 x 2 fills 10 of 12 accumulators (1 pixel padded); 6 x 2 pads 2
+    (3, 25, 8, 16, (3, 3)),       # 5x5: 3 x 3 pads 2; 4 x 3 pads 3
+    (3, 3, 8, 16, (3, 3)),        # fewer pixels than a tile: one tile
+    (120, 49, 16, 32, (7, 3)),    # AVX-512 (24 accumulators): 7 x 3 fills 21 with no padding
+])
+def test_conv_tile_fills_the_registers(ocb, pixels, lanes, registers, tile):
+    assert conv_tile(ocb, pixels, lanes, registers) == tile
 
 
 # ---------------------------------------------------------------------------------------------
