@@ -18,7 +18,7 @@ from sparseforge.codegen import _tvm  # noqa: E402
 from sparseforge.codegen.cpu_target import CompileTarget  # noqa: E402
 from sparseforge.codegen.schedules import kernels_winograd as winograd  # noqa: E402
 from sparseforge.codegen.schedules.kernels_conv import conv_tile  # noqa: E402
-from sparseforge.codegen.schedules.kernels_dense import dense_tile_n  # noqa: E402
+from sparseforge.codegen.schedules.kernels_dense import dense_tile_m, dense_tile_n  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -350,6 +350,18 @@ def test_dense_panel_width_weighs_padding_by_tile_rate(n, lanes, registers, nr):
 ])
 def test_conv_tile_fills_the_registers(ocb, pixels, lanes, registers, tile):
     assert conv_tile(ocb, pixels, lanes, registers) == tile
+
+
+@pytest.mark.parametrize(("m", "nr", "mr"), [
+    (49, 24, 4),    # 49 rows (Winograd tiles of a 14x14 image, 49 tokens): 4 x 3 vectors, not 2 x 3
+    (50, 24, 4),
+    (128, 24, 4),
+    (7, 24, 4),     # 2 tiles of 4 rows (1 padded), not 3 of 3 (2 padded)
+    (14, 8, 7),     # one vector wide (depthwise rows): 7 + 7, not 8 + 8
+    (1, 24, 1),
+])
+def test_dense_tile_rows_fill_the_registers(m, nr, mr):
+    assert dense_tile_m(m, nr, 8, 16) == mr
 
 
 # ---------------------------------------------------------------------------------------------

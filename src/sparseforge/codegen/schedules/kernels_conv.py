@@ -21,34 +21,17 @@ from __future__ import annotations
 
 from .. import _tvm
 from . import _contract as C
-from .kernels_dense import MAX_TILE_M, dense_tile_m
+from .kernels_dense import dense_tile_m
 
 te = _tvm.te
 tirx = _tvm.tirx
 
 
-def tile_rate(fill: float) -> float:
-    """Relative throughput of a convolution register tile that fills ``fill`` of the accumulator budget.
-
-    Measured on Zen 3 (AVX2, budget 12), 1x1 convolutions at 576-784 pixels where padding plays no part, GFLOP/s
-    relative to the full tile: 4 accumulators 0.51, 6 0.72-0.75, 8 0.93, 9 0.90-0.95, 10 0.93, 12 1.0. Fewer
-    independent accumulators leave the FMA pipes waiting on each other."""
-    return min(1.0, 0.3 + 0.9 * fill)
-
-
 def conv_tile(ocb: int, pixels: int, lanes: int, registers: int) -> tuple[int, int]:
-    """``(MR, OB)``: MR output pixels x OB channel blocks per register tile, ``OB | ocb``.
-
-    MR is the candidate (from the most that fit down to half of it) with the least padded work per
-    :func:`tile_rate`: least padding alone chose 2 x 3 tiles for 7 x 7 images (49 pixels: 1 padded against 3 with
-    4 x 3), 53 against 71-85 GFLOP/s on MobileNetV2's 160 -> 960 layer."""
+    """``(MR, OB)``: MR output pixels x OB channel blocks per register tile, ``OB | ocb``."""
     budget = registers * 3 // 4
     ob = next((v for v in (3, 2, 4, 1) if ocb % v == 0 and budget // v >= 4), 1)
-    mr_max = max(1, min(MAX_TILE_M, budget // ob))
-    if pixels <= mr_max:
-        return pixels, ob
-    candidates = range(mr_max, max(1, mr_max // 2) - 1, -1)
-    return min(candidates, key=lambda mr: (-(-pixels // mr) * mr / tile_rate(mr * ob / budget), -mr)), ob
+    return dense_tile_m(pixels, ob * lanes, lanes, registers), ob
 
 
 def depthwise_tile(out_w: int, lanes: int, registers: int) -> int:
