@@ -193,8 +193,7 @@ def test_worthwhile_needs_wide_rows_3x3_and_cheap_activations() -> None:
     plan = _plan(_block())["expand"]
     assert fusion.worthwhile((1, 16, 56, 56), 8, plan, "relu6") and fusion.worthwhile((1, 16, 28, 28), 8, plan, "none")
     assert not fusion.worthwhile((1, 16, 14, 14), 8, plan, "relu6")
-    assert fusion.worthwhile((1, 16, 14, 14), 8, plan, "relu6", dense=True)  # dense rows carry more work
-    assert not fusion.worthwhile((1, 16, 7, 7), 8, plan, "relu6", dense=True)
+    assert not fusion.worthwhile((1, 16, 7, 7), 8, plan, "relu6")
     assert not fusion.worthwhile((1, 16, 28, 28), 16, plan, "relu6")
     assert not fusion.worthwhile((1, 16, 56, 56), 8, plan, "silu")  # compute bound: SiLU paid in full
     five = fusion.plan_dense_expansions(_dense_block(), {}, _match_activation)["expand"]

@@ -25,12 +25,11 @@ from sparseforge.ir import keys, ops
 
 
 #: Fuse only when an image row holds this many vectors of channels-last positions at least: the fused kernel
-#: expands row by row, and narrower rows leave its panel tiles too short (MobileNetV2 at 90%, 1 thread, AVX2:
-#: fused 1.2-1.7x faster than the two kernels at 112-28 pixels wide, 1.5-2x slower at 14 and 7).
+#: expands row by row, and narrower rows leave its panel tiles too short (AVX2, pairs of MobileNetV2 against the
+#: two kernels: at 90% sparsity fused 1.2-1.7x faster at 112-28 pixels wide, 1.5-2x slower at 14 and 7; dense,
+#: after the dense 1x1 kernel's input-channel unroll and tile-rate policy, fused 1.15-2x faster at 112-28 wide,
+#: 0.86-1.0x at 14 at 1 thread and 0.55-0.89x at 2).
 MIN_ROW_VECTORS = 4
-#: The same for a dense expansion, whose rows carry ten times the work per weight entry: 14-pixel rows (2 vectors)
-#: still pay (1.3-1.5x at 1 and 2 threads), 7-pixel ones do not (1.0x at 1 thread, 0.4x at 2).
-DENSE_MIN_ROW_VECTORS = 2
 #: Depthwise kernels the fusion pays for: 3x3 (1.2-1.9x over the two kernels on MobileNetV2/V3 blocks); 5x5 ones
 #: measured 0.87-1.0x (EfficientNet-B0 / MobileNetV3 geometries), so they stay apart.
 KERNELS = frozenset({(3, 3)})
@@ -44,12 +43,11 @@ CHEAP_ACTIVATIONS = frozenset({"none", "relu", "relu6", "hardswish"})
 DENSE_BLOCK = (4, 1)
 
 
-def worthwhile(x_shape, lanes: int, plan: DepthwisePlan, expansion_activation: str, *, dense: bool = False) -> bool:
-    """Whether fusing pays for an expansion input ``(B, C, H, W)`` at ``lanes`` float32 lanes, followed by
-    ``plan``'s depthwise conv, the expansion's own activation being ``expansion_activation``; ``dense``: the
-    expansion weight is dense."""
-    min_vectors = DENSE_MIN_ROW_VECTORS if dense else MIN_ROW_VECTORS
-    return (-(-int(x_shape[3]) // int(lanes)) >= min_vectors and tuple(plan.weight.shape[2:]) in KERNELS
+def worthwhile(x_shape, lanes: int, plan: DepthwisePlan, expansion_activation: str) -> bool:
+    """Whether fusing pays for an expansion input ``(B, C, H, W)`` at ``lanes`` float32 lanes (sparse or dense
+    expansion weight), followed by ``plan``'s depthwise conv, the expansion's own activation being
+    ``expansion_activation``."""
+    return (-(-int(x_shape[3]) // int(lanes)) >= MIN_ROW_VECTORS and tuple(plan.weight.shape[2:]) in KERNELS
             and {expansion_activation, plan.activation} <= CHEAP_ACTIVATIONS)
 
 

@@ -394,8 +394,7 @@ class SparseforgeImporter(onnx_frontend.ONNXGraphImporter):
             b, _, h, w = (int(d) for d in ty.shape.values)
         except (TypeError, ValueError):
             return None
-        if not fusion.worthwhile((b, 0, h, w), R.target_lanes(self.kernel_target), plan.depthwise, plan.activation,
-                                 dense=True):
+        if not fusion.worthwhile((b, 0, h, w), R.target_lanes(self.kernel_target), plan.depthwise, plan.activation):
             return None
         dw = plan.depthwise
         kernel = K.expand_depthwise_nchwc(
