@@ -27,11 +27,17 @@ te = _tvm.te
 tirx = _tvm.tirx
 
 
-def conv_tile(ocb: int, pixels: int, lanes: int, registers: int) -> tuple[int, int]:
-    """``(MR, OB)``: MR output pixels x OB channel blocks per register tile, ``OB | ocb``."""
+def conv_tile(ocb: int, pixels: int, lanes: int, registers: int, input_blocked: bool = True) -> tuple[int, int]:
+    """``(MR, OB)``: MR output pixels x OB channel blocks per register tile, ``OB | ocb``.
+
+    On a plain NCHW input (a network's first layer) every pixel of the tile loads one scalar through its own address
+    and bounds check, and wider tiles ran slower (7x7 stride-2 3 -> 64 at 224x224: 4 x 2 3.5 ms, 5 x 2 5.2 ms,
+    6 x 2 4.2 ms), so there the least padding alone decides (:func:`~.kernels_dense.dense_tile_m` with a flat rate).
+    """
     budget = registers * 3 // 4
     ob = next((v for v in (3, 2, 4, 1) if ocb % v == 0 and budget // v >= 4), 1)
-    return dense_tile_m(pixels, ob * lanes, lanes, registers), ob
+    rate = None if input_blocked else (lambda fill: 1.0)
+    return dense_tile_m(pixels, ob * lanes, lanes, registers, rate), ob
 
 
 def depthwise_tile(out_w: int, lanes: int, registers: int) -> int:

@@ -17,6 +17,7 @@ the row dimension (one big GEMM); otherwise the batch stays a separate loop.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from .. import _tvm
 from . import _contract as C
@@ -52,17 +53,21 @@ def dense_tile_n(n: int, lanes: int, registers: int) -> int:
 
 
 def tile_rate(fill: float) -> float:
-    """Relative throughput of a register tile whose accumulators fill ``fill`` of the 3/4-of-the-registers budget.
+    """Relative throughput of a register tile whose accumulators fill ``fill`` of the 3/4-of-the-registers budget:
+    ``fill ** 0.4``.
 
-    Measured on Zen 3 (AVX2, budget 12) on 1x1 convolutions at 576-784 pixels, where padding plays no part,
-    GFLOP/s relative to the full tile: 4 accumulators 0.51, 6 0.72-0.75, 8 0.93, 9 0.90-0.95, 10 0.93, 12 1.0.
-    With fewer independent accumulators the FMA pipes wait on each other."""
-    return min(1.0, 0.3 + 0.9 * fill)
+    Measured on Zen 3 (AVX2, budget 12) on 1x1 and strided convolutions, GFLOP/s relative to the full tile (model
+    in parentheses): 4 accumulators 0.51 (0.64), 6 0.72-0.75 (0.76), 8 0.93 (0.85), 9 0.90-0.95 (0.89), 10
+    0.92-0.94 (0.93), 12 1.0. With fewer independent accumulators the FMA pipes wait on each other. Near ties it
+    decides right: 49 pixels x 2 blocks take 5 x 2 (6 x 2 pads 5 and ran 5-7% slower), 784 take 6 x 2 (1.08x over
+    5 x 2)."""
+    return max(fill, 0.0) ** 0.4
 
 
-def dense_tile_m(m: int, nr: int, lanes: int, registers: int) -> int:
+def dense_tile_m(m: int, nr: int, lanes: int, registers: int, rate: Callable[[float], float] | None = None) -> int:
     """Rows MR of the register tile: ``MR * NR / lanes`` accumulators fit 3/4 of the registers, capped at 8; among
-    the halves-to-max range, the one with the least padded work per :func:`tile_rate` (larger on ties).
+    the halves-to-max range, the one with the least padded work per ``rate`` (default :func:`tile_rate`; larger on
+    ties).
 
     Least padding alone chose 2 x 3 tiles for 7 x 7 images (49 rows: 1 padded against 3 with 4 x 3), 53 against
     71-85 GFLOP/s on MobileNetV2's 160 -> 960 layer."""
@@ -71,8 +76,9 @@ def dense_tile_m(m: int, nr: int, lanes: int, registers: int) -> int:
     mr_max = max(1, min(MAX_TILE_M, budget // vecs))
     if m <= mr_max:
         return max(1, m)
+    rate = rate or tile_rate
     candidates = range(mr_max, max(1, mr_max // 2) - 1, -1)
-    return min(candidates, key=lambda mr: (-(-m // mr) * mr / tile_rate(mr * vecs / budget), -mr))
+    return min(candidates, key=lambda mr: (-(-m // mr) * mr / rate(mr * vecs / budget), -mr))
 
 
 def pack_panels(B, nr: int, name: str = "pack_panels"):

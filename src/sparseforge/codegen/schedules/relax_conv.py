@@ -260,7 +260,7 @@ class _NCHWcConverter(relax.PyExprMutator):
                 return self._winograd(xin, weight, out_hw), oc
             wp = self.builder_.emit(relax.op.layout_transform(
                 self._cur(w), _imap(lambda o, i, h, ww: (o // c, i, h, ww, o % c), 4), pad_value=0.0))
-            mr, ob = conv_tile(ocb, out_hw[0] * out_hw[1], c, self.registers)
+            mr, ob = conv_tile(ocb, out_hw[0] * out_hw[1], c, self.registers, blocked_in)
             yb = self.builder_.emit(self.builder_.call_te(
                 conv2d_nchwc, xin, wp, strides=strides, pads=pads, out_hw=out_hw, lanes=c, tile_m=mr,
                 tile_blocks=ob, input_blocked=blocked_in, primfunc_name_hint="sf_conv2d_nchwc"))
