@@ -41,7 +41,7 @@ def log_progress(done: int, total: int, what: str) -> None:
     """The default progress callback: a :data:`~sparseforge.ir.keys.STEP_KEY` record."""
     step_record(_progress_logger, done, total, what)
 
-TABLE_VERSION = 8  # 8: dense convolutions fill their register tiles (kernels_conv.tile_rate; measure again)
+TABLE_VERSION = 8  # 8: dense convolutions fill their register tiles (kernels_dense.tile_rate; measure again)
 #: Table entry of a kernel variant that cannot handle a shape.
 UNSUPPORTED: list[list[float]] = [[-1.0, -1.0]]
 

@@ -36,7 +36,7 @@ from .cache import write_json
 
 logger = logging.getLogger(__name__)
 
-MODEL_VERSION = 5  # 5: dense convolutions fill their register tiles (kernels_conv.tile_rate: refit)
+MODEL_VERSION = 5  # 5: dense convolutions fill their register tiles (kernels_dense.tile_rate: refit)
 #: Shapes ``(M, N, K)`` per kind; sparse variants are measured at each shape and every density of
 #: :data:`GRID_DENSITIES` (stored fraction), dense once per shape.
 GRID: dict[str, tuple[tuple[int, int, int], ...]] = {
