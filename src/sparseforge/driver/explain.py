@@ -24,7 +24,7 @@ from sparseforge.ir.weights import view_of
 from sparseforge.passes import pipelines
 from sparseforge.passes.analysis.analyse import StructureAnalysisPass, facts_of
 from sparseforge.passes.decide import (CONSIDERED_STORED_RATIO, MAX_STORED_FRACTION, SMALL_LAYER_CSR_DENSITY,
-                                      SMALL_LAYER_SECONDS, candidate, is_small_layer, why_not)
+                                      SMALL_LAYER_SECONDS, candidate, is_small_layer, small_layer_rule, why_not)
 from sparseforge.passes.infra import Pipeline
 from sparseforge.passes.rewrites.structured_cost import Product
 
@@ -175,9 +175,7 @@ def explain(source: Any, layer: str, *, target: str = "x86", threads: int | None
                 r["verdict"] += " (best)"
     if small and reason is None and any(r["kernel"] == "csr" and r["predicted_s"] is not None for r in options):
         chosen = "csr" if density <= SMALL_LAYER_CSR_DENSITY else "dense"
-        changes.append(f"the layer takes {dense_s * 1e6:.1f} us dense (under {SMALL_LAYER_SECONDS * 1e6:.0f} us): "
-                       f"decided by density, CSR at most {SMALL_LAYER_CSR_DENSITY} (this weight: {density:.2f}), "
-                       "not by timings")
+        changes.append(f"{small_layer_rule(dense_s)} (this weight: density {density:.2f})")
     if reason is None and dense_s is not None and m:
         d = _crossover(cost_model, forms.option_for("csr"), m, n, k, dense_s, kind)
         if d is None:

@@ -207,11 +207,16 @@ def is_small_layer(cost_model: CostModel, dense_s: float | None) -> bool:
     return getattr(cost_model, "unit", "s") != "relative" and dense_s is not None and dense_s < SMALL_LAYER_SECONDS
 
 
+def small_layer_rule(dense_s: float) -> str:
+    """The reason text of the small-layer rule (shared by the decision and ``explain``)."""
+    return (f"the layer takes {dense_s * 1e6:.1f} us dense (under {SMALL_LAYER_SECONDS * 1e6:.0f} us): decided by "
+            f"density, CSR at most {SMALL_LAYER_CSR_DENSITY}, not by timings, so the same from run to run")
+
+
 def small_layer_decision(name: str, density: float, dense_s: float, t: float, base: dict) -> Decision:
     """The decision of a small layer (:func:`is_small_layer`) whose best option is CSR: by its density alone
     (:data:`SMALL_LAYER_CSR_DENSITY`), never by timings."""
-    rule = (f"the layer takes {dense_s * 1e6:.1f} us dense (under {SMALL_LAYER_SECONDS * 1e6:.0f} us): decided by "
-            f"density, CSR at most {SMALL_LAYER_CSR_DENSITY}, not by timings, so the same from run to run")
+    rule = small_layer_rule(dense_s)
     if density <= SMALL_LAYER_CSR_DENSITY:
         return Decision(name, "csr", f"density {density:.2f}: {rule}", predicted_s=t, dense_s=dense_s, **base)
     return Decision(name, "dense", f"dense: density {density:.2f}; {rule}", predicted_s=t, dense_s=dense_s, **base)
